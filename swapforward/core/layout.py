@@ -1,0 +1,87 @@
+"""View layout: how window-sized views cover a long latent along one axis (the paper's mappings F_i).
+
+A layout is plain data (canvas length, window, view starts, loop flag). Views are read from the canvas with
+`crop` and written back by the merge operators in `merge.py`. With `loop`, the canvas is circular: view
+indices wrap around its end, so the last view overlaps the first and the output joins end to start.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """Window-sized views over a canvas of `length` frames; `starts[i]` is the first frame of view i."""
+
+    length: int
+    window: int
+    starts: tuple[int, ...]
+    loop: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        length: int,
+        window: int,
+        overlap: float | None = None,
+        stride: int | None = None,
+        loop: bool = False,
+    ) -> ViewLayout:
+        """Cover `length` frames with views of `window` frames, `overlap` (rate) or `stride` (frames) apart.
+
+        Without loop: views start every `stride` frames and the last one is aligned to the end, so every
+        frame is covered; a canvas no longer than the window is one view of the canvas's own length.
+        With loop: n = ceil(length / stride) views are spread evenly round the circle (starts round(i*length/n)),
+        so every overlap, the wrap-around one included, is at least window - stride frames wide.
+        """
+        if length < 1 or window < 1:
+            raise ValueError(f"length and window must be >= 1 frame, got {length} and {window}")
+        if (overlap is None) == (stride is None):
+            raise ValueError("give exactly one of overlap and stride")
+        if stride is None:
+            if not 0 < overlap < 1:
+                raise ValueError(f"overlap must be in (0, 1), got {overlap}")
+            stride = max(1, min(window - 1, round(window * (1 - overlap)))) if window > 1 else 1
+        if not 1 <= stride <= window:
+            raise ValueError(f"stride must be in [1, window={window}], got {stride}")
+        if loop:
+            window = min(window, length)
+            stride = min(stride, max(1, window - 1)) if length > 1 else 1
+            n = max(2, math.ceil(length / stride)) if length > 1 else 1
+            starts = tuple(round(i * length / n) for i in range(n))
+            return cls(length=length, window=window, starts=starts, loop=True)
+        if length <= window:
+            return cls(length=length, window=length, starts=(0,), loop=False)
+        n = math.ceil((length - window) / stride) + 1
+        starts = tuple(min(i * stride, length - window) for i in range(n))
+        return cls(length=length, window=window, starts=starts, loop=False)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.starts)
+
+    @cached_property
+    def indices(self) -> torch.Tensor:
+        """(num_views, window) canvas frame of every view frame (wrapped modulo length when looping)."""
+        idx = torch.tensor(self.starts)[:, None] + torch.arange(self.window)[None, :]
+        return idx % self.length if self.loop else idx
+
+    @cached_property
+    def coverage(self) -> torch.Tensor:
+        """(length,) number of views covering each canvas frame; never zero."""
+        return torch.bincount(self.indices.flatten(), minlength=self.length)
+
+    @cached_property
+    def middle(self) -> torch.Tensor:
+        """(num_views, window) bool: view frames no other view covers (the paper's non-overlap region M_i)."""
+        return self.coverage[self.indices] == 1
+
+    def crop(self, canvas: torch.Tensor, axis: int) -> torch.Tensor:
+        """Stack the views of a batch-1 canvas along the batch axis: (1, ..., length, ...) -> (n, ..., window, ...)."""
+        idx = self.indices.to(canvas.device)
+        return torch.cat([canvas.index_select(axis, idx[i]) for i in range(self.num_views)])

@@ -1,0 +1,123 @@
+"""Merge operators: how the denoised views become one canvas again, and the reference-guided swap.
+
+Every merge is the paper's Eq. 4, J = sum_i F_i^-1(W_i * X_i) / sum_i F_i^-1(W_i), with per-view weights W_i
+along the long axis:
+
+- `average_weights`: W_i = 1 (MultiDiffusion, MD);
+- `triangular_weights`: W_i a triangular window (MD*, "enhanced MD with triangular windows");
+- `swap_weights`: W_i binary, the Self-Loop Latent Swap of Eq. 7 with the swap mask of Eq. 9, so each canvas
+  frame is copied, not averaged, from exactly one view.
+
+`reference_swap` is the Reference-Guided Latent Swap of Eq. 10.
+
+Convention (the paper's Eq. 7 and Algorithm 1 disagree on which view the mask selects): we follow Algorithm 1,
+Swap(Left(X^{i+1}), Right(X^i)) = W * Left(X^{i+1}) + (1 - W) * Right(X^i) with W from Eq. 9, so in every
+overlap the first `interval` frames come from the left view, the next `interval` from the right view, and so on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .layout import ViewLayout
+
+
+def swap_mask(length: int, interval: int = 1) -> torch.Tensor:
+    """Eq. 9: v^(i) = 1/2 [1 - (-1)^floor((i-1)/w)], i = 1..length; 0 for the first w frames, 1 for the next w."""
+    i = torch.arange(1, length + 1)
+    return ((i - 1) // interval) % 2
+
+
+def average_weights(layout: ViewLayout) -> torch.Tensor:
+    """MD: every view counts equally wherever it covers the canvas."""
+    return torch.ones(layout.num_views, layout.window)
+
+
+def triangular_weights(layout: ViewLayout) -> torch.Tensor:
+    """MD*: a triangular window peaking at the view's centre, never zero, so every frame keeps a weight.
+
+    Where a single view covers a frame its weight cancels out; it is set to 1 there so that such frames are
+    copied exactly (a one-view run reproduces the base model bit for bit).
+    """
+    pos = (torch.arange(layout.window) + 0.5) / layout.window
+    tri = (1 - (2 * pos - 1).abs()).expand(layout.num_views, -1)
+    return torch.where(layout.middle, torch.ones_like(tri), tri)
+
+
+def swap_weights(layout: ViewLayout, interval: int = 1, tail_shift: int = 0) -> torch.Tensor:
+    """Self-Loop Latent Swap (Eq. 7 with Eq. 9): binary weights giving each canvas frame one owning view.
+
+    In an overlap of two views, with j the frame's position in the overlap, the owner is the left view when
+    v^(j+1) of Eq. 9 is 0 and the right view when it is 1. When looping, the last view's overlap with the first
+    (across the canvas end) is swapped the same way. Where more than two views cover a frame (overlap > 0.5),
+    the owner cycles through them in left-to-right order with the same interval.
+
+    `tail_shift` is SaFa+ (appendix 5.1): a view's last `tail_shift` frames are never used where another view
+    covers them, so each overlap's swap region ends `tail_shift` frames early and the rest comes from the right view.
+    """
+    if interval < 1:
+        raise ValueError(f"interval must be >= 1, got {interval}")
+    starts = torch.tensor(layout.starts)[:, None]
+    frames = torch.arange(layout.length)[None, :]
+    offset = frames - starts
+    if layout.loop:
+        offset = offset % layout.length
+    covers = (offset >= 0) & (offset < layout.window)
+    if tail_shift > 0:
+        usable = covers & (offset < layout.window - tail_shift)
+        covers = torch.where(usable.any(0, keepdim=True), usable, covers)
+    big = layout.length + layout.window
+    off = torch.where(covers, offset, torch.full_like(offset, -1))
+    # Rank 0 is the leftmost (earliest started) covering view: the one with the largest offset.
+    rank = (off[None, :, :] > off[:, None, :]).sum(1)
+    count = covers.sum(0)
+    j = torch.where(covers, offset, torch.full_like(offset, big)).min(0).values
+    owner_rank = (j // interval) % count
+    owns = covers & (rank == owner_rank[None, :])
+    return owns.gather(1, layout.indices).float()
+
+
+def merge_views(views: torch.Tensor, layout: ViewLayout, weights: torch.Tensor, axis: int) -> torch.Tensor:
+    """Eq. 4: write the stacked views (n, ..., window, ...) back to a batch-1 canvas as a weighted mean."""
+    axis = axis % views.ndim
+    shape = list(views.shape)
+    shape[0], shape[axis] = 1, layout.length
+    numerator = views.new_zeros(shape)
+    denominator = views.new_zeros(layout.length)
+    idx = layout.indices.to(views.device)
+    w = weights.to(device=views.device, dtype=views.dtype)
+    view_shape = [1] * views.ndim
+    view_shape[axis] = layout.window
+    for i in range(layout.num_views):
+        numerator.index_add_(axis, idx[i], views[i : i + 1] * w[i].view(view_shape))
+        denominator.index_add_(0, idx[i], w[i])
+    canvas_shape = [1] * views.ndim
+    canvas_shape[axis] = layout.length
+    return numerator / denominator.view(canvas_shape)
+
+
+def reference_swap_mask(
+    layout: ViewLayout, ndim: int, axis: int, swap_axis: int, swap_axis_size: int, interval: int = 1
+) -> torch.Tensor:
+    """Where Eq. 10 takes the reference: W_refer of Eq. 9 inside each view's middle (non-overlap) region.
+
+    Along the long axis (`swap_axis == axis`, audio frames) the mask alternates over the middle frames counted
+    from the first middle frame; along another axis (image rows) it alternates over that axis, for whole rows
+    of the middle region. Returns a bool tensor broadcastable to the stacked views (n, ...).
+    """
+    axis, swap_axis = axis % ndim, swap_axis % ndim
+    middle = layout.middle
+    shape = [layout.num_views] + [1] * (ndim - 1)
+    shape[axis] = layout.window
+    if swap_axis == axis:
+        rank = middle.long().cumsum(1) - 1
+        return (middle & (((rank // interval) % 2) == 1)).view(shape)
+    alt_shape = [1] * ndim
+    alt_shape[swap_axis] = swap_axis_size
+    alt = swap_mask(swap_axis_size, interval).bool().view(alt_shape)
+    return middle.view(shape) & alt
+
+
+def reference_swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 10: M_i = W_refer * Middle(X^0) + (1 - W_refer) * Middle(X^i), with X^0 the reference view."""
+    return torch.where(mask.to(views.device), reference, views)

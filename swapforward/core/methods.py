@@ -1,0 +1,46 @@
+"""The joint-diffusion methods: which merge operator each uses and whether it follows a reference view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import SwapForwardError
+from .layout import ViewLayout
+from .merge import average_weights, swap_weights, triangular_weights
+
+
+@dataclass(frozen=True)
+class Method:
+    """A joint-diffusion method: a merge operator for overlaps, plus the reference-guided swap or not."""
+
+    name: str
+    merge: str
+    reference: bool
+    summary: str
+
+    def weights(self, layout: ViewLayout, swap_interval: int = 1, tail_shift: int = 0) -> torch.Tensor:
+        if self.merge == "swap":
+            return swap_weights(layout, swap_interval, tail_shift)
+        if self.merge == "triangular":
+            return triangular_weights(layout)
+        return average_weights(layout)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("safa", "swap", True, "SaFa: Self-Loop Latent Swap + Reference-Guided Latent Swap (the paper)"),
+        Method("safa-selfloop", "swap", False, "SaFa*: Self-Loop Latent Swap only, no reference view"),
+        Method("md", "average", False, "MultiDiffusion: average the overlaps"),
+        Method("md-tri", "triangular", False, "MD*: MultiDiffusion with triangular window weights"),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    method = METHODS.get(str(name).lower())
+    if method is None:
+        raise SwapForwardError(f"Unknown method {name!r}; choose one of: {', '.join(METHODS)}.")
+    return method

@@ -1,0 +1,73 @@
+"""The joint denoising loop (Algorithm 1), written over any denoiser callable and any diffusers scheduler.
+
+Per timestep: crop every view from the canvas; evaluate the denoiser on the views (and, during the first
+`guide_steps` steps, on the reference view) in batches of `view_batch_size`; step each trajectory with the
+scheduler; swap the reference into each view's middle region (Eq. 10); merge the views back (Eq. 4 / 7).
+Swaps act on x_{t-1} of each view, after the scheduler step, as in Algorithm 1; the last step is merged too.
+
+Scheduler state: the views are stepped together, as one batch, by one copy of the scheduler, and the reference
+by another. Every diffusers scheduler's `step` is elementwise over the batch, so the history that multistep
+schedulers keep (DPM-Solver++'s model outputs, UniPC's last sample, Euler's step index) holds each view's own
+history in its batch row: the same as one scheduler per view, at the cost of one. The reference gets its own
+copy because it stops being stepped after the guidance steps and must not change the views' batch shape.
+The caller's scheduler is not modified.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .layout import ViewLayout
+from .merge import merge_views, reference_swap
+
+#: (latent views batch, timestep) -> model output for those views, classifier-free guidance already applied.
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def joint_denoise(
+    latents: torch.Tensor,
+    denoiser: Denoiser,
+    scheduler: Any,
+    layout: ViewLayout,
+    *,
+    axis: int,
+    weights: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    reference_mask: torch.Tensor | None = None,
+    guide_steps: int = 0,
+    view_batch_size: int | None = None,
+    step_kwargs: dict | None = None,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Denoise a batch-1 canvas `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
+
+    `scheduler` must have had `set_timesteps` called. `reference` is the reference view's x_T (batch 1,
+    window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps`
+    timesteps. `callback(step_index, t, canvas)` is called after every step.
+    """
+    step_kwargs = step_kwargs or {}
+    view_scheduler = copy.deepcopy(scheduler)
+    ref_scheduler = copy.deepcopy(scheduler) if reference is not None and guide_steps > 0 else None
+    n = layout.num_views
+    canvas, ref = latents, reference
+    for k, t in enumerate(view_scheduler.timesteps):
+        views = layout.crop(canvas, axis)
+        guided = ref_scheduler is not None and k < guide_steps
+        model_in = [view_scheduler.scale_model_input(views, t)]
+        if guided:
+            model_in.append(ref_scheduler.scale_model_input(ref, t))
+        batch = torch.cat(model_in)
+        chunk = view_batch_size or batch.shape[0]
+        out = torch.cat([denoiser(part, t) for part in batch.split(chunk)])
+        views = view_scheduler.step(out[:n], t, views, **step_kwargs).prev_sample
+        if guided:
+            ref = ref_scheduler.step(out[n:], t, ref, **step_kwargs).prev_sample
+            views = reference_swap(views, ref, reference_mask)
+        canvas = merge_views(views, layout, weights, axis)
+        if callback is not None:
+            callback(k, t, canvas)
+    return canvas

@@ -1,0 +1,271 @@
+"""The model-agnostic core: view layout, merge operators (Eq. 4, 7, 9, 10) and the joint loop."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+from swapforward.core import (
+    decode_tiled,
+    ViewLayout,
+    average_weights,
+    joint_denoise,
+    merge_views,
+    reference_swap,
+    reference_swap_mask,
+    swap_mask,
+    swap_weights,
+    triangular_weights,
+)
+
+
+def owners(layout, weights):
+    """Canvas frame -> list of views with non-zero weight there."""
+    result = [[] for _ in range(layout.length)]
+    for i in range(layout.num_views):
+        for o, p in enumerate(layout.indices[i].tolist()):
+            if weights[i, o] > 0:
+                result[p].append(i)
+    return result
+
+
+# --- layout -------------------------------------------------------------------------------------------------
+
+
+def test_layout_covers_every_frame_and_aligns_last_view_to_end():
+    layout = ViewLayout.build(100, 32, overlap=0.2)
+    assert layout.starts == (0, 26, 52, 68)
+    assert layout.indices[-1, -1].item() == 99
+    assert (layout.coverage >= 1).all()
+
+
+def test_layout_stride_and_overlap_agree():
+    assert ViewLayout.build(100, 32, stride=26).starts == ViewLayout.build(100, 32, overlap=0.2).starts
+
+
+def test_layout_shorter_than_window_is_one_view_of_that_length():
+    layout = ViewLayout.build(20, 32, overlap=0.2)
+    assert layout.starts == (0,) and layout.window == 20
+
+
+def test_loop_layout_wraps_last_view_onto_first():
+    layout = ViewLayout.build(75, 32, overlap=0.2, loop=True)
+    assert layout.starts == (0, 25, 50)
+    last = layout.indices[-1].tolist()
+    assert last[:25] == list(range(50, 75)) and last[25:] == list(range(0, 7))
+    assert (layout.coverage[:7] == 2).all() and (layout.coverage[7:25] == 1).all()
+
+
+def test_layout_middle_is_the_frames_only_one_view_covers():
+    layout = ViewLayout.build(84, 32, stride=26)
+    assert layout.middle[0].tolist() == [True] * 26 + [False] * 6
+    assert layout.middle[1].tolist() == [False] * 6 + [True] * 20 + [False] * 6
+
+
+@pytest.mark.parametrize("kwargs", [dict(overlap=0.0), dict(overlap=1.0), dict(stride=40), dict()])
+def test_layout_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        ViewLayout.build(100, 32, **kwargs)
+
+
+# --- Eq. 9 and the Self-Loop swap ------------------------------------------------------------------------------
+
+
+def test_swap_mask_is_eq9():
+    assert swap_mask(6, 1).tolist() == [0, 1, 0, 1, 0, 1]
+    assert swap_mask(7, 2).tolist() == [0, 0, 1, 1, 0, 0, 1]
+    assert swap_mask(7, 3).tolist() == [0, 0, 0, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize("interval", [1, 2, 3])
+def test_self_loop_swap_alternates_overlap_frames_with_interval(interval):
+    layout = ViewLayout.build(84, 32, stride=26)  # overlaps [26, 32) and [52, 58)
+    weights = swap_weights(layout, interval)
+    own = owners(layout, weights)
+    assert all(len(o) == 1 for o in own), "every canvas frame has exactly one owning view"
+    for left, start in ((0, 26), (1, 52)):
+        expected = [left + int(v) for v in swap_mask(6, interval)]
+        assert [own[p][0] for p in range(start, start + 6)] == expected
+    assert own[10] == [0] and own[40] == [1] and own[70] == [2]
+
+
+def test_self_loop_swap_joins_last_and_first_views_when_looping():
+    layout = ViewLayout.build(75, 32, overlap=0.2, loop=True)
+    own = owners(layout, swap_weights(layout, 1))
+    assert [own[p][0] for p in range(7)] == [2, 0, 2, 0, 2, 0, 2]
+    assert [own[p][0] for p in range(25, 32)] == [0, 1, 0, 1, 0, 1, 0]
+
+
+def test_tail_shift_gives_each_overlaps_last_frames_to_the_right_view():
+    layout = ViewLayout.build(84, 32, stride=26)
+    own = owners(layout, swap_weights(layout, 1, tail_shift=2))
+    assert [own[p][0] for p in range(26, 32)] == [0, 1, 0, 1, 1, 1]
+
+
+def test_swap_with_three_covering_views_cycles_through_them():
+    layout = ViewLayout.build(48, 32, stride=8)
+    own = owners(layout, swap_weights(layout, 1))
+    assert all(len(o) == 1 for o in own)
+    assert [own[p][0] for p in range(16, 24)] == [0, 1, 2, 0, 1, 2, 0, 1]
+
+
+# --- merges (Eq. 4) --------------------------------------------------------------------------------------------
+
+
+def test_average_merge_matches_hand_computed_mean():
+    layout = ViewLayout.build(10, 6, stride=4)  # views [0, 6) and [4, 10)
+    views = torch.stack([torch.full((1, 6, 2), 1.0), torch.full((1, 6, 2), 3.0)])
+    canvas = merge_views(views, layout, average_weights(layout), axis=2)
+    assert canvas[0, 0, :, 0].tolist() == [1, 1, 1, 1, 2, 2, 3, 3, 3, 3]
+
+
+def test_swap_merge_copies_values_exactly():
+    layout = ViewLayout.build(84, 32, stride=26)
+    views = torch.randn(layout.num_views, 4, 32, 3)
+    weights = swap_weights(layout)
+    canvas = merge_views(views, layout, weights, axis=2)
+    for p, (v,) in enumerate(owners(layout, weights)):
+        o = layout.indices[v].tolist().index(p)
+        assert torch.equal(canvas[0, :, p], views[v, :, o])
+
+
+def test_triangular_merge_weights_views_by_distance_from_their_centre():
+    layout = ViewLayout.build(10, 6, stride=4)
+    views = torch.stack([torch.zeros(1, 6, 1), torch.ones(1, 6, 1)])
+    canvas = merge_views(views, layout, triangular_weights(layout), axis=2)[0, 0, :, 0]
+    assert canvas[:4].tolist() == [0, 0, 0, 0] and canvas[6:].tolist() == [1, 1, 1, 1]
+    # frame 4: left view offset 4 (tri 3/12), right view offset 0 (tri 1/12) -> 1/4; frame 5 mirrors it
+    assert canvas[4].item() == pytest.approx(0.25) and canvas[5].item() == pytest.approx(0.75)
+
+
+def test_merge_along_last_axis_for_image_latents():
+    layout = ViewLayout.build(20, 8, stride=6, loop=True)
+    canvas = torch.randn(1, 4, 5, 20)
+    views = layout.crop(canvas, axis=-1)
+    assert views.shape == (layout.num_views, 4, 5, 8)
+    for weights in (average_weights(layout), swap_weights(layout), triangular_weights(layout)):
+        assert torch.allclose(merge_views(views, layout, weights, axis=-1), canvas)
+
+
+# --- Eq. 10 ----------------------------------------------------------------------------------------------------
+
+
+def test_reference_mask_alternates_inside_the_middle_region_only():
+    layout = ViewLayout.build(84, 32, stride=26)
+    mask = reference_swap_mask(layout, ndim=4, axis=2, swap_axis=2, swap_axis_size=32)[:, 0, :, 0]
+    assert mask[0].tolist() == [False, True] * 13 + [False] * 6
+    assert mask[1].tolist() == [False] * 6 + [False, True] * 10 + [False] * 6
+    ref = torch.full((1, 1, 32, 2), 7.0)
+    views = torch.zeros(3, 1, 32, 2)
+    swapped = reference_swap(views, ref, mask[:, None, :, None])
+    assert swapped[1, 0, :, 0].tolist() == [7.0 if m else 0.0 for m in mask[1].tolist()]
+
+
+def test_reference_mask_swaps_whole_rows_for_images():
+    layout = ViewLayout.build(84, 32, stride=26)
+    mask = reference_swap_mask(layout, ndim=4, axis=3, swap_axis=2, swap_axis_size=4, interval=1)
+    assert mask.shape == (3, 1, 4, 32)
+    assert mask[0, 0, :, 0].tolist() == [False, True, False, True]
+    assert not mask[0, 0, :, 26:].any()
+
+
+# --- the joint loop ---------------------------------------------------------------------------------------------
+
+
+def toy_denoiser(calls):
+    def denoise(x, t):
+        calls.append(x.shape[0])
+        return 0.1 * x + 0.01 * torch.sin(x * 3.0)
+
+    return denoise
+
+
+def make_scheduler(steps=10):
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def run_loop(guide_steps, calls, view_batch_size=None, reference=True):
+    torch.manual_seed(0)
+    layout = ViewLayout.build(84, 32, stride=26)
+    canvas, ref = torch.randn(1, 2, 84, 3), torch.randn(1, 2, 32, 3)
+    mask = reference_swap_mask(layout, 4, 2, 2, 32)
+    return joint_denoise(
+        canvas,
+        toy_denoiser(calls),
+        make_scheduler(),
+        layout,
+        axis=2,
+        weights=swap_weights(layout),
+        reference=ref if reference else None,
+        reference_mask=mask,
+        guide_steps=guide_steps,
+        view_batch_size=view_batch_size,
+    )
+
+
+def test_reference_is_followed_only_during_the_guide_steps():
+    calls = []
+    run_loop(guide_steps=3, calls=calls)
+    assert calls == [4, 4, 4] + [3] * 7
+
+
+def test_without_guide_steps_safa_is_safa_star():
+    a, b = [], []
+    assert torch.equal(run_loop(0, a), run_loop(0, b, reference=False))
+    assert not torch.equal(run_loop(3, []), run_loop(0, []))
+
+
+def test_view_batch_size_bounds_each_model_call():
+    calls = []
+    out = run_loop(guide_steps=3, calls=calls, view_batch_size=2)
+    assert max(calls) == 2 and len(calls) == 3 * 2 + 7 * 2
+    assert torch.allclose(out, run_loop(3, []), atol=1e-6)
+
+
+def test_joint_loop_leaves_the_callers_scheduler_untouched():
+    scheduler = DPMSolverMultistepScheduler()
+    scheduler.set_timesteps(10)
+    layout = ViewLayout.build(40, 32, stride=26)
+    joint_denoise(torch.randn(1, 1, 40, 2), toy_denoiser([]), scheduler, layout, axis=2, weights=swap_weights(layout))
+    assert scheduler.step_index is None and all(m is None for m in scheduler.model_outputs)
+
+
+# --- tiled decoding ----------------------------------------------------------------------------------------------
+
+
+def conv_decoder():
+    """A local decoder (3-tap convolution, then x4 nearest upsampling) whose exact circular output is known."""
+    kernel = torch.tensor([[[0.25, 0.5, 0.25]]])
+
+    def decode(x):
+        return torch.nn.functional.conv1d(x, kernel, padding=1).repeat_interleave(4, dim=-1)
+
+    def circular(x):
+        padded = torch.cat([x[..., -1:], x, x[..., :1]], dim=-1)
+        return torch.nn.functional.conv1d(padded, kernel).repeat_interleave(4, dim=-1)
+
+    return decode, circular
+
+
+def test_tiled_decoding_of_one_tile_is_a_single_plain_call():
+    decode, _ = conv_decoder()
+    x = torch.randn(1, 1, 16)
+    assert torch.equal(decode_tiled(x, decode, axis=-1, out_axis=-1, factor=4, tile=16, overlap=4), decode(x))
+
+
+def test_tiled_decoding_matches_whole_decoding_away_from_the_ends():
+    decode, _ = conv_decoder()
+    x = torch.randn(1, 1, 100)
+    tiled = decode_tiled(x, decode, axis=-1, out_axis=-1, factor=4, tile=16, overlap=4)
+    assert tiled.shape == (1, 1, 400)
+    assert torch.allclose(tiled, decode(x), atol=1e-6)
+
+
+def test_looped_tiled_decoding_is_circular():
+    decode, circular = conv_decoder()
+    x = torch.randn(1, 1, 100)
+    tiled = decode_tiled(x, decode, axis=-1, out_axis=-1, factor=4, tile=16, overlap=4, loop=True)
+    assert torch.allclose(tiled, circular(x), atol=1e-6)
+    rolled = decode_tiled(x.roll(37, -1), decode, axis=-1, out_axis=-1, factor=4, tile=16, overlap=4, loop=True)
+    assert torch.allclose(rolled, tiled.roll(37 * 4, -1), atol=1e-6)
