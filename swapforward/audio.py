@@ -1,0 +1,347 @@
+"""`LongAudioPipeline`: long, optionally looping audio from AudioLDM / AudioLDM2 with SaFa or MultiDiffusion."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from tqdm.auto import tqdm
+
+from .core.layout import ViewLayout
+from .core.merge import reference_swap_mask
+from .core.methods import Method, get_method
+from .core.sampler import joint_denoise
+from .errors import SwapForwardError
+from .files import save_spectrogram, write_audio
+from .models import AUDIO_ADAPTERS, audio_adapter_for, load_pipeline
+from .models.base import AudioAdapter
+from .runtime import available_memory_bytes, resolve_device, resolve_dtype
+
+
+@dataclass
+class LongAudioOutput:
+    """What a generation returns: the waveform and everything needed to inspect or reuse it."""
+
+    audio: np.ndarray
+    """float32 waveform, (channels, samples)."""
+    sample_rate: int
+    latents: torch.Tensor
+    """Final long latent x_0, batch 1."""
+    mel_spectrogram: np.ndarray
+    """Decoded mel spectrogram, (frames, bins), covering the returned audio."""
+    layout: ViewLayout
+    method: str
+    model_calls: int
+    frame_seconds: float
+    """Seconds per latent frame (view boundaries in seconds are layout frames times this)."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.audio.shape[-1] / self.sample_rate
+
+    def overlap_spans(self) -> list[tuple[float, float]]:
+        """(start, end) in seconds of every run of frames that more than one view covers."""
+        covered = (self.layout.coverage > 1).int().tolist()
+        edges = np.flatnonzero(np.diff([0] + covered + [0]))
+        return [(lo * self.frame_seconds, min(hi * self.frame_seconds, self.seconds)) for lo, hi in zip(edges[::2], edges[1::2])]
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the audio as WAV or FLAC (by extension), atomically."""
+        return str(write_audio(path, self.audio, self.sample_rate))
+
+    def save_spectrogram(self, path: str | os.PathLike, title: str = "") -> str:
+        """Write a PNG of the mel spectrogram with view starts and overlaps marked."""
+        starts = [s * self.frame_seconds for s in self.layout.starts]
+        return str(save_spectrogram(path, self.mel_spectrogram, self.seconds, starts, self.overlap_spans(), title))
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SwapForwardError(f"{name} must be a number, got {value!r}.") from None
+    if isinstance(value, bool) or math.isnan(number):
+        raise SwapForwardError(f"{name} must be a number, got {value!r}.")
+    return number
+
+
+def _whole(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SwapForwardError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+#: Host memory per output sample at the end of a run: the waveform, its cross-fade buffers, the spectrogram
+#: (fewer values than samples) and their copies, at 4 bytes each.
+_BYTES_PER_SAMPLE = 32
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    """A checked, normalised generation request (everything but the model and the noise)."""
+
+    prompt: str
+    seconds: float
+    window_seconds: float | None
+    method: Method
+    overlap: float
+    r_guide: float
+    swap_interval: int
+    tail_shift: int
+    steps: int
+    guidance_scale: float
+    view_batch_size: int | None
+    seed: int | None
+
+
+def check_audio_request(
+    prompt: Any,
+    audio_length_in_s: Any,
+    window_seconds: Any,
+    method: Any = "safa",
+    overlap: Any = 0.2,
+    r_guide: Any = 0.3,
+    swap_interval: Any = 1,
+    tail_shift: Any = 0,
+    num_inference_steps: Any = 200,
+    guidance_scale: Any = 3.5,
+    view_batch_size: Any = None,
+    seed: Any = None,
+) -> AudioRequest:
+    """Check every argument without a model, so that the CLI refuses bad input before loading one.
+
+    `window_seconds` None stands for the model's default view length.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise SwapForwardError("The prompt is empty; describe the sound to generate.")
+    seconds = _number("audio_length_in_s", audio_length_in_s)
+    if not seconds > 0:
+        raise SwapForwardError(f"audio_length_in_s must be more than 0 seconds, got {audio_length_in_s!r}.")
+    window_s = None if window_seconds is None else _number("window_seconds", window_seconds)
+    if window_s is not None and not 0 < window_s < math.inf:
+        raise SwapForwardError(f"window_seconds must be a finite number of seconds > 0, got {window_seconds!r}.")
+    overlap_rate = _number("overlap", overlap)
+    if not 0 < overlap_rate < 1:
+        raise SwapForwardError(f"overlap must be between 0 and 1 (exclusive), got {overlap!r}.")
+    guide = _number("r_guide", r_guide)
+    if not 0 <= guide <= 1:
+        raise SwapForwardError(f"r_guide must be between 0 and 1, got {r_guide!r}.")
+    guidance = _number("guidance_scale", guidance_scale)
+    if math.isinf(guidance):
+        raise SwapForwardError(f"guidance_scale must be a finite number, got {guidance_scale!r}.")
+    return AudioRequest(
+        prompt=prompt,
+        seconds=seconds,
+        window_seconds=window_s,
+        method=get_method(method),
+        overlap=overlap_rate,
+        r_guide=guide,
+        swap_interval=_whole("swap_interval", swap_interval, 1),
+        tail_shift=_whole("tail_shift", tail_shift, 0),
+        steps=_whole("num_inference_steps", num_inference_steps, 1),
+        guidance_scale=guidance,
+        view_batch_size=None if view_batch_size is None else _whole("view_batch_size", view_batch_size, 1),
+        seed=None if seed is None else _whole("seed", seed, 0),
+    )
+
+
+class LongAudioPipeline:
+    """Long-form text-to-audio by joint diffusion over window-sized views of one long latent.
+
+    Build it with `from_pretrained(model_id)` or `from_pipe(diffusers_pipeline)`, then call it with a prompt.
+    """
+
+    def __init__(self, adapter: AudioAdapter):
+        self.adapter = adapter
+
+    @property
+    def pipe(self) -> Any:
+        """The wrapped diffusers pipeline (its scheduler can be replaced as in diffusers)."""
+        return self.adapter.pipe
+
+    @property
+    def scheduler(self) -> Any:
+        return self.adapter.pipe.scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: Any) -> None:
+        self.adapter.pipe.scheduler = scheduler
+
+    @classmethod
+    def from_pipe(cls, pipe: Any) -> LongAudioPipeline:
+        """Wrap an already loaded `AudioLDMPipeline` or `AudioLDM2Pipeline` (shares its modules)."""
+        return cls(audio_adapter_for(pipe))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str,
+        device: str | torch.device | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        **kwargs: Any,
+    ) -> LongAudioPipeline:
+        """Load by hub id (e.g. cvssp/audioldm-s-full-v2) or local folder; device and dtype default to CUDA + fp16."""
+        device = resolve_device(device)
+        dtype = resolve_dtype(torch_dtype, device)
+        pipe = load_pipeline(model_id, AUDIO_ADAPTERS, torch_dtype=dtype, **kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        return cls.from_pipe(pipe.to(device))
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> LongAudioPipeline:
+        self.adapter.pipe.to(device, dtype) if dtype is not None else self.adapter.pipe.to(device)
+        return self
+
+    def frames_for(self, seconds: float, loop: bool) -> tuple[int, int]:
+        """(latent frames, output samples) for `seconds` of audio; a loop's period is whole latent frames."""
+        sr, per_frame = self.adapter.sample_rate, self.adapter.frame_samples
+        samples = max(1, round(seconds * sr))
+        if loop:
+            frames = max(1, round(samples / per_frame))
+            return frames, frames * per_frame
+        return math.ceil(samples / per_frame), samples
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str,
+        audio_length_in_s: float = 24.0,
+        window_seconds: float | None = None,
+        method: str = "safa",
+        loop: bool = False,
+        num_inference_steps: int = 200,
+        guidance_scale: float = 3.5,
+        negative_prompt: str | None = None,
+        overlap: float = 0.2,
+        r_guide: float = 0.3,
+        swap_interval: int = 1,
+        tail_shift: int = 0,
+        view_batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        latents: torch.Tensor | None = None,
+        eta: float = 0.0,
+        callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+        progress_bar: bool = True,
+    ) -> LongAudioOutput:
+        """Generate `audio_length_in_s` seconds for `prompt`.
+
+        Views are `window_seconds` long (default: the model's training length, 10.24 s for AudioLDM/AudioLDM2),
+        `overlap` (rate) apart. `method` is safa, safa-selfloop, md or md-tri. With `loop` the output is circular:
+        its end continues into its start (the length is rounded to whole latent frames, 40 ms for AudioLDM).
+        A length shorter than one window is generated as a single view of that length (the plain model).
+        `r_guide` is the fraction of the steps with reference guidance (SaFa only), `swap_interval` the w of
+        Eq. 9, `tail_shift` SaFa+'s shift of each overlap's tail (latent frames). `seed` or `generator` fix the
+        noise; `latents` replaces the initial canvas noise.
+        """
+        adapter = self.adapter
+        req = check_audio_request(
+            prompt,
+            audio_length_in_s,
+            adapter.trained_window_seconds if window_seconds is None else window_seconds,
+            method,
+            overlap,
+            r_guide,
+            swap_interval,
+            tail_shift,
+            num_inference_steps,
+            guidance_scale,
+            view_batch_size,
+            seed,
+        )
+        if req.seed is not None:
+            if generator is not None:
+                raise SwapForwardError("Give either seed or generator, not both.")
+            generator = torch.Generator("cpu").manual_seed(req.seed)
+        per_second = _BYTES_PER_SAMPLE * adapter.sample_rate
+        available = available_memory_bytes()
+        if req.seconds * per_second > 0.8 * available:
+            raise SwapForwardError(
+                f"audio_length_in_s={audio_length_in_s!r} needs about {req.seconds * per_second / 2**30:.1f} GiB of "
+                f"memory and {available / 2**30:.1f} GiB is free; ask for at most {int(0.8 * available / per_second)} s."
+            )
+        frames, samples = self.frames_for(req.seconds, loop)
+        window = self.frames_for(req.window_seconds, False)[0]
+        if req.tail_shift >= window:
+            raise SwapForwardError(f"tail_shift must be smaller than the window ({window} frames), got {req.tail_shift}.")
+        layout = ViewLayout.build(frames, window, overlap=req.overlap, loop=loop)
+        shape = adapter.latent_shape(frames)
+        if latents is not None and tuple(latents.shape) != tuple(shape):
+            raise SwapForwardError(
+                f"latents must have shape {tuple(shape)} for {req.seconds:g} s, got {tuple(latents.shape)}."
+            )
+
+        device, dtype = adapter.device, adapter.dtype
+        cond = adapter.encode_prompt(req.prompt, negative_prompt, req.guidance_scale > 1.0)
+        scheduler = copy.deepcopy(adapter.scheduler)
+        scheduler.set_timesteps(req.steps, device=device)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        canvas = latents.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+
+        # Reference guidance needs views to make consistent: a single view is the plain model.
+        guide_steps = 0
+        if req.method.reference and layout.num_views > 1:
+            guide_steps = round(req.r_guide * len(scheduler.timesteps))
+        reference = mask = None
+        if guide_steps > 0:
+            reference = randn_tensor(adapter.latent_shape(layout.window), generator=generator, device=device, dtype=dtype)
+            reference = reference * scheduler.init_noise_sigma
+            axis = adapter.long_axis
+            mask = reference_swap_mask(layout, len(shape), axis, axis, shape[axis], req.swap_interval)
+
+        calls = 0
+
+        def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            nonlocal calls
+            calls += 1
+            return adapter.denoise(x, t, cond, req.guidance_scale)
+
+        bar = tqdm(
+            total=len(scheduler.timesteps),
+            desc=f"{req.method.name}, {layout.num_views} views",
+            unit="step",
+            disable=not progress_bar,
+        )
+
+        def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> None:
+            bar.update(1)
+            if callback is not None:
+                callback(k, t, x)
+
+        with bar:
+            canvas = joint_denoise(
+                canvas,
+                denoiser,
+                scheduler,
+                layout,
+                axis=adapter.long_axis,
+                weights=req.method.weights(layout, req.swap_interval, req.tail_shift),
+                reference=reference,
+                reference_mask=mask,
+                guide_steps=guide_steps,
+                view_batch_size=req.view_batch_size,
+                step_kwargs=self.pipe.prepare_extra_step_kwargs(generator, eta),
+                callback=on_step,
+            )
+        audio, mel = adapter.decode(canvas, window=window, loop=loop)
+        mel = mel[: math.ceil(samples * mel.shape[0] / audio.shape[-1])]
+        audio = audio[:, :samples]
+        return LongAudioOutput(
+            audio=np.ascontiguousarray(audio, dtype=np.float32),
+            sample_rate=adapter.sample_rate,
+            latents=canvas,
+            mel_spectrogram=mel,
+            layout=layout,
+            method=req.method.name,
+            model_calls=calls,
+            frame_seconds=adapter.frame_samples / adapter.sample_rate,
+            info={"guide_steps": guide_steps, "steps": len(scheduler.timesteps), "requested_seconds": req.seconds},
+        )

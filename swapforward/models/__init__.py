@@ -1,0 +1,114 @@
+"""Model adapters and loading by hub id, local folder or an already loaded diffusers pipeline."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+from urllib.parse import urlparse
+
+from ..errors import SwapForwardError
+from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
+from .base import AudioAdapter
+
+#: diffusers pipeline class name -> adapter class.
+AUDIO_ADAPTERS: dict[str, type[AudioAdapter]] = {
+    "AudioLDMPipeline": AudioLDMAdapter,
+    "AudioLDM2Pipeline": AudioLDM2Adapter,
+}
+
+#: Checkpoints known to work, for messages and docs.
+KNOWN_AUDIO_MODELS = (
+    "cvssp/audioldm-s-full-v2",
+    "cvssp/audioldm-m-full",
+    "cvssp/audioldm-l-full",
+    "cvssp/audioldm2",
+    "cvssp/audioldm2-music",
+    "cvssp/audioldm2-large",
+)
+
+
+def audio_adapter_for(pipe: Any) -> AudioAdapter:
+    """The adapter for a loaded diffusers pipeline, or a one-sentence error naming the supported families."""
+    name = type(pipe).__name__
+    adapter = AUDIO_ADAPTERS.get(name)
+    if adapter is None:
+        raise SwapForwardError(
+            f"{name} is not a supported audio pipeline; supported: {', '.join(AUDIO_ADAPTERS)}."
+        )
+    return adapter(pipe)
+
+
+def _looks_like_path(model_id: str) -> bool:
+    return model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace("/", "", 1) or (
+        os.path.splitdrive(model_id)[0] != ""
+    )
+
+
+def _load_error(model_id: str, error: Exception) -> SwapForwardError:
+    """Translate the hub's and diffusers' loading errors into one sentence a user can act on."""
+    chain, e = [], error
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    names = {type(x).__name__ for x in chain}
+    text = " ".join(str(x) for x in chain).lower()
+    if "RepositoryNotFoundError" in names or "not a valid model identifier" in text or "404" in text:
+        return SwapForwardError(
+            f"Model {model_id!r} was not found on the Hugging Face hub; check the id "
+            f"(e.g. {KNOWN_AUDIO_MODELS[0]}) or log in with `hf auth login` if it is gated."
+        )
+    if "GatedRepoError" in names or "401" in text or "403" in text:
+        return SwapForwardError(f"Model {model_id!r} is gated; accept its licence on the hub and log in with `hf auth login`.")
+    if "cached" in text or "offline" in text or "connect" in text or "outgoing traffic" in text:
+        return SwapForwardError(
+            f"Model {model_id!r} is not in the local Hugging Face cache and the hub cannot be reached; "
+            f"run `hf download {model_id}` on a machine with network access (the cache is ~/.cache/huggingface, "
+            f"or HF_HOME) or pass the path of a local copy."
+        )
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return SwapForwardError(f"Could not load model {model_id!r}: {first}")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers on its port, so an offline machine fails fast, without retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_pipeline(model_id: str, supported: dict[str, type], **kwargs: Any) -> Any:
+    """Load a diffusers pipeline by hub id or local folder, refusing families without an adapter first.
+
+    A hub id is read from the local cache when the hub cannot be reached.
+    """
+    from diffusers import DiffusionPipeline
+
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise SwapForwardError(f"The model id must be a hub id or a local folder, got {model_id!r}.")
+    if _looks_like_path(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
+        raise SwapForwardError(f"Model folder {model_id!r} does not exist.")
+    path = os.path.expanduser(model_id) if os.path.isdir(os.path.expanduser(model_id)) else model_id
+    if path == model_id and not hub_reachable():
+        kwargs["local_files_only"] = True
+    try:
+        config = DiffusionPipeline.load_config(path, local_files_only=kwargs.get("local_files_only", False))
+    except Exception as error:  # the hub client raises many types; all become one message
+        raise _load_error(model_id, error) from None
+    class_name = config.get("_class_name", "?")
+    if class_name not in supported:
+        raise SwapForwardError(
+            f"Model {model_id!r} is a {class_name}, which this command does not support; "
+            f"supported: {', '.join(supported)}."
+        )
+    try:
+        return DiffusionPipeline.from_pretrained(path, **kwargs)
+    except Exception as error:
+        raise _load_error(model_id, error) from None

@@ -1,0 +1,109 @@
+"""Adapters for diffusers' AudioLDM and AudioLDM2 pipelines (mel-spectrogram latents, U-Net, HiFi-GAN).
+
+The latent is (batch, channels, time frames, mel bins / VAE factor); time (axis -2) is the long axis. One latent
+frame is VAE-factor mel frames of `hop` samples each (40 ms for the released checkpoints).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..core.tiling import decode_tiled
+from .base import AudioAdapter
+
+
+def _rows(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """[negative, positive] conditioning rows -> [negative] * batch + [positive] * batch, like the views' batch."""
+    return t.repeat_interleave(batch, dim=0)
+
+
+class AudioLDMAdapter(AudioAdapter):
+    """AudioLDM: a CLAP text embedding enters the U-Net as its class embedding."""
+
+    @property
+    def vae_factor(self) -> int:
+        return int(self.pipe.vae_scale_factor)
+
+    @property
+    def hop(self) -> int:
+        return int(np.prod(self.pipe.vocoder.config.upsample_rates))
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.pipe.vocoder.config.sampling_rate)
+
+    @property
+    def frame_samples(self) -> int:
+        return self.hop * self.vae_factor
+
+    def latent_shape(self, frames: int) -> tuple[int, ...]:
+        bins = int(self.pipe.vocoder.config.model_in_dim) // self.vae_factor
+        return (1, int(self.pipe.unet.config.in_channels), frames, bins)
+
+    def encode_prompt(self, prompt, negative_prompt, guidance):
+        embeds = self.pipe._encode_prompt(prompt, self.device, 1, guidance, negative_prompt)
+        return {"class_labels": embeds}
+
+    def _unet(self, latents, t, cond, batch):
+        return self.pipe.unet(
+            latents, t, encoder_hidden_states=None, class_labels=_rows(cond["class_labels"], batch)
+        ).sample
+
+    def denoise(self, latents, t, cond, guidance_scale):
+        batch = latents.shape[0]
+        guided = next(iter(cond.values())).shape[0] == 2
+        model_in = torch.cat([latents, latents]) if guided else latents
+        out = self._unet(model_in, t, cond, batch)
+        if guided:
+            uncond, text = out.chunk(2)
+            out = uncond + guidance_scale * (text - uncond)
+        return out
+
+    @torch.no_grad()
+    def decode(self, latents, window, loop):
+        vae, vocoder = self.pipe.vae, self.pipe.vocoder
+        scale = vae.config.scaling_factor
+        mel = decode_tiled(
+            latents,
+            lambda z: vae.decode(1 / scale * z).sample,
+            axis=-2,
+            out_axis=-2,
+            factor=self.vae_factor,
+            tile=window,
+            overlap=max(1, window // 8),
+            loop=loop,
+        )
+        mel = mel[:, 0]
+        mel_window = window * self.vae_factor
+        wave = decode_tiled(
+            mel.to(vocoder.dtype),
+            vocoder,
+            axis=1,
+            out_axis=1,
+            factor=self.hop,
+            tile=mel_window,
+            overlap=max(1, mel_window // 8),
+            loop=loop,
+        )
+        return wave.float().cpu().numpy(), mel[0].float().cpu().numpy()
+
+
+class AudioLDM2Adapter(AudioLDMAdapter):
+    """AudioLDM2: GPT-2-generated CLAP/T5 embeddings and T5 embeddings enter two cross-attention streams."""
+
+    def encode_prompt(self, prompt, negative_prompt, guidance):
+        embeds, mask, generated = self.pipe.encode_prompt(
+            prompt, self.device, 1, guidance, negative_prompt=negative_prompt
+        )
+        return {"prompt_embeds": embeds, "attention_mask": mask, "generated_prompt_embeds": generated}
+
+    def _unet(self, latents, t, cond, batch):
+        return self.pipe.unet(
+            latents,
+            t,
+            encoder_hidden_states=_rows(cond["generated_prompt_embeds"], batch),
+            encoder_hidden_states_1=_rows(cond["prompt_embeds"], batch),
+            encoder_attention_mask_1=_rows(cond["attention_mask"], batch),
+            return_dict=False,
+        )[0]

@@ -1,0 +1,217 @@
+"""Tiny, randomly initialised diffusers pipelines built from configs in code.
+
+They have the real architectures (same classes, same call paths) at a few thousand parameters, so tests
+and CPU benchmarks run the real code end to end without downloading anything. Their sound is noise.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    AudioLDM2Pipeline,
+    AudioLDM2ProjectionModel,
+    AudioLDM2UNet2DConditionModel,
+    AudioLDMPipeline,
+    AutoencoderKL,
+    DDIMScheduler,
+    UNet2DConditionModel,
+)
+from transformers import (
+    ClapConfig,
+    ClapFeatureExtractor,
+    ClapModel,
+    ClapTextConfig,
+    ClapTextModelWithProjection,
+    GPT2Config,
+    GPT2LMHeadModel,
+    RobertaTokenizer,
+    SpeechT5HifiGan,
+    SpeechT5HifiGanConfig,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
+from transformers.models.clap.configuration_clap import ClapAudioConfig
+
+#: Sample rate, mel hop (samples) and VAE factor of the tiny audio models: one latent frame is 2 ms.
+TINY_SAMPLE_RATE = 16000
+TINY_HOP = 16
+TINY_MEL_BINS = 16
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's 256 printable byte symbols: a character-level vocabulary that tokenises any text."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes, n = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            codes.append(256 + n)
+            n += 1
+    return [chr(c) for c in codes]
+
+
+def tiny_roberta_tokenizer() -> RobertaTokenizer:
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    vocab = {tok: i for i, tok in enumerate(specials + _byte_symbols())}
+    return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def tiny_t5_tokenizer() -> T5Tokenizer:
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0)]
+    pieces += [(chr(c), -2.0) for c in range(32, 127)]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=77)
+
+
+def tiny_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(
+        beta_start=0.0015,
+        beta_end=0.0195,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def _tiny_vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=[8, 16],
+        in_channels=1,
+        out_channels=1,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    )
+
+
+def _tiny_vocoder() -> SpeechT5HifiGan:
+    config = SpeechT5HifiGanConfig(
+        model_in_dim=TINY_MEL_BINS,
+        sampling_rate=TINY_SAMPLE_RATE,
+        upsample_initial_channel=16,
+        upsample_rates=[4, 4],
+        upsample_kernel_sizes=[8, 8],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+        normalize_before=False,
+    )
+    return SpeechT5HifiGan(config)
+
+
+def _clap_text_config() -> ClapTextConfig:
+    return ClapTextConfig(
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,
+        hidden_size=16,
+        intermediate_size=24,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        vocab_size=300,
+        projection_dim=16,
+        max_position_embeddings=80,
+    )
+
+
+def tiny_audioldm_pipeline(seed: int = 0) -> AudioLDMPipeline:
+    """An AudioLDM pipeline (CLAP text, U-Net with class embeddings, VAE, HiFi-GAN) with random weights."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=(16, 32),
+        attention_head_dim=4,
+        class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=16,
+        class_embeddings_concat=True,
+    )
+    vae = _tiny_vae()
+    text_encoder = ClapTextModelWithProjection(_clap_text_config())
+    vocoder = _tiny_vocoder()
+    pipe = AudioLDMPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_roberta_tokenizer(),
+        unet=unet,
+        scheduler=tiny_scheduler(),
+        vocoder=vocoder,
+    )
+    return _eval(pipe)
+
+
+def tiny_audioldm2_pipeline(seed: int = 0) -> AudioLDM2Pipeline:
+    """An AudioLDM2 pipeline (CLAP + T5 + GPT-2 conditioning, two-stream U-Net) with random weights."""
+    torch.manual_seed(seed)
+    unet = AudioLDM2UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=([None, 16, 32], [None, 16, 32]),
+        attention_head_dim=4,
+    )
+    vae = _tiny_vae()
+    audio_config = ClapAudioConfig(
+        spec_size=64,
+        window_size=4,
+        num_mel_bins=64,
+        intermediate_size=24,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        num_hidden_layers=2,
+        hidden_size=16,
+        projection_dim=16,
+        patch_size=2,
+        patch_stride=2,
+        patch_embed_input_channels=4,
+    )
+    clap_config = ClapConfig(
+        text_config=_clap_text_config().to_dict(), audio_config=audio_config.to_dict(), projection_dim=16
+    )
+    text_encoder = ClapModel(clap_config)
+    text_encoder_2 = T5EncoderModel(
+        T5Config(vocab_size=100, d_model=32, d_ff=37, d_kv=8, num_heads=2, num_layers=1)
+    )
+    language_model = GPT2LMHeadModel(
+        GPT2Config(
+            n_embd=16, n_head=2, n_layer=1, vocab_size=100, n_ctx=99, n_positions=99, bos_token_id=0, eos_token_id=0
+        )
+    )
+    language_model.config.max_new_tokens = 4
+    projection_model = AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=32, langauge_model_dim=16)
+    pipe = AudioLDM2Pipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        projection_model=projection_model,
+        language_model=language_model,
+        tokenizer=tiny_roberta_tokenizer(),
+        tokenizer_2=tiny_t5_tokenizer(),
+        feature_extractor=ClapFeatureExtractor(),
+        unet=unet,
+        scheduler=tiny_scheduler(),
+        vocoder=_tiny_vocoder(),
+    )
+    return _eval(pipe)
+
+
+def _eval(pipe):
+    """Modules built from configs start in train mode (dropout): put every component in eval mode."""
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

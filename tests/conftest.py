@@ -1,0 +1,36 @@
+import os
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from swapforward.testing import tiny_audioldm2_pipeline, tiny_audioldm_pipeline  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def audioldm():
+    return tiny_audioldm_pipeline()
+
+
+@pytest.fixture(scope="session")
+def audioldm2():
+    return tiny_audioldm2_pipeline()
+
+
+@pytest.fixture(scope="session", params=["audioldm", "audioldm2"])
+def audio_pipe(request):
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, audioldm):
+    """The tiny AudioLDM pipeline saved as a local model folder, as `from_pretrained` and the CLI load it."""
+    path = tmp_path_factory.mktemp("models") / "tiny-audioldm"
+    audioldm.save_pretrained(path)
+    return str(path)

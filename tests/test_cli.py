@@ -1,0 +1,113 @@
+"""The `swapforward` command line on a tiny local model folder, and model loading errors."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from swapforward import SwapForwardError
+from swapforward.cli import app
+from swapforward.models import AUDIO_ADAPTERS, load_pipeline
+
+runner = CliRunner()
+FAST = ["--window-seconds", "0.064", "--steps", "3", "--seed", "0"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_cli_writes_a_playable_wav_and_a_spectrogram_png(tiny_model_dir, tmp_path):
+    out, png = tmp_path / "rain.wav", tmp_path / "rain.png"
+    result = run("audio", "rain on a tin roof", "--model", tiny_model_dir, "--seconds", "0.3", "--out", out,
+                 "--spectrogram", png, *FAST)
+    assert result.exit_code == 0, result.output
+    data, rate = sf.read(out, always_2d=True)
+    assert rate == 16000 and data.shape == (4800, 1) and np.isfinite(data).all()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = result.stdout.strip().splitlines()[-1]
+    assert "0.30 s of safa audio at 16000 Hz from 6 views (+1 reference for 1 of 3 steps)" in summary
+    assert "model calls" in summary and "real-time factor" in summary
+
+
+@pytest.mark.parametrize("method", ["safa-selfloop", "md", "md-tri"])
+def test_cli_methods_loop_and_flac(tiny_model_dir, tmp_path, method):
+    out = tmp_path / "loop.flac"
+    result = run("audio", "birds", "--model", tiny_model_dir, "--seconds", "0.2", "--method", method, "--loop",
+                 "--overlap", "0.25", "--swap-interval", "2", "--view-batch-size", "2", "--scheduler", "dpm",
+                 "--negative-prompt", "noise", "--guidance", "2.5", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    data, rate = sf.read(out)
+    assert len(data) == 3200 and "looping" in result.stdout
+
+
+def test_cli_is_reproducible_with_a_seed(tiny_model_dir, tmp_path):
+    paths = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for path in paths:
+        assert run("audio", "wind", "--model", tiny_model_dir, "--seconds", "0.2", "--out", path, *FAST).exit_code == 0
+    assert np.array_equal(sf.read(paths[0])[0], sf.read(paths[1])[0])
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--seconds", "-5"], "audio_length_in_s must be more than 0 seconds, got -5.0."),
+        (["--seconds", "nan"], "audio_length_in_s must be a number, got nan."),
+        (["--seconds", "1e12"], "needs about"),
+        (["--method", "foo"], "Unknown method 'foo'; choose one of: safa, safa-selfloop, md, md-tri."),
+        (["--overlap", "1"], "overlap must be between 0 and 1 (exclusive), got 1.0."),
+        (["--r-guide", "2"], "r_guide must be between 0 and 1, got 2.0."),
+        (["--swap-interval", "0"], "swap_interval must be a whole number >= 1, got 0."),
+        (["--out", "x.mp3"], "unsupported format '.mp3'; use .wav, .flac."),
+        (["--out", "/no/such/folder/x.wav"], "folder '/no/such/folder' does not exist."),
+        (["--spectrogram", "x.jpg"], "unsupported format '.jpg'; use .png."),
+        (["--model", "./no-such-folder"], "Model folder './no-such-folder' does not exist."),
+        (["--model", "someone/not-cached"], "Model 'someone/not-cached' is not in the local Hugging Face cache"),
+        (["--dtype", "int3"], "Unknown dtype 'int3'"),
+        (["--scheduler", "magic"], "Unknown scheduler 'magic'"),
+    ],
+)
+def test_cli_bad_input_is_one_line_without_traceback_or_file(tiny_model_dir, tmp_path, args, message):
+    out = tmp_path / "out.wav"
+    base = ["audio", "rain", "--model", tiny_model_dir, "--seconds", "0.2", "--out", str(out), *FAST]
+    result = run(*base, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_cli_empty_prompt(tmp_path):
+    result = run("audio", "  ", "--out", tmp_path / "x.wav")
+    assert result.exit_code == 2 and "The prompt is empty" in result.stderr
+
+
+def test_cli_leaves_no_partial_file_when_interrupted(tiny_model_dir, tmp_path, monkeypatch):
+    import swapforward.audio
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(swapforward.audio, "joint_denoise", interrupt)
+    result = run("audio", "rain", "--model", tiny_model_dir, "--seconds", "0.2", "--out", tmp_path / "x.wav", *FAST)
+    assert result.exit_code == 130 and os.listdir(tmp_path) == []
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "swapforward.cli", "methods"], capture_output=True, text=True)
+    assert result.returncode == 0 and "safa-selfloop" in result.stdout
+
+
+def test_loading_a_family_without_adapter_is_refused(tmp_path):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8), norm_num_groups=4,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "ddpm")
+    with pytest.raises(SwapForwardError, match="is a DDPMPipeline, which this command does not support; supported: "
+                                               "AudioLDMPipeline, AudioLDM2Pipeline."):
+        load_pipeline(str(tmp_path / "ddpm"), AUDIO_ADAPTERS)
