@@ -111,3 +111,27 @@ def test_loading_a_family_without_adapter_is_refused(tmp_path):
     with pytest.raises(SwapForwardError, match="is a DDPMPipeline, which this command does not support; supported: "
                                                "AudioLDMPipeline, AudioLDM2Pipeline."):
         load_pipeline(str(tmp_path / "ddpm"), AUDIO_ADAPTERS)
+
+
+def test_an_output_path_that_is_a_folder_is_refused(tmp_path):
+    result = run("audio", "rain", "--out", tmp_path)
+    assert result.exit_code == 2 and f"Cannot write '{tmp_path}': unsupported format" in result.stderr
+    (tmp_path / "taken.wav").mkdir()
+    result = run("audio", "rain", "--out", tmp_path / "taken.wav")
+    assert result.exit_code == 2 and "it is a folder; give a file name ending in .wav." in result.stderr
+
+
+def test_hub_errors_become_one_sentence():
+    from swapforward.models import _load_error
+
+    class RepositoryNotFoundError(OSError):  # the hub client's class name is what the translation looks for
+        pass
+
+    try:
+        try:
+            raise RepositoryNotFoundError("Repository Not Found for url")
+        except RepositoryNotFoundError as cause:
+            raise OSError("cvssp/nope is not a local folder") from cause
+    except OSError as error:
+        message = str(_load_error("cvssp/nope", error))
+    assert message.startswith("Model 'cvssp/nope' was not found on the Hugging Face hub; check the id")
