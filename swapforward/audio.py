@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from collections.abc import Callable
@@ -11,16 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers.utils.torch_utils import randn_tensor
-from tqdm.auto import tqdm
 
 from .core.layout import ViewLayout
-from .core.merge import reference_swap_mask
-from .core.methods import Method, get_method
-from .core.sampler import joint_denoise
 from .errors import SwapForwardError
 from .files import save_spectrogram, write_audio
 from .models import AUDIO_ADAPTERS, audio_adapter_for, load_pipeline
+from .joint import JointOptions, check_joint_options, number, run_joint, seeded
 from .models.base import AudioAdapter
 from .runtime import available_memory_bytes, resolve_device, resolve_dtype
 
@@ -63,22 +58,6 @@ class LongAudioOutput:
         return str(save_spectrogram(path, self.mel_spectrogram, self.seconds, starts, self.overlap_spans(), title))
 
 
-def _number(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SwapForwardError(f"{name} must be a number, got {value!r}.") from None
-    if isinstance(value, bool) or math.isnan(number):
-        raise SwapForwardError(f"{name} must be a number, got {value!r}.")
-    return number
-
-
-def _whole(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SwapForwardError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 #: Host memory per output sample at the end of a run: the waveform, its cross-fade buffers, the spectrogram
 #: (fewer values than samples) and their copies, at 4 bytes each.
 _BYTES_PER_SAMPLE = 32
@@ -86,26 +65,18 @@ _BYTES_PER_SAMPLE = 32
 
 @dataclass(frozen=True)
 class AudioRequest:
-    """A checked, normalised generation request (everything but the model and the noise)."""
+    """A checked audio request: the prompt, the lengths and the joint-diffusion options."""
 
     prompt: str
     seconds: float
     window_seconds: float | None
-    method: Method
-    overlap: float
-    r_guide: float
-    swap_interval: int
-    tail_shift: int
-    steps: int
-    guidance_scale: float
-    view_batch_size: int | None
-    seed: int | None
+    options: JointOptions
 
 
 def check_audio_request(
     prompt: Any,
     audio_length_in_s: Any,
-    window_seconds: Any,
+    window_seconds: Any = None,
     method: Any = "safa",
     overlap: Any = 0.2,
     r_guide: Any = 0.3,
@@ -122,35 +93,16 @@ def check_audio_request(
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise SwapForwardError("The prompt is empty; describe the sound to generate.")
-    seconds = _number("audio_length_in_s", audio_length_in_s)
+    seconds = number("audio_length_in_s", audio_length_in_s)
     if not seconds > 0:
         raise SwapForwardError(f"audio_length_in_s must be more than 0 seconds, got {audio_length_in_s!r}.")
-    window_s = None if window_seconds is None else _number("window_seconds", window_seconds)
+    window_s = None if window_seconds is None else number("window_seconds", window_seconds)
     if window_s is not None and not 0 < window_s < math.inf:
         raise SwapForwardError(f"window_seconds must be a finite number of seconds > 0, got {window_seconds!r}.")
-    overlap_rate = _number("overlap", overlap)
-    if not 0 < overlap_rate < 1:
-        raise SwapForwardError(f"overlap must be between 0 and 1 (exclusive), got {overlap!r}.")
-    guide = _number("r_guide", r_guide)
-    if not 0 <= guide <= 1:
-        raise SwapForwardError(f"r_guide must be between 0 and 1, got {r_guide!r}.")
-    guidance = _number("guidance_scale", guidance_scale)
-    if math.isinf(guidance):
-        raise SwapForwardError(f"guidance_scale must be a finite number, got {guidance_scale!r}.")
-    return AudioRequest(
-        prompt=prompt,
-        seconds=seconds,
-        window_seconds=window_s,
-        method=get_method(method),
-        overlap=overlap_rate,
-        r_guide=guide,
-        swap_interval=_whole("swap_interval", swap_interval, 1),
-        tail_shift=_whole("tail_shift", tail_shift, 0),
-        steps=_whole("num_inference_steps", num_inference_steps, 1),
-        guidance_scale=guidance,
-        view_batch_size=None if view_batch_size is None else _whole("view_batch_size", view_batch_size, 1),
-        seed=None if seed is None else _whole("seed", seed, 0),
+    options = check_joint_options(
+        method, overlap, r_guide, swap_interval, tail_shift, num_inference_steps, guidance_scale, view_batch_size, seed
     )
+    return AudioRequest(prompt=prompt, seconds=seconds, window_seconds=window_s, options=options)
 
 
 class LongAudioPipeline:
@@ -243,23 +195,10 @@ class LongAudioPipeline:
         """
         adapter = self.adapter
         req = check_audio_request(
-            prompt,
-            audio_length_in_s,
-            adapter.trained_window_seconds if window_seconds is None else window_seconds,
-            method,
-            overlap,
-            r_guide,
-            swap_interval,
-            tail_shift,
-            num_inference_steps,
-            guidance_scale,
-            view_batch_size,
-            seed,
+            prompt, audio_length_in_s, window_seconds, method, overlap, r_guide, swap_interval, tail_shift,
+            num_inference_steps, guidance_scale, view_batch_size, seed,
         )
-        if req.seed is not None:
-            if generator is not None:
-                raise SwapForwardError("Give either seed or generator, not both.")
-            generator = torch.Generator("cpu").manual_seed(req.seed)
+        generator = seeded(generator, req.options.seed)
         per_second = _BYTES_PER_SAMPLE * adapter.sample_rate
         available = available_memory_bytes()
         if req.seconds * per_second > 0.8 * available:
@@ -268,69 +207,27 @@ class LongAudioPipeline:
                 f"memory and {available / 2**30:.1f} GiB is free; ask for at most {int(0.8 * available / per_second)} s."
             )
         frames, samples = self.frames_for(req.seconds, loop)
-        window = self.frames_for(req.window_seconds, False)[0]
-        if req.tail_shift >= window:
-            raise SwapForwardError(f"tail_shift must be smaller than the window ({window} frames), got {req.tail_shift}.")
-        layout = ViewLayout.build(frames, window, overlap=req.overlap, loop=loop)
-        shape = adapter.latent_shape(frames)
-        if latents is not None and tuple(latents.shape) != tuple(shape):
+        window_s = adapter.trained_window_seconds if req.window_seconds is None else req.window_seconds
+        window = self.frames_for(window_s, False)[0]
+        if req.options.tail_shift >= window:
             raise SwapForwardError(
-                f"latents must have shape {tuple(shape)} for {req.seconds:g} s, got {tuple(latents.shape)}."
+                f"tail_shift must be smaller than the window ({window} frames), got {req.options.tail_shift}."
             )
-
-        device, dtype = adapter.device, adapter.dtype
-        cond = adapter.encode_prompt(req.prompt, negative_prompt, req.guidance_scale > 1.0)
-        scheduler = copy.deepcopy(adapter.scheduler)
-        scheduler.set_timesteps(req.steps, device=device)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        canvas = latents.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
-
-        # Reference guidance needs views to make consistent: a single view is the plain model.
-        guide_steps = 0
-        if req.method.reference and layout.num_views > 1:
-            guide_steps = round(req.r_guide * len(scheduler.timesteps))
-        reference = mask = None
-        if guide_steps > 0:
-            reference = randn_tensor(adapter.latent_shape(layout.window), generator=generator, device=device, dtype=dtype)
-            reference = reference * scheduler.init_noise_sigma
-            axis = adapter.long_axis
-            mask = reference_swap_mask(layout, len(shape), axis, axis, shape[axis], req.swap_interval)
-
-        calls = 0
-
-        def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            nonlocal calls
-            calls += 1
-            return adapter.denoise(x, t, cond, req.guidance_scale)
-
-        bar = tqdm(
-            total=len(scheduler.timesteps),
-            desc=f"{req.method.name}, {layout.num_views} views",
-            unit="step",
-            disable=not progress_bar,
+        layout = ViewLayout.build(frames, window, overlap=req.options.overlap, loop=loop)
+        result = run_joint(
+            adapter,
+            req.options,
+            layout,
+            adapter.latent_shape(frames),
+            prompt=req.prompt,
+            negative_prompt=negative_prompt,
+            generator=generator,
+            latents=latents,
+            eta=eta,
+            callback=callback,
+            progress_bar=progress_bar,
         )
-
-        def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> None:
-            bar.update(1)
-            if callback is not None:
-                callback(k, t, x)
-
-        with bar:
-            canvas = joint_denoise(
-                canvas,
-                denoiser,
-                scheduler,
-                layout,
-                axis=adapter.long_axis,
-                weights=req.method.weights(layout, req.swap_interval, req.tail_shift),
-                reference=reference,
-                reference_mask=mask,
-                guide_steps=guide_steps,
-                view_batch_size=req.view_batch_size,
-                step_kwargs=self.pipe.prepare_extra_step_kwargs(generator, eta),
-                callback=on_step,
-            )
+        canvas = result.latents
         audio, mel = adapter.decode(canvas, window=window, loop=loop)
         mel = mel[: math.ceil(samples * mel.shape[0] / audio.shape[-1])]
         audio = audio[:, :samples]
@@ -340,8 +237,8 @@ class LongAudioPipeline:
             latents=canvas,
             mel_spectrogram=mel,
             layout=layout,
-            method=req.method.name,
-            model_calls=calls,
+            method=req.options.method.name,
+            model_calls=result.model_calls,
             frame_seconds=adapter.frame_samples / adapter.sample_rate,
-            info={"guide_steps": guide_steps, "steps": len(scheduler.timesteps), "requested_seconds": req.seconds},
+            info={"guide_steps": result.guide_steps, "steps": result.steps, "requested_seconds": req.seconds},
         )

@@ -171,6 +171,19 @@ def test_loop_makes_a_circular_latent_decoded_circularly(audioldm):
     assert seen == [True]
 
 
+@pytest.mark.parametrize("method", list(METHODS))
+def test_looping_canvas_has_no_edge(audioldm, method):
+    """On a loop the canvas edge is an overlap like any other: rolling the initial noise by one view rolls the result."""
+    long = LongAudioPipeline.from_pipe(audioldm)
+    noise = randn_tensor((1, 4, 75, 8), generator=generator(11))
+    kwargs = dict(audio_length_in_s=0.15, window_seconds=WINDOW_S, loop=True, method=method, num_inference_steps=4,
+                  seed=2, view_batch_size=1, progress_bar=False)
+    plain = long(PROMPT, latents=noise, **kwargs)
+    rolled = long(PROMPT, latents=noise.roll(25, 2), **kwargs)
+    assert plain.layout.starts == (0, 25, 50)
+    assert torch.equal(rolled.latents, plain.latents.roll(25, 2))
+
+
 def test_reference_guidance_only_in_the_first_r_guide_steps(audioldm):
     long = LongAudioPipeline.from_pipe(audioldm)
     batches = []

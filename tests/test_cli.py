@@ -87,12 +87,12 @@ def test_cli_empty_prompt(tmp_path):
 
 
 def test_cli_leaves_no_partial_file_when_interrupted(tiny_model_dir, tmp_path, monkeypatch):
-    import swapforward.audio
+    import swapforward.joint
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(swapforward.audio, "joint_denoise", interrupt)
+    monkeypatch.setattr(swapforward.joint, "joint_denoise", interrupt)
     result = run("audio", "rain", "--model", tiny_model_dir, "--seconds", "0.2", "--out", tmp_path / "x.wav", *FAST)
     assert result.exit_code == 130 and os.listdir(tmp_path) == []
 

@@ -10,12 +10,7 @@ import numpy as np
 import torch
 
 from ..core.tiling import decode_tiled
-from .base import AudioAdapter
-
-
-def _rows(t: torch.Tensor, batch: int) -> torch.Tensor:
-    """[negative, positive] conditioning rows -> [negative] * batch + [positive] * batch, like the views' batch."""
-    return t.repeat_interleave(batch, dim=0)
+from .base import AudioAdapter, classifier_free, rows
 
 
 class AudioLDMAdapter(AudioAdapter):
@@ -46,19 +41,10 @@ class AudioLDMAdapter(AudioAdapter):
         return {"class_labels": embeds}
 
     def _unet(self, latents, t, cond, batch):
-        return self.pipe.unet(
-            latents, t, encoder_hidden_states=None, class_labels=_rows(cond["class_labels"], batch)
-        ).sample
+        return self.pipe.unet(latents, t, encoder_hidden_states=None, class_labels=rows(cond["class_labels"], batch)).sample
 
     def denoise(self, latents, t, cond, guidance_scale):
-        batch = latents.shape[0]
-        guided = next(iter(cond.values())).shape[0] == 2
-        model_in = torch.cat([latents, latents]) if guided else latents
-        out = self._unet(model_in, t, cond, batch)
-        if guided:
-            uncond, text = out.chunk(2)
-            out = uncond + guidance_scale * (text - uncond)
-        return out
+        return classifier_free(lambda x, batch: self._unet(x, t, cond, batch), latents, cond, guidance_scale)
 
     @torch.no_grad()
     def decode(self, latents, window, loop):
@@ -102,8 +88,8 @@ class AudioLDM2Adapter(AudioLDMAdapter):
         return self.pipe.unet(
             latents,
             t,
-            encoder_hidden_states=_rows(cond["generated_prompt_embeds"], batch),
-            encoder_hidden_states_1=_rows(cond["prompt_embeds"], batch),
-            encoder_attention_mask_1=_rows(cond["attention_mask"], batch),
+            encoder_hidden_states=rows(cond["generated_prompt_embeds"], batch),
+            encoder_hidden_states_1=rows(cond["prompt_embeds"], batch),
+            encoder_attention_mask_1=rows(cond["attention_mask"], batch),
             return_dict=False,
         )[0]

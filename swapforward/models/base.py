@@ -1,8 +1,9 @@
-"""The adapter interface: the little that the joint loop needs from a diffusers text-to-audio pipeline.
+"""The adapter interface: the little that the joint loop needs from a diffusers pipeline.
 
-An adapter says which latent axis is long, how long one latent frame is, how to encode a prompt, how to run
-the denoiser (with classifier-free guidance) on a batch of views, and how to decode a long latent. New model
-families (Stable Audio Open's 1-D latent and DiT, the image models) plug in by implementing these members.
+An adapter says which latent axis is long (and along which axis the reference swap alternates), how to encode a
+prompt, how to set the scheduler's timesteps for a view, how to run the denoiser (with classifier-free guidance)
+on a batch of views, and how to decode a long latent. A new model family plugs in by implementing these members;
+the pipeline it wraps stays usable and unchanged.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import numpy as np
 import torch
 
 
-class AudioAdapter(ABC):
-    """Wraps a loaded diffusers pipeline; the pipeline itself stays usable and unchanged."""
+class LatentAdapter(ABC):
+    """What every modality's adapter provides."""
 
-    #: Latent axis along which views are laid out (time).
-    long_axis: int = -2
-    #: Length of audio the model was trained on, the default view length.
-    trained_window_seconds: float = 10.24
+    #: Latent axis along which views are laid out.
+    long_axis: int = -1
+    #: Axis along which Eq. 10's reference mask alternates (the long axis for audio, rows for images).
+    reference_axis: int = -1
 
     def __init__(self, pipe: Any):
         self.pipe = pipe
+
+    @property
+    def denoiser_module(self) -> torch.nn.Module:
+        return self.pipe.unet
 
     @property
     def scheduler(self) -> Any:
@@ -35,7 +40,53 @@ class AudioAdapter(ABC):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.pipe.unet.dtype
+        return self.denoiser_module.dtype
+
+    def set_timesteps(self, scheduler: Any, steps: int, view_shape: tuple[int, ...]) -> None:
+        """Set `scheduler`'s timesteps as the base pipeline would for one view of `view_shape`."""
+        scheduler.set_timesteps(steps, device=self.device)
+
+    def step_kwargs(self, generator: torch.Generator | None, eta: float) -> dict[str, Any]:
+        """Extra arguments of `scheduler.step` (eta, generator), as the base pipeline passes them."""
+        return self.pipe.prepare_extra_step_kwargs(generator, eta)
+
+    @abstractmethod
+    def encode_prompt(self, prompt: str, negative_prompt: str | None, guidance: bool) -> dict[str, torch.Tensor]:
+        """Text conditioning, [negative, positive] rows when `guidance`; passed back to `denoise`."""
+
+    @abstractmethod
+    def denoise(
+        self, latents: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor], guidance_scale: float
+    ) -> torch.Tensor:
+        """Model output for a batch of views, with classifier-free guidance when `cond` has two rows."""
+
+
+def guided(cond: dict[str, torch.Tensor]) -> bool:
+    """Whether the conditioning holds [negative, positive] rows (classifier-free guidance is on)."""
+    return next(iter(cond.values())).shape[0] == 2
+
+
+def rows(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """[negative, positive] conditioning rows -> [negative] * batch + [positive] * batch, like the views' batch."""
+    return t.repeat_interleave(batch, dim=0)
+
+
+def classifier_free(run: Any, latents: torch.Tensor, cond: dict[str, torch.Tensor], guidance_scale: float) -> torch.Tensor:
+    """Evaluate `run(model_input, batch)` on [views, views] and combine uncond + scale * (text - uncond)."""
+    batch = latents.shape[0]
+    if not guided(cond):
+        return run(latents, batch)
+    uncond, text = run(torch.cat([latents, latents]), batch).chunk(2)
+    return uncond + guidance_scale * (text - uncond)
+
+
+class AudioAdapter(LatentAdapter):
+    """A text-to-audio adapter; the long axis is time."""
+
+    long_axis = -2
+    reference_axis = -2
+    #: Length of audio the model was trained on, the default view length.
+    trained_window_seconds: float = 10.24
 
     @property
     @abstractmethod
@@ -52,15 +103,33 @@ class AudioAdapter(ABC):
         """Shape of a batch-1 latent `frames` long."""
 
     @abstractmethod
-    def encode_prompt(self, prompt: str, negative_prompt: str | None, guidance: bool) -> dict[str, torch.Tensor]:
-        """Text conditioning, [negative, positive] rows when `guidance`; passed back to `denoise`."""
-
-    @abstractmethod
-    def denoise(
-        self, latents: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor], guidance_scale: float
-    ) -> torch.Tensor:
-        """Model output for a batch of views, with classifier-free guidance when `cond` has two rows."""
-
-    @abstractmethod
     def decode(self, latents: torch.Tensor, window: int, loop: bool) -> tuple[np.ndarray, np.ndarray]:
         """Long latent -> (waveform float32 (channels, samples), spectrogram float32 (frames, bins))."""
+
+
+class ImageAdapter(LatentAdapter):
+    """A text-to-image adapter; the long axis is width, and the reference swap takes whole rows (Fig. 4)."""
+
+    long_axis = -1
+    reference_axis = -2
+
+    @property
+    def vae_factor(self) -> int:
+        return int(self.pipe.vae_scale_factor)
+
+    @property
+    def native_size(self) -> int:
+        """The square image size the model was trained at, in pixels."""
+        return int(self.denoiser_module.config.sample_size) * self.vae_factor
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.denoiser_module.config.in_channels)
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """Shape of a batch-1 latent for an image of `height` x `width` pixels."""
+        return (1, self.latent_channels, height // self.vae_factor, width // self.vae_factor)
+
+    @abstractmethod
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """One VAE decode, exactly as the base pipeline does it (scaling and shift included): pixels in [-1, 1]."""
