@@ -1,9 +1,19 @@
 """swapforward: arbitrarily long audio and panoramas from pretrained latent diffusion models, by latent swap."""
 
 from .audio import LongAudioOutput, LongAudioPipeline
+from .panorama import PanoramaOutput, PanoramaPipeline
 from .core import METHODS, ViewLayout
 from .errors import SwapForwardError
 
 __version__ = "0.1.0"
 
-__all__ = ["METHODS", "LongAudioOutput", "LongAudioPipeline", "SwapForwardError", "ViewLayout", "__version__"]
+__all__ = [
+    "METHODS",
+    "LongAudioOutput",
+    "LongAudioPipeline",
+    "PanoramaOutput",
+    "PanoramaPipeline",
+    "SwapForwardError",
+    "ViewLayout",
+    "__version__",
+]

@@ -14,7 +14,7 @@ import torch
 from .core.layout import ViewLayout
 from .errors import SwapForwardError
 from .files import save_spectrogram, write_audio
-from .models import AUDIO_ADAPTERS, audio_adapter_for, load_pipeline
+from .models import AUDIO_ADAPTERS, adapter_for, load_pipeline
 from .joint import JointOptions, check_joint_options, number, run_joint, seeded
 from .models.base import AudioAdapter
 from .runtime import available_memory_bytes, resolve_device, resolve_dtype
@@ -130,7 +130,7 @@ class LongAudioPipeline:
     @classmethod
     def from_pipe(cls, pipe: Any) -> LongAudioPipeline:
         """Wrap an already loaded `AudioLDMPipeline` or `AudioLDM2Pipeline` (shares its modules)."""
-        return cls(audio_adapter_for(pipe))
+        return cls(adapter_for(pipe, AUDIO_ADAPTERS, "audio"))
 
     @classmethod
     def from_pretrained(

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from .core.methods import METHODS
 from .errors import SwapForwardError
+from .runtime import SCHEDULERS
 
 DEFAULT_AUDIO_MODEL = "cvssp/audioldm-s-full-v2"
+DEFAULT_IMAGE_MODEL = "stabilityai/stable-diffusion-2-base"
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Arbitrarily long, loopable audio from pretrained latent diffusion models (SaFa and baselines).",
+    help="Arbitrarily long, loopable audio and panoramas from pretrained latent diffusion models (SaFa and baselines).",
 )
 
 
@@ -41,52 +45,93 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user mistake into one line and exit status 2, and an interrupt into 130; nothing half-written."""
+    try:
+        yield
+    except SwapForwardError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        typer.echo("interrupted; nothing was written.", err=True)
+        raise typer.Exit(code=130) from None
+
+
+def load(pipeline_cls: Any, model: str, device: str, dtype: str, scheduler: str) -> Any:
+    from .runtime import make_scheduler, resolve_device, resolve_dtype
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    if scheduler not in ("default", *SCHEDULERS):
+        raise SwapForwardError(f"Unknown scheduler {scheduler!r}; use default, {', '.join(SCHEDULERS)}.")
+    pipe = pipeline_cls.from_pretrained(model, device=torch_device, torch_dtype=torch_dtype)
+    if scheduler != "default":
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    return pipe
+
+
+def views_summary(result: Any) -> str:
+    """'6 views (+1 reference for 15 of 50 steps), looping; 115 model calls'."""
+    info = result.info
+    guided = f" (+1 reference for {info['guide_steps']} of {info['steps']} steps)" if info["guide_steps"] else ""
+    looping = ", looping" if result.layout.loop else ""
+    return f"{result.layout.num_views} views{guided}{looping}; {result.model_calls} model calls"
+
+
+# Options both commands share.
+METHOD = typer.Option("safa", "--method", "-m", help=f"One of: {', '.join(METHODS)}.")
+NEGATIVE = typer.Option(None, "--negative-prompt", help="What to steer away from.")
+R_GUIDE = typer.Option(0.3, "--r-guide", help="Fraction of steps with reference guidance (SaFa), in [0, 1].")
+SWAP_INTERVAL = typer.Option(1, "--swap-interval", help="Swap interval w of Eq. 9, in latent frames/columns.")
+TAIL_SHIFT = typer.Option(0, "--tail-shift", help="SaFa+: each overlap's last N latent frames from the right view.")
+VIEW_BATCH = typer.Option(None, "--view-batch-size", help="Views per model call (default: all).")
+SEED = typer.Option(None, "--seed", help="Random seed for reproducible output.")
+SCHEDULER = typer.Option("default", "--scheduler", help="default (the model's), ddim, dpm, euler, unipc.")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+DTYPE = typer.Option("auto", "--dtype", help="auto (fp16 on CUDA, else fp32), float32, float16, bfloat16.")
+
+
 @app.command()
 def audio(
     prompt: str = typer.Argument(..., help="What the audio should sound like."),
     out: Path = typer.Option(Path("swapforward.wav"), "--out", "-o", help="Output file: .wav or .flac."),
     seconds: float = typer.Option(24.0, "--seconds", "-s", help="Length of the output in seconds."),
-    method: str = typer.Option("safa", "--method", "-m", help=f"One of: {', '.join(METHODS)}."),
+    method: str = METHOD,
     model: str = typer.Option(DEFAULT_AUDIO_MODEL, "--model", help="Hugging Face hub id or local folder."),
     window_seconds: Optional[float] = typer.Option(
         None, "--window-seconds", help="View length; default: the model's training length (10.24 s)."
     ),
     steps: int = typer.Option(200, "--steps", help="Denoising steps."),
     guidance: float = typer.Option(3.5, "--guidance", help="Classifier-free guidance scale."),
-    negative_prompt: Optional[str] = typer.Option(None, "--negative-prompt", help="What to steer away from."),
+    negative_prompt: Optional[str] = NEGATIVE,
     overlap: float = typer.Option(0.2, "--overlap", help="Overlap rate of adjacent views, in (0, 1)."),
-    r_guide: float = typer.Option(0.3, "--r-guide", help="Fraction of steps with reference guidance (SaFa)."),
-    swap_interval: int = typer.Option(1, "--swap-interval", help="Swap interval w of Eq. 9, in latent frames."),
-    tail_shift: int = typer.Option(0, "--tail-shift", help="SaFa+: shift each overlap's tail this many frames."),
+    r_guide: float = R_GUIDE,
+    swap_interval: int = SWAP_INTERVAL,
+    tail_shift: int = TAIL_SHIFT,
     loop: bool = typer.Option(False, "--loop/--no-loop", help="Make the output a seamless loop."),
-    view_batch_size: Optional[int] = typer.Option(None, "--view-batch-size", help="Views per model call."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for reproducible output."),
+    view_batch_size: Optional[int] = VIEW_BATCH,
+    seed: Optional[int] = SEED,
     spectrogram: Optional[Path] = typer.Option(
         None, "--spectrogram", help="Also write a PNG of the mel spectrogram with the views marked."
     ),
-    scheduler: str = typer.Option("default", "--scheduler", help="default (the model's), ddim, dpm, euler, unipc."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on CUDA, else fp32), float32, float16, bfloat16."),
+    scheduler: str = SCHEDULER,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
 ) -> None:
     """Generate long audio from a text prompt and write it as WAV or FLAC."""
     from .audio import LongAudioPipeline, check_audio_request
     from .files import AUDIO_FORMATS, IMAGE_FORMATS, check_output_path
-    from .runtime import make_scheduler, resolve_device, resolve_dtype
 
     quiet_libraries()
-    try:
+    with user_errors():
         check_audio_request(
-            prompt, seconds, window_seconds, method, overlap, r_guide,
-            swap_interval, tail_shift, steps, guidance, view_batch_size, seed,
+            prompt, seconds, window_seconds, method, overlap, r_guide, swap_interval, tail_shift, steps, guidance,
+            view_batch_size, seed,
         )
         check_output_path(out, AUDIO_FORMATS)
         if spectrogram is not None:
             check_output_path(spectrogram, IMAGE_FORMATS)
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
-        pipe = LongAudioPipeline.from_pretrained(model, device=torch_device, torch_dtype=torch_dtype)
-        if scheduler != "default":
-            pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+        pipe = load(LongAudioPipeline, model, device, dtype, scheduler)
         start = time.perf_counter()
         result = pipe(
             prompt,
@@ -108,21 +153,75 @@ def audio(
         if spectrogram is not None:
             result.save_spectrogram(spectrogram, title=f"{result.method}: {prompt}")
         wall = time.perf_counter() - start
-    except SwapForwardError as error:
-        fail(str(error))
-    except KeyboardInterrupt:
-        typer.echo("interrupted; nothing was written.", err=True)
-        raise typer.Exit(code=130) from None
-    layout = result.layout
-    info = result.info
-    guided = f" (+1 reference for {info['guide_steps']} of {info['steps']} steps)" if info["guide_steps"] else ""
     typer.echo(
         f"{out}: {result.seconds:.2f} s of {result.method} audio at {result.sample_rate} Hz from "
-        f"{layout.num_views} views{guided}{', looping' if layout.loop else ''}; {result.model_calls} model calls, "
-        f"{wall:.1f} s wall, real-time factor {wall / result.seconds:.2f}"
+        f"{views_summary(result)}, {wall:.1f} s wall, real-time factor {wall / result.seconds:.2f}"
     )
     if abs(result.seconds - seconds) > 0.5 / result.sample_rate:
         typer.echo(f"note: the loop's length was rounded to {result.seconds:.3f} s (whole latent frames).")
+
+
+@app.command()
+def panorama(
+    prompt: str = typer.Argument(..., help="What the panorama should show."),
+    out: Path = typer.Option(Path("panorama.png"), "--out", "-o", help="Output file: .png, .jpg or .webp."),
+    width: int = typer.Option(3200, "--width", "-W", help="Panorama width in pixels."),
+    height: Optional[int] = typer.Option(None, "--height", "-H", help="Height in pixels; default: the model's."),
+    view_width: Optional[int] = typer.Option(
+        None, "--view-width", help="View width in pixels; default: the model's native size (the paper: 640)."
+    ),
+    method: str = METHOD,
+    model: str = typer.Option(DEFAULT_IMAGE_MODEL, "--model", help="Hugging Face hub id or local folder."),
+    steps: int = typer.Option(50, "--steps", help="Denoising steps."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale."),
+    negative_prompt: Optional[str] = NEGATIVE,
+    overlap: Optional[float] = typer.Option(
+        None, "--overlap", help="Overlap rate of adjacent views; default 0.2 for SaFa, 0.8 for MD (the paper's)."
+    ),
+    r_guide: float = R_GUIDE,
+    swap_interval: int = SWAP_INTERVAL,
+    tail_shift: int = TAIL_SHIFT,
+    loop: bool = typer.Option(False, "--loop/--no-loop", help="360 degrees: the right edge continues into the left."),
+    view_batch_size: Optional[int] = VIEW_BATCH,
+    seed: Optional[int] = SEED,
+    scheduler: str = SCHEDULER,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+) -> None:
+    """Generate a wide (or 360-degree) panorama from a text prompt and write it as PNG, JPEG or WebP."""
+    from .panorama import PANORAMA_FORMATS, PanoramaPipeline, check_panorama_request
+    from .files import check_output_path
+
+    quiet_libraries()
+    with user_errors():
+        check_panorama_request(
+            prompt, height, width, view_width, method, overlap, r_guide, swap_interval, tail_shift, steps, guidance,
+            view_batch_size, seed,
+        )
+        check_output_path(out, PANORAMA_FORMATS)
+        pipe = load(PanoramaPipeline, model, device, dtype, scheduler)
+        start = time.perf_counter()
+        result = pipe(
+            prompt,
+            height=height,
+            width=width,
+            view_width=view_width,
+            method=method,
+            loop=loop,
+            overlap=overlap,
+            r_guide=r_guide,
+            swap_interval=swap_interval,
+            tail_shift=tail_shift,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            negative_prompt=negative_prompt,
+            view_batch_size=view_batch_size,
+            seed=seed,
+        )
+        result.save(out)
+        wall = time.perf_counter() - start
+    w, h = result.image.size
+    typer.echo(f"{out}: {w} x {h} {result.method} panorama from {views_summary(result)}, {wall:.1f} s wall")
 
 
 @app.command()

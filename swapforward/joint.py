@@ -130,12 +130,13 @@ def run_joint(
     if latents is not None and tuple(latents.shape) != tuple(canvas_shape):
         raise SwapForwardError(f"latents must have shape {tuple(canvas_shape)}, got {tuple(latents.shape)}.")
     device, dtype = adapter.device, adapter.dtype
-    cond = adapter.encode_prompt(prompt, negative_prompt, options.guidance_scale > 1.0)
+    cond = adapter.encode_prompt(prompt, negative_prompt, options.guidance_scale > 1.0, tuple(view_shape))
     scheduler = copy.deepcopy(adapter.scheduler)
     adapter.set_timesteps(scheduler, options.steps, tuple(view_shape))
+    init_sigma = getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers start from plain noise
     if latents is None:
         latents = randn_tensor(tuple(canvas_shape), generator=generator, device=device, dtype=dtype)
-    canvas = latents.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+    canvas = latents.to(device=device, dtype=dtype) * init_sigma
 
     # Reference guidance makes views consistent with each other: a single view is the plain model.
     guide_steps = 0
@@ -144,7 +145,7 @@ def run_joint(
     reference = mask = None
     if guide_steps > 0:
         reference = randn_tensor(tuple(view_shape), generator=generator, device=device, dtype=dtype)
-        reference = reference * scheduler.init_noise_sigma
+        reference = reference * init_sigma
         swap_axis = adapter.reference_axis % len(canvas_shape)
         mask = reference_swap_mask(
             layout, len(canvas_shape), axis, swap_axis, view_shape[swap_axis], options.swap_interval

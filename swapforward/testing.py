@@ -14,6 +14,11 @@ from diffusers import (
     AudioLDMPipeline,
     AutoencoderKL,
     DDIMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
 from transformers import (
@@ -22,6 +27,10 @@ from transformers import (
     ClapModel,
     ClapTextConfig,
     ClapTextModelWithProjection,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
     RobertaTokenizer,
@@ -55,6 +64,134 @@ def tiny_roberta_tokenizer() -> RobertaTokenizer:
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     vocab = {tok: i for i, tok in enumerate(specials + _byte_symbols())}
     return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def tiny_clip_tokenizer() -> CLIPTokenizer:
+    """A CLIP tokenizer with no merges: every character is a token, bare or ending a word (`</w>`)."""
+    symbols = _byte_symbols()
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + symbols + [sym + "</w>" for sym in symbols]
+    return CLIPTokenizer(vocab={tok: i for i, tok in enumerate(tokens)}, merges=[], model_max_length=77)
+
+
+def _clip_config(hidden: int = 16, projection: int = 16) -> CLIPTextConfig:
+    # eos must be the tokenizer's <|endoftext|> id (1): another value switches pooling to a legacy argmax.
+    return CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=hidden,
+        intermediate_size=24,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        vocab_size=520,
+        projection_dim=projection,
+        hidden_act="gelu",
+    )
+
+
+def tiny_image_vae(**config) -> AutoencoderKL:
+    """A four-level (factor 8) VAE, like Stable Diffusion's, with a handful of channels."""
+    return AutoencoderKL(
+        **config,
+        block_out_channels=[4, 4, 4, 4],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        latent_channels=4,
+        norm_num_groups=2,
+        layers_per_block=1,
+    )
+
+
+def tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
+    """A Stable Diffusion 2-like pipeline (CLIP text, U-Net with cross-attention, factor-8 VAE), random weights."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=tiny_image_vae(),
+        text_encoder=CLIPTextModel(_clip_config()),
+        tokenizer=tiny_clip_tokenizer(),
+        unet=unet,
+        scheduler=tiny_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return _eval(pipe)
+
+
+def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
+    """An SDXL-like pipeline: two CLIP encoders, U-Net with added text and time-id embeddings, random weights."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=4,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=16 + 6 * 4,  # pooled text + 6 time ids
+        cross_attention_dim=32,  # both encoders' hidden states, concatenated
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=tiny_image_vae(),
+        text_encoder=CLIPTextModel(_clip_config()),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config()),
+        tokenizer=tiny_clip_tokenizer(),
+        tokenizer_2=tiny_clip_tokenizer(),
+        unet=unet,
+        scheduler=tiny_scheduler(),
+    )
+    return _eval(pipe)
+
+
+def tiny_sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
+    """An SD 3-like pipeline: MMDiT transformer, two CLIP encoders and T5, flow-matching scheduler, random weights."""
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        caption_projection_dim=16,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        out_channels=4,
+        pos_embed_max_size=64,
+    )
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=tiny_image_vae(shift_factor=0.0609, scaling_factor=1.5035),
+        text_encoder=CLIPTextModelWithProjection(_clip_config()),
+        tokenizer=tiny_clip_tokenizer(),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config()),
+        tokenizer_2=tiny_clip_tokenizer(),
+        text_encoder_3=T5EncoderModel(T5Config(vocab_size=100, d_model=32, d_ff=37, d_kv=8, num_heads=2, num_layers=1)),
+        tokenizer_3=tiny_t5_tokenizer(),
+    )
+    return _eval(pipe)
 
 
 def tiny_t5_tokenizer() -> T5Tokenizer:

@@ -34,3 +34,36 @@ def tiny_model_dir(tmp_path_factory, audioldm):
     path = tmp_path_factory.mktemp("models") / "tiny-audioldm"
     audioldm.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def sd():
+    from swapforward.testing import tiny_sd_pipeline
+
+    return tiny_sd_pipeline()
+
+
+@pytest.fixture(scope="session")
+def sdxl():
+    from swapforward.testing import tiny_sdxl_pipeline
+
+    return tiny_sdxl_pipeline()
+
+
+@pytest.fixture(scope="session")
+def sd3():
+    from swapforward.testing import tiny_sd3_pipeline
+
+    return tiny_sd3_pipeline()
+
+
+@pytest.fixture(scope="session", params=["sd", "sdxl", "sd3"])
+def image_pipe(request):
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory, sd):
+    path = tmp_path_factory.mktemp("models") / "tiny-sd"
+    sd.save_pretrained(path)
+    return str(path)

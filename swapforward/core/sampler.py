@@ -28,6 +28,12 @@ from .merge import merge_views, reference_swap
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _scale_model_input(scheduler: Any, sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The scheduler's input scaling; flow-matching schedulers have none."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return sample if scale is None else scale(sample, t)
+
+
 def joint_denoise(
     latents: torch.Tensor,
     denoiser: Denoiser,
@@ -57,9 +63,9 @@ def joint_denoise(
     for k, t in enumerate(view_scheduler.timesteps):
         views = layout.crop(canvas, axis)
         guided = ref_scheduler is not None and k < guide_steps
-        model_in = [view_scheduler.scale_model_input(views, t)]
+        model_in = [_scale_model_input(view_scheduler, views, t)]
         if guided:
-            model_in.append(ref_scheduler.scale_model_input(ref, t))
+            model_in.append(_scale_model_input(ref_scheduler, ref, t))
         batch = torch.cat(model_in)
         chunk = view_batch_size or batch.shape[0]
         out = torch.cat([denoiser(part, t) for part in batch.split(chunk)])

@@ -9,12 +9,20 @@ from urllib.parse import urlparse
 
 from ..errors import SwapForwardError
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
-from .base import AudioAdapter
+from .base import AudioAdapter, ImageAdapter
+from .stable_diffusion import StableDiffusion3Adapter, StableDiffusionAdapter, StableDiffusionXLAdapter
 
 #: diffusers pipeline class name -> adapter class.
 AUDIO_ADAPTERS: dict[str, type[AudioAdapter]] = {
     "AudioLDMPipeline": AudioLDMAdapter,
     "AudioLDM2Pipeline": AudioLDM2Adapter,
+}
+
+#: diffusers pipeline class name -> adapter class, for panoramas.
+IMAGE_ADAPTERS: dict[str, type[ImageAdapter]] = {
+    "StableDiffusionPipeline": StableDiffusionAdapter,
+    "StableDiffusionXLPipeline": StableDiffusionXLAdapter,
+    "StableDiffusion3Pipeline": StableDiffusion3Adapter,
 }
 
 #: Checkpoints known to work, for messages and docs.
@@ -28,14 +36,12 @@ KNOWN_AUDIO_MODELS = (
 )
 
 
-def audio_adapter_for(pipe: Any) -> AudioAdapter:
+def adapter_for(pipe: Any, adapters: dict[str, type], kind: str) -> Any:
     """The adapter for a loaded diffusers pipeline, or a one-sentence error naming the supported families."""
     name = type(pipe).__name__
-    adapter = AUDIO_ADAPTERS.get(name)
+    adapter = adapters.get(name)
     if adapter is None:
-        raise SwapForwardError(
-            f"{name} is not a supported audio pipeline; supported: {', '.join(AUDIO_ADAPTERS)}."
-        )
+        raise SwapForwardError(f"{name} is not a supported {kind} pipeline; supported: {', '.join(adapters)}.")
     return adapter(pipe)
 
 

@@ -36,7 +36,7 @@ class AudioLDMAdapter(AudioAdapter):
         bins = int(self.pipe.vocoder.config.model_in_dim) // self.vae_factor
         return (1, int(self.pipe.unet.config.in_channels), frames, bins)
 
-    def encode_prompt(self, prompt, negative_prompt, guidance):
+    def encode_prompt(self, prompt, negative_prompt, guidance, view_shape):
         embeds = self.pipe._encode_prompt(prompt, self.device, 1, guidance, negative_prompt)
         return {"class_labels": embeds}
 
@@ -78,7 +78,7 @@ class AudioLDMAdapter(AudioAdapter):
 class AudioLDM2Adapter(AudioLDMAdapter):
     """AudioLDM2: GPT-2-generated CLAP/T5 embeddings and T5 embeddings enter two cross-attention streams."""
 
-    def encode_prompt(self, prompt, negative_prompt, guidance):
+    def encode_prompt(self, prompt, negative_prompt, guidance, view_shape):
         embeds, mask, generated = self.pipe.encode_prompt(
             prompt, self.device, 1, guidance, negative_prompt=negative_prompt
         )

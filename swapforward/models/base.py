@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.tiling import decode_tiled
+
 
 class LatentAdapter(ABC):
     """What every modality's adapter provides."""
@@ -51,8 +53,10 @@ class LatentAdapter(ABC):
         return self.pipe.prepare_extra_step_kwargs(generator, eta)
 
     @abstractmethod
-    def encode_prompt(self, prompt: str, negative_prompt: str | None, guidance: bool) -> dict[str, torch.Tensor]:
-        """Text conditioning, [negative, positive] rows when `guidance`; passed back to `denoise`."""
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str | None, guidance: bool, view_shape: tuple[int, ...]
+    ) -> dict[str, torch.Tensor]:
+        """Text conditioning for views of `view_shape`, [negative, positive] rows when `guidance`; for `denoise`."""
 
     @abstractmethod
     def denoise(
@@ -126,6 +130,11 @@ class ImageAdapter(LatentAdapter):
     def latent_channels(self) -> int:
         return int(self.denoiser_module.config.in_channels)
 
+    @property
+    def size_multiple(self) -> int:
+        """Image sizes must be multiples of this many pixels (the VAE factor, times the patch size for DiTs)."""
+        return self.vae_factor
+
     def latent_shape(self, height: int, width: int) -> tuple[int, ...]:
         """Shape of a batch-1 latent for an image of `height` x `width` pixels."""
         return (1, self.latent_channels, height // self.vae_factor, width // self.vae_factor)
@@ -133,3 +142,18 @@ class ImageAdapter(LatentAdapter):
     @abstractmethod
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """One VAE decode, exactly as the base pipeline does it (scaling and shift included): pixels in [-1, 1]."""
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, tile: int, loop: bool) -> np.ndarray:
+        """Wide latent -> (height, width, 3) float32 image in [0, 1], decoded in overlapping tiles of `tile` columns."""
+        image = decode_tiled(
+            latents,
+            self.decode_latents,
+            axis=-1,
+            out_axis=-1,
+            factor=self.vae_factor,
+            tile=tile,
+            overlap=max(1, tile // 4),
+            loop=loop,
+        )
+        return self.pipe.image_processor.postprocess(image, output_type="np")[0]
