@@ -86,10 +86,12 @@ def check_audio_request(
     guidance_scale: Any = 3.5,
     view_batch_size: Any = None,
     seed: Any = None,
+    **baseline: Any,
 ) -> AudioRequest:
     """Check every argument without a model, so that the CLI refuses bad input before loading one.
 
-    `window_seconds` None stands for the model's default view length.
+    `window_seconds` None stands for the model's default view length; `baseline` holds MAD's and SyncDiffusion's
+    options (mad_ratio, sync_weight, sync_decay, sync_ratio).
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise SwapForwardError("The prompt is empty; describe the sound to generate.")
@@ -100,7 +102,8 @@ def check_audio_request(
     if window_s is not None and not 0 < window_s < math.inf:
         raise SwapForwardError(f"window_seconds must be a finite number of seconds > 0, got {window_seconds!r}.")
     options = check_joint_options(
-        method, overlap, r_guide, swap_interval, tail_shift, num_inference_steps, guidance_scale, view_batch_size, seed
+        method, overlap, r_guide, swap_interval, tail_shift, num_inference_steps, guidance_scale, view_batch_size, seed,
+        **baseline,
     )
     return AudioRequest(prompt=prompt, seconds=seconds, window_seconds=window_s, options=options)
 
@@ -182,6 +185,11 @@ class LongAudioPipeline:
         eta: float = 0.0,
         callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
         progress_bar: bool = True,
+        mad_ratio: float = 0.3,
+        sync_weight: float = 20.0,
+        sync_decay: float = 0.95,
+        sync_ratio: float = 1.0,
+        lpips: torch.nn.Module | None = None,
     ) -> LongAudioOutput:
         """Generate `audio_length_in_s` seconds for `prompt`.
 
@@ -191,12 +199,15 @@ class LongAudioPipeline:
         A length shorter than one window is generated as a single view of that length (the plain model).
         `r_guide` is the fraction of the steps with reference guidance (SaFa only), `swap_interval` the w of
         Eq. 9, `tail_shift` SaFa+'s shift of each overlap's tail (latent frames). `seed` or `generator` fix the
-        noise; `latents` replaces the initial canvas noise.
+        noise; `latents` replaces the initial canvas noise. MAD merges attention over the canvas during the first
+        `mad_ratio` of the steps; SyncDiffusion takes LPIPS gradient steps of weight `sync_weight * sync_decay**k`
+        during the first `sync_ratio` of the steps, with `lpips` (default: VGG LPIPS) on mel spectrograms.
         """
         adapter = self.adapter
         req = check_audio_request(
             prompt, audio_length_in_s, window_seconds, method, overlap, r_guide, swap_interval, tail_shift,
-            num_inference_steps, guidance_scale, view_batch_size, seed,
+            num_inference_steps, guidance_scale, view_batch_size, seed, mad_ratio=mad_ratio, sync_weight=sync_weight,
+            sync_decay=sync_decay, sync_ratio=sync_ratio,
         )
         generator = seeded(generator, req.options.seed)
         per_second = _BYTES_PER_SAMPLE * adapter.sample_rate
@@ -226,6 +237,7 @@ class LongAudioPipeline:
             eta=eta,
             callback=callback,
             progress_bar=progress_bar,
+            lpips=lpips,
         )
         canvas = result.latents
         audio, mel = adapter.decode(canvas, window=window, loop=loop)

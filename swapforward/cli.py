@@ -88,6 +88,10 @@ VIEW_BATCH = typer.Option(None, "--view-batch-size", help="Views per model call 
 SEED = typer.Option(None, "--seed", help="Random seed for reproducible output.")
 SCHEDULER = typer.Option("default", "--scheduler", help="default (the model's), ddim, dpm, euler, unipc.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+MAD_RATIO = typer.Option(0.3, "--mad-ratio", help="MAD: fraction of steps with attention over the whole canvas.")
+SYNC_WEIGHT = typer.Option(20.0, "--sync-weight", help="SyncDiffusion: gradient step weight.")
+SYNC_DECAY = typer.Option(0.95, "--sync-decay", help="SyncDiffusion: weight decay per step.")
+SYNC_RATIO = typer.Option(1.0, "--sync-ratio", help="SyncDiffusion: fraction of steps with the gradient step.")
 DTYPE = typer.Option("auto", "--dtype", help="auto (fp16 on CUDA, else fp32), float32, float16, bfloat16.")
 
 
@@ -114,6 +118,10 @@ def audio(
     spectrogram: Optional[Path] = typer.Option(
         None, "--spectrogram", help="Also write a PNG of the mel spectrogram with the views marked."
     ),
+    mad_ratio: float = MAD_RATIO,
+    sync_weight: float = SYNC_WEIGHT,
+    sync_decay: float = SYNC_DECAY,
+    sync_ratio: float = SYNC_RATIO,
     scheduler: str = SCHEDULER,
     device: str = DEVICE,
     dtype: str = DTYPE,
@@ -123,10 +131,11 @@ def audio(
     from .files import AUDIO_FORMATS, IMAGE_FORMATS, check_output_path
 
     quiet_libraries()
+    baseline = dict(mad_ratio=mad_ratio, sync_weight=sync_weight, sync_decay=sync_decay, sync_ratio=sync_ratio)
     with user_errors():
         check_audio_request(
             prompt, seconds, window_seconds, method, overlap, r_guide, swap_interval, tail_shift, steps, guidance,
-            view_batch_size, seed,
+            view_batch_size, seed, **baseline,
         )
         check_output_path(out, AUDIO_FORMATS)
         if spectrogram is not None:
@@ -148,6 +157,7 @@ def audio(
             tail_shift=tail_shift,
             view_batch_size=view_batch_size,
             seed=seed,
+            **baseline,
         )
         result.save(out)
         if spectrogram is not None:
@@ -184,6 +194,10 @@ def panorama(
     loop: bool = typer.Option(False, "--loop/--no-loop", help="360 degrees: the right edge continues into the left."),
     view_batch_size: Optional[int] = VIEW_BATCH,
     seed: Optional[int] = SEED,
+    mad_ratio: float = MAD_RATIO,
+    sync_weight: float = SYNC_WEIGHT,
+    sync_decay: float = SYNC_DECAY,
+    sync_ratio: float = SYNC_RATIO,
     scheduler: str = SCHEDULER,
     device: str = DEVICE,
     dtype: str = DTYPE,
@@ -193,10 +207,11 @@ def panorama(
     from .files import check_output_path
 
     quiet_libraries()
+    baseline = dict(mad_ratio=mad_ratio, sync_weight=sync_weight, sync_decay=sync_decay, sync_ratio=sync_ratio)
     with user_errors():
         check_panorama_request(
             prompt, height, width, view_width, method, overlap, r_guide, swap_interval, tail_shift, steps, guidance,
-            view_batch_size, seed,
+            view_batch_size, seed, **baseline,
         )
         check_output_path(out, PANORAMA_FORMATS)
         pipe = load(PanoramaPipeline, model, device, dtype, scheduler)
@@ -217,6 +232,7 @@ def panorama(
             negative_prompt=negative_prompt,
             view_batch_size=view_batch_size,
             seed=seed,
+            **baseline,
         )
         result.save(out)
         wall = time.perf_counter() - start

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from tqdm.auto import tqdm
 from .core.layout import ViewLayout
 from .core.merge import reference_swap_mask
 from .core.methods import Method, get_method
+from .baselines.mad import CanvasGeometry, merged_attention
+from .baselines.syncdiffusion import default_lpips, sync_views
 from .core.sampler import joint_denoise
 from .errors import SwapForwardError
 from .models.base import LatentAdapter
@@ -57,6 +60,10 @@ class JointOptions:
     guidance_scale: float
     view_batch_size: int | None
     seed: int | None
+    mad_ratio: float = 0.3
+    sync_weight: float = 20.0
+    sync_decay: float = 0.95
+    sync_ratio: float = 1.0
 
 
 def check_joint_options(
@@ -69,6 +76,10 @@ def check_joint_options(
     guidance_scale: Any,
     view_batch_size: Any,
     seed: Any,
+    mad_ratio: Any = 0.3,
+    sync_weight: Any = 20.0,
+    sync_decay: Any = 0.95,
+    sync_ratio: Any = 1.0,
 ) -> JointOptions:
     overlap_rate = number("overlap", overlap)
     if not 0 < overlap_rate < 1:
@@ -79,7 +90,17 @@ def check_joint_options(
     guidance = number("guidance_scale", guidance_scale)
     if math.isinf(guidance):
         raise SwapForwardError(f"guidance_scale must be a finite number, got {guidance_scale!r}.")
+    fractions = {"mad_ratio": number("mad_ratio", mad_ratio), "sync_ratio": number("sync_ratio", sync_ratio),
+                 "sync_decay": number("sync_decay", sync_decay)}
+    for name, value in fractions.items():
+        if not 0 <= value <= 1:
+            raise SwapForwardError(f"{name} must be between 0 and 1, got {value!r}.")
+    weight = number("sync_weight", sync_weight)
+    if not 0 <= weight < math.inf:
+        raise SwapForwardError(f"sync_weight must be a finite number >= 0, got {sync_weight!r}.")
     return JointOptions(
+        sync_weight=weight,
+        **fractions,
         method=get_method(method),
         overlap=overlap_rate,
         r_guide=guide,
@@ -122,6 +143,7 @@ def run_joint(
     eta: float = 0.0,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     progress_bar: bool = True,
+    lpips: torch.nn.Module | None = None,
 ) -> JointResult:
     """Denoise a canvas of `canvas_shape` laid out as `layout` along `adapter.long_axis` with `options.method`."""
     axis = adapter.long_axis % len(canvas_shape)
@@ -165,12 +187,41 @@ def run_joint(
         disable=not progress_bar,
     )
 
+    steps = len(scheduler.timesteps)
+    method = options.method
+    attention = ExitStack()
+    mad_steps = round(options.mad_ratio * steps) if method.merged_attention else 0
+    if mad_steps:
+        geometry = CanvasGeometry(layout, _view_hw(view_shape), 0 if axis == len(canvas_shape) - 2 else 1,
+                                  adapter.patch_size)
+        attention.enter_context(merged_attention(adapter.denoiser_module, geometry))
+
     def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> None:
+        if k + 1 == mad_steps:
+            attention.close()  # MAD's steps are over: the model's own attention again
         bar.update(1)
         if callback is not None:
             callback(k, t, x)
 
-    with bar:
+    prepare = None
+    sync_steps = round(options.sync_ratio * steps) if method.gradient_sync and layout.num_views > 1 else 0
+    if sync_steps:
+        if getattr(scheduler, "init_noise_sigma", 1.0) != 1.0:
+            raise SwapForwardError(
+                f"SyncDiffusion needs a scheduler whose samples are x_t itself (ddim, dpm, unipc, flow matching), "
+                f"not {type(scheduler).__name__}."
+            )
+        lpips = default_lpips() if lpips is None else lpips
+        lpips = lpips.to(device)
+
+        def prepare(k: int, t: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+            if k >= sync_steps:
+                return views
+            weight = options.sync_weight * options.sync_decay**k
+            return sync_views(views, t, weight, denoise=denoiser, scheduler=scheduler,
+                              decode=adapter.decode_preview, lpips=lpips)
+
+    with bar, attention:
         canvas = joint_denoise(
             canvas,
             denoiser,
@@ -181,8 +232,14 @@ def run_joint(
             reference=reference,
             reference_mask=mask,
             guide_steps=guide_steps,
-            view_batch_size=options.view_batch_size,
+            view_batch_size=None if mad_steps else options.view_batch_size,  # MAD attends over all views at once
             step_kwargs=adapter.step_kwargs(generator, eta),
             callback=on_step,
+            prepare=prepare,
         )
-    return JointResult(latents=canvas, model_calls=calls, guide_steps=guide_steps, steps=len(scheduler.timesteps))
+    return JointResult(latents=canvas, model_calls=calls, guide_steps=guide_steps, steps=steps)
+
+
+def _view_hw(view_shape: list[int]) -> tuple[int, int]:
+    """The two spatial sizes of a (batch, channels, rows, cols) view."""
+    return int(view_shape[-2]), int(view_shape[-1])

@@ -19,7 +19,7 @@ from .models.base import ImageAdapter
 from .runtime import resolve_device, resolve_dtype
 
 #: The paper's panorama overlaps (Table 3): SaFa's reference guidance lets it use 0.2; MD needs 0.8.
-DEFAULT_OVERLAP = {"safa": 0.2, "safa-selfloop": 0.2, "md": 0.8, "md-tri": 0.8}
+DEFAULT_OVERLAP = {"safa": 0.2, "safa-selfloop": 0.2, "md": 0.8, "md-tri": 0.8, "mad": 0.8, "syncd": 0.8}
 
 PANORAMA_FORMATS = {**IMAGE_FORMATS, ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
@@ -80,6 +80,7 @@ def check_panorama_request(
     view_batch_size: Any = None,
     seed: Any = None,
     multiple: int = 8,
+    **baseline: Any,
 ) -> PanoramaRequest:
     """Check every argument without a model (sizes against `multiple`, the VAE factor by default)."""
     if not isinstance(prompt, str) or not prompt.strip():
@@ -94,6 +95,7 @@ def check_panorama_request(
         guidance_scale,
         view_batch_size,
         seed,
+        **baseline,
     )
     height = None if height is None else _multiple("height", height, multiple)
     width = _multiple("width", width, multiple)
@@ -174,6 +176,11 @@ class PanoramaPipeline:
         eta: float = 0.0,
         callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
         progress_bar: bool = True,
+        mad_ratio: float = 0.3,
+        sync_weight: float = 20.0,
+        sync_decay: float = 0.95,
+        sync_ratio: float = 1.0,
+        lpips: torch.nn.Module | None = None,
     ) -> PanoramaOutput:
         """Generate a `height` x `width` panorama for `prompt`.
 
@@ -181,12 +188,15 @@ class PanoramaPipeline:
         paper uses 640-wide views). `overlap` defaults to the paper's: 0.2 for SaFa and SaFa*, 0.8 for MD and MD*.
         With `loop` the panorama is 360 degrees: its right edge continues into its left. The Self-Loop Swap
         alternates latent columns in the overlaps; the Reference-Guided Swap takes whole latent rows of each
-        view's middle region (the paper's segment-level swap, Fig. 4).
+        view's middle region (the paper's segment-level swap, Fig. 4). MAD merges attention over the canvas during
+        the first `mad_ratio` of the steps; SyncDiffusion takes LPIPS gradient steps of weight
+        `sync_weight * sync_decay**k` during the first `sync_ratio` of the steps, with `lpips` (default: VGG LPIPS).
         """
         adapter = self.adapter
         req = check_panorama_request(
             prompt, height, width, view_width, method, overlap, r_guide, swap_interval, tail_shift,
             num_inference_steps, guidance_scale, view_batch_size, seed, multiple=adapter.size_multiple,
+            mad_ratio=mad_ratio, sync_weight=sync_weight, sync_decay=sync_decay, sync_ratio=sync_ratio,
         )
         generator = seeded(generator, req.options.seed)
         height = req.height or adapter.native_size
@@ -215,6 +225,7 @@ class PanoramaPipeline:
             eta=eta,
             callback=callback,
             progress_bar=progress_bar,
+            lpips=lpips,
         )
         array = adapter.decode(result.latents, tile=window, loop=loop)
         image = adapter.pipe.image_processor.numpy_to_pil(array[None])[0]

@@ -11,6 +11,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from swapforward import LongAudioPipeline, SwapForwardError
 from swapforward.core import METHODS
 
+SWAP_AND_AVERAGE = ["safa", "safa-selfloop", "md", "md-tri"]  # MAD and SyncDiffusion: tests/test_baselines.py
 WINDOW_S = 0.064  # 32 latent frames of 2 ms in the tiny models
 PROMPT = "rain on a tin roof"
 
@@ -153,7 +154,7 @@ def test_multistep_schedulers_run_every_method(audioldm, scheduler_cls):
     pipe = copy.copy(audioldm)
     pipe.scheduler = scheduler_cls.from_config(audioldm.scheduler.config)
     long = LongAudioPipeline.from_pipe(pipe)
-    for method in METHODS:
+    for method in SWAP_AND_AVERAGE + ["mad"]:
         out = long(PROMPT, audio_length_in_s=0.15, window_seconds=WINDOW_S, method=method, loop=True,
                    num_inference_steps=4, seed=0, progress_bar=False)
         assert np.isfinite(out.audio).all() and out.audio.shape == (1, 2400)
@@ -171,7 +172,7 @@ def test_loop_makes_a_circular_latent_decoded_circularly(audioldm):
     assert seen == [True]
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", SWAP_AND_AVERAGE)
 def test_looping_canvas_has_no_edge(audioldm, method):
     """On a loop the canvas edge is an overlap like any other: rolling the initial noise by one view rolls the result."""
     long = LongAudioPipeline.from_pipe(audioldm)
@@ -212,7 +213,7 @@ def test_from_pretrained_loads_a_local_folder(tiny_model_dir):
         (dict(audio_length_in_s=float("nan")), "audio_length_in_s must be a number, got nan"),
         (dict(audio_length_in_s=1e12), "needs about"),
         (dict(audio_length_in_s=float("inf")), "needs about"),
-        (dict(method="foo"), "Unknown method 'foo'; choose one of: safa, safa-selfloop, md, md-tri."),
+        (dict(method="foo"), "Unknown method 'foo'; choose one of: safa, safa-selfloop, md, md-tri, mad, syncd."),
         (dict(overlap=0.0), "overlap must be between 0 and 1 (exclusive), got 0.0"),
         (dict(overlap=1.2), "overlap must be between 0 and 1 (exclusive), got 1.2"),
         (dict(r_guide=1.5), "r_guide must be between 0 and 1, got 1.5"),

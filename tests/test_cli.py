@@ -58,7 +58,7 @@ def test_cli_is_reproducible_with_a_seed(tiny_model_dir, tmp_path):
         (["--seconds", "-5"], "audio_length_in_s must be more than 0 seconds, got -5.0."),
         (["--seconds", "nan"], "audio_length_in_s must be a number, got nan."),
         (["--seconds", "1e12"], "needs about"),
-        (["--method", "foo"], "Unknown method 'foo'; choose one of: safa, safa-selfloop, md, md-tri."),
+        (["--method", "foo"], "Unknown method 'foo'; choose one of: safa, safa-selfloop, md, md-tri, mad, syncd."),
         (["--overlap", "1"], "overlap must be between 0 and 1 (exclusive), got 1.0."),
         (["--r-guide", "2"], "r_guide must be between 0 and 1, got 2.0."),
         (["--swap-interval", "0"], "swap_interval must be a whole number >= 1, got 0."),

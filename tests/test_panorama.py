@@ -81,7 +81,7 @@ def test_loop_makes_one_circular_latent(image_pipe, method):
         (dict(width=4), "width must be a whole number >= 8, got 4."),
         (dict(view_width=70), "view_width=70 is not a multiple of 8; use 64 or 72."),
         (dict(view_width=512, width=256), "view_width=512 is wider than the panorama (width=256)"),
-        (dict(method="syncd"), "Unknown method 'syncd'"),
+        (dict(method="foo"), "Unknown method 'foo'"),
         (dict(overlap=0.0), "overlap must be between 0 and 1 (exclusive), got 0.0"),
         (dict(r_guide=3), "r_guide must be between 0 and 1, got 3"),
         (dict(swap_interval=0), "swap_interval must be a whole number >= 1, got 0"),

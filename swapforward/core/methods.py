@@ -19,6 +19,8 @@ class Method:
     merge: str
     reference: bool
     summary: str
+    merged_attention: bool = False
+    gradient_sync: bool = False
 
     def weights(self, layout: ViewLayout, swap_interval: int = 1, tail_shift: int = 0) -> torch.Tensor:
         if self.merge == "swap":
@@ -35,6 +37,10 @@ METHODS: dict[str, Method] = {
         Method("safa-selfloop", "swap", False, "SaFa*: Self-Loop Latent Swap only, no reference view"),
         Method("md", "average", False, "MultiDiffusion: average the overlaps"),
         Method("md-tri", "triangular", False, "MD*: MultiDiffusion with triangular window weights"),
+        Method("mad", "average", False, "MAD: attention over the whole canvas in the first steps, then MD",
+               merged_attention=True),
+        Method("syncd", "average", False, "SyncDiffusion: LPIPS gradient toward the middle view, then MD",
+               gradient_sync=True),
     )
 }
 

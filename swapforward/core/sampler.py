@@ -48,12 +48,14 @@ def joint_denoise(
     view_batch_size: int | None = None,
     step_kwargs: dict | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Denoise a batch-1 canvas `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
 
     `scheduler` must have had `set_timesteps` called. `reference` is the reference view's x_T (batch 1,
     window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps`
-    timesteps. `callback(step_index, t, canvas)` is called after every step.
+    timesteps. `callback(step_index, t, canvas)` is called after every step. `prepare(step_index, t, views)` may
+    adjust the cropped views before they are denoised (SyncDiffusion's gradient step).
     """
     step_kwargs = step_kwargs or {}
     view_scheduler = copy.deepcopy(scheduler)
@@ -62,6 +64,8 @@ def joint_denoise(
     canvas, ref = latents, reference
     for k, t in enumerate(view_scheduler.timesteps):
         views = layout.crop(canvas, axis)
+        if prepare is not None:
+            views = prepare(k, t, views)
         guided = ref_scheduler is not None and k < guide_steps
         model_in = [_scale_model_input(view_scheduler, views, t)]
         if guided:

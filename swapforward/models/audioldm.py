@@ -46,6 +46,13 @@ class AudioLDMAdapter(AudioAdapter):
     def denoise(self, latents, t, cond, guidance_scale):
         return classifier_free(lambda x, batch: self._unet(x, t, cond, batch), latents, cond, guidance_scale)
 
+    def decode_preview(self, latents):
+        """The mel spectrogram as a picture: scaled to [-1, 1] per view, on three channels."""
+        mel = self.pipe.vae.decode(1 / self.pipe.vae.config.scaling_factor * latents).sample
+        low = mel.amin(dim=(1, 2, 3), keepdim=True)
+        high = mel.amax(dim=(1, 2, 3), keepdim=True)
+        return (2 * (mel - low) / (high - low + 1e-6) - 1).expand(-1, 3, -1, -1)
+
     @torch.no_grad()
     def decode(self, latents, window, loop):
         vae, vocoder = self.pipe.vae, self.pipe.vocoder

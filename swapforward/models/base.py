@@ -64,6 +64,15 @@ class LatentAdapter(ABC):
     ) -> torch.Tensor:
         """Model output for a batch of views, with classifier-free guidance when `cond` has two rows."""
 
+    @abstractmethod
+    def decode_preview(self, latents: torch.Tensor) -> torch.Tensor:
+        """Differentiable decode of view latents to (batch, 3, H, W) pictures in about [-1, 1], for LPIPS."""
+
+    @property
+    def patch_size(self) -> int:
+        """Latent cells per token side (DiTs patchify; U-Nets attend over single cells)."""
+        return int(getattr(self.denoiser_module.config, "patch_size", None) or 1)
+
 
 def guided(cond: dict[str, torch.Tensor]) -> bool:
     """Whether the conditioning holds [negative, positive] rows (classifier-free guidance is on)."""
@@ -142,6 +151,9 @@ class ImageAdapter(LatentAdapter):
     @abstractmethod
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """One VAE decode, exactly as the base pipeline does it (scaling and shift included): pixels in [-1, 1]."""
+
+    def decode_preview(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.decode_latents(latents)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, tile: int, loop: bool) -> np.ndarray:
