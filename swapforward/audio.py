@@ -17,7 +17,7 @@ from .files import save_spectrogram, write_audio
 from .models import AUDIO_ADAPTERS, adapter_for, load_pipeline
 from .joint import JointOptions, check_joint_options, number, run_joint, seeded
 from .models.base import AudioAdapter
-from .runtime import available_memory_bytes, resolve_device, resolve_dtype
+from .runtime import available_memory_bytes, check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
 
 
 @dataclass
@@ -141,13 +141,19 @@ class LongAudioPipeline:
         model_id: str,
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype | str | None = None,
+        scheduler: str = "paper",
         **kwargs: Any,
     ) -> LongAudioPipeline:
-        """Load by hub id (e.g. cvssp/audioldm-s-full-v2) or local folder; device and dtype default to CUDA + fp16."""
+        """Load by hub id (e.g. cvssp/audioldm-s-full-v2) or local folder; device and dtype default to CUDA + fp16.
+
+        `scheduler`: "paper" (DDIM, as the SaFa paper samples), "default" (the model's own), or ddim, dpm, euler, unipc.
+        """
+        check_scheduler_name(scheduler)
         device = resolve_device(device)
         dtype = resolve_dtype(torch_dtype, device)
         pipe = load_pipeline(model_id, AUDIO_ADAPTERS, torch_dtype=dtype, **kwargs)
         pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
         return cls.from_pipe(pipe.to(device))
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> LongAudioPipeline:

@@ -12,7 +12,6 @@ import typer
 
 from .core.methods import METHODS
 from .errors import SwapForwardError
-from .runtime import SCHEDULERS
 
 DEFAULT_AUDIO_MODEL = "cvssp/audioldm-s-full-v2"
 DEFAULT_IMAGE_MODEL = "stabilityai/stable-diffusion-2-base"
@@ -58,16 +57,13 @@ def user_errors() -> Iterator[None]:
 
 
 def load(pipeline_cls: Any, model: str, device: str, dtype: str, scheduler: str) -> Any:
-    from .runtime import make_scheduler, resolve_device, resolve_dtype
+    from .runtime import check_scheduler_name, resolve_device, resolve_dtype
 
+    check_scheduler_name(scheduler)
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
-    if scheduler not in ("default", *SCHEDULERS):
-        raise SwapForwardError(f"Unknown scheduler {scheduler!r}; use default, {', '.join(SCHEDULERS)}.")
-    pipe = pipeline_cls.from_pretrained(model, device=torch_device, torch_dtype=torch_dtype)
-    if scheduler != "default":
-        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
-    return pipe
+    return pipeline_cls.from_pretrained(
+        model, device=torch_device, torch_dtype=resolve_dtype(dtype, torch_device), scheduler=scheduler
+    )
 
 
 def views_summary(result: Any) -> str:
@@ -86,7 +82,9 @@ SWAP_INTERVAL = typer.Option(1, "--swap-interval", help="Swap interval w of Eq. 
 TAIL_SHIFT = typer.Option(0, "--tail-shift", help="SaFa+: each overlap's last N latent frames from the right view.")
 VIEW_BATCH = typer.Option(None, "--view-batch-size", help="Views per model call (default: all).")
 SEED = typer.Option(None, "--seed", help="Random seed for reproducible output.")
-SCHEDULER = typer.Option("default", "--scheduler", help="default (the model's), ddim, dpm, euler, unipc.")
+SCHEDULER = typer.Option(
+    "paper", "--scheduler", help="paper (DDIM; SD 3 keeps flow matching), default (the model's), ddim, dpm, euler, unipc."
+)
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 MAD_RATIO = typer.Option(0.3, "--mad-ratio", help="MAD: fraction of steps with attention over the whole canvas.")
 SYNC_WEIGHT = typer.Option(20.0, "--sync-weight", help="SyncDiffusion: gradient step weight.")

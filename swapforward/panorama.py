@@ -16,7 +16,7 @@ from .files import IMAGE_FORMATS, check_output_path, write_atomic
 from .joint import JointOptions, check_joint_options, run_joint, seeded, whole
 from .models import IMAGE_ADAPTERS, adapter_for, load_pipeline
 from .models.base import ImageAdapter
-from .runtime import resolve_device, resolve_dtype
+from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
 
 #: The paper's panorama overlaps (Table 3): SaFa's reference guidance lets it use 0.2; MD needs 0.8.
 DEFAULT_OVERLAP = {"safa": 0.2, "safa-selfloop": 0.2, "md": 0.8, "md-tri": 0.8, "mad": 0.8, "syncd": 0.8}
@@ -140,13 +140,20 @@ class PanoramaPipeline:
         model_id: str,
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype | str | None = None,
+        scheduler: str = "paper",
         **kwargs: Any,
     ) -> PanoramaPipeline:
-        """Load by hub id (e.g. stabilityai/stable-diffusion-2-base) or local folder; CUDA + fp16 by default."""
+        """Load by hub id (e.g. stabilityai/stable-diffusion-2-base) or local folder; CUDA + fp16 by default.
+
+        `scheduler`: "paper" (DDIM as in the SaFa paper; SD 3 keeps its flow-matching scheduler), "default" (the
+        model's own), or ddim, dpm, euler, unipc.
+        """
+        check_scheduler_name(scheduler)
         device = resolve_device(device)
         dtype = resolve_dtype(torch_dtype, device)
         pipe = load_pipeline(model_id, IMAGE_ADAPTERS, torch_dtype=dtype, **kwargs)
         pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
         return cls.from_pipe(pipe.to(device))
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> PanoramaPipeline:

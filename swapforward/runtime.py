@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
@@ -49,19 +50,38 @@ def available_memory_bytes() -> int:
         return 16 * 2**30
 
 
-#: Scheduler names accepted by the CLI and `with_scheduler` -> diffusers class name.
+#: Scheduler names accepted by `from_pretrained(scheduler=...)` and the CLI -> diffusers class name.
 SCHEDULERS = {
     "ddim": "DDIMScheduler",
     "dpm": "DPMSolverMultistepScheduler",
     "euler": "EulerDiscreteScheduler",
     "unipc": "UniPCMultistepScheduler",
 }
+SCHEDULER_CHOICES = ("paper", "default", *SCHEDULERS)
 
 
-def make_scheduler(name: str, config: dict):
-    """A diffusers scheduler of the named kind, configured like the model's own (betas, prediction type)."""
+def check_scheduler_name(name: str) -> str:
+    if name not in SCHEDULER_CHOICES:
+        raise SwapForwardError(f"Unknown scheduler {name!r}; use {', '.join(SCHEDULER_CHOICES)}.")
+    return name
+
+
+def make_scheduler(name: str, current: Any) -> Any:
+    """The scheduler to sample with, configured like the model's own `current` one (betas, prediction type).
+
+    "default" keeps the model's scheduler; "paper" is the SaFa paper's DDIM, except for flow-matching models (SD 3),
+    which keep their own; "ddim", "dpm", "euler" and "unipc" name a diffusers scheduler (not for flow matching).
+    """
     import diffusers
 
-    if name not in SCHEDULERS:
-        raise SwapForwardError(f"Unknown scheduler {name!r}; use default, {', '.join(SCHEDULERS)}.")
-    return getattr(diffusers, SCHEDULERS[name]).from_config(config)
+    check_scheduler_name(name)
+    flow_matching = not hasattr(current, "alphas_cumprod")
+    if name == "default" or (name == "paper" and flow_matching):
+        return current
+    if flow_matching:
+        raise SwapForwardError(
+            f"This model samples by flow matching ({type(current).__name__}); use scheduler default or paper, "
+            f"not {name!r}."
+        )
+    kind = "ddim" if name == "paper" else name
+    return getattr(diffusers, SCHEDULERS[kind]).from_config(current.config)

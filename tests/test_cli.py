@@ -68,7 +68,7 @@ def test_cli_is_reproducible_with_a_seed(tiny_model_dir, tmp_path):
         (["--model", "./no-such-folder"], "Model folder './no-such-folder' does not exist."),
         (["--model", "someone/not-cached"], "Model 'someone/not-cached' is not in the local Hugging Face cache"),
         (["--dtype", "int3"], "Unknown dtype 'int3'"),
-        (["--scheduler", "magic"], "Unknown scheduler 'magic'"),
+        (["--scheduler", "magic"], "Unknown scheduler 'magic'; use paper, default, ddim, dpm, euler, unipc."),
     ],
 )
 def test_cli_bad_input_is_one_line_without_traceback_or_file(tiny_model_dir, tmp_path, args, message):
@@ -135,3 +135,17 @@ def test_hub_errors_become_one_sentence():
     except OSError as error:
         message = str(_load_error("cvssp/nope", error))
     assert message.startswith("Model 'cvssp/nope' was not found on the Hugging Face hub; check the id")
+
+
+def test_scheduler_choice_follows_the_paper_unless_asked_otherwise():
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler
+
+    from swapforward.runtime import make_scheduler
+
+    pndm, flow = PNDMScheduler(skip_prk_steps=True, steps_offset=1), FlowMatchEulerDiscreteScheduler(shift=3.0)
+    paper = make_scheduler("paper", pndm)
+    assert isinstance(paper, DDIMScheduler) and paper.config.steps_offset == 1
+    assert make_scheduler("default", pndm) is pndm and make_scheduler("paper", flow) is flow
+    assert isinstance(make_scheduler("unipc", pndm), UniPCMultistepScheduler)
+    with pytest.raises(SwapForwardError, match="samples by flow matching"):
+        make_scheduler("ddim", flow)
