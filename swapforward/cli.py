@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -236,6 +237,63 @@ def panorama(
         wall = time.perf_counter() - start
     w, h = result.image.size
     typer.echo(f"{out}: {w} x {h} {result.method} panorama from {views_summary(result)}, {wall:.1f} s wall")
+
+
+@app.command()
+def batch(
+    jobs: Path = typer.Argument(..., help="Jobs file: JSON Lines (.jsonl) or CSV (.csv), one job per line."),
+    dtype: str = DTYPE,
+) -> None:
+    """Run many jobs, skipping those whose output exists; under `accelerate launch` each process takes its share.
+
+    Fields: prompt and out (required), kind (audio or panorama), model, seconds, window_seconds, width, height,
+    view_width, method, seed, loop, steps, guidance, negative_prompt, overlap, r_guide, swap_interval, tail_shift,
+    view_batch_size, mad_ratio.
+    """
+    from tqdm.auto import tqdm
+
+    from .batch import load_jobs, process_slot, run_jobs
+
+    quiet_libraries()
+    with user_errors():
+        all_jobs, invalid = load_jobs(jobs)
+    rank, world, device = process_slot()
+    tag = f"[{rank + 1}/{world}] " if world > 1 else ""
+    for index, reason in invalid:
+        if index % world == rank:
+            typer.echo(f"{tag}job {index} FAILED: {reason}", err=True)
+    mine = [job for job in all_jobs if job.index % world == rank]
+    bar = tqdm(total=len(mine), desc=f"{tag}jobs", unit="job")
+
+    def on_job(job: Any, status: str, detail: str) -> None:
+        bar.update(1)
+        line = f"{tag}job {job.index} {status if status != 'failed' else 'FAILED'}: {job.out} ({detail})"
+        (tqdm.write(line, file=sys.stderr) if status == "failed" else tqdm.write(line))
+
+    with user_errors(), bar:
+        report = run_jobs(all_jobs, rank, world, device=device, dtype=dtype, on_job=on_job)
+    mine_invalid = [i for i, _ in invalid if i % world == rank]
+    counts = [len(report.done), len(report.skipped), len(report.failed) + len(mine_invalid)]
+    typer.echo(f"{tag}{counts[0]} done, {counts[1]} skipped, {counts[2]} failed")
+    if world > 1:  # wait for every process, so that no failure stops another's jobs, then agree on the total
+        counts = gather_counts(counts)
+        if rank == 0:
+            typer.echo(f"all processes: {counts[0]} done, {counts[1]} skipped, {counts[2]} failed")
+    if counts[2]:
+        raise typer.Exit(code=1)
+
+
+def gather_counts(counts: list[int]) -> list[int]:
+    """Sum per-process counts over all processes (gloo, so it also works on CPU), which waits for all of them."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    total = torch.tensor(counts)
+    dist.all_reduce(total)
+    dist.destroy_process_group()
+    return total.tolist()
 
 
 @app.command()

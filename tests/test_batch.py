@@ -1,0 +1,88 @@
+"""`swapforward batch`: job files, resuming, failures, and two processes sharing the work."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from swapforward import SwapForwardError
+from swapforward.batch import load_jobs
+from swapforward.cli import app
+
+runner = CliRunner()
+
+
+def write_jobs(path, model_dir, sd_dir, count=5, bad=True):
+    jobs = []
+    for i in range(count):
+        if i % 2:
+            jobs.append({"kind": "panorama", "prompt": f"forest {i}", "out": f"out/p{i}.png", "model": sd_dir,
+                         "width": 128, "height": 64, "view_width": 64, "steps": 2, "seed": i})
+        else:
+            jobs.append({"prompt": f"rain {i}", "out": f"out/a{i}.wav", "model": model_dir, "seconds": 0.1,
+                         "window_seconds": 0.064, "steps": 2, "seed": i, "loop": i == 2})
+    if bad:
+        jobs.append({"prompt": "wind", "out": "out/bad.wav", "model": model_dir, "method": "nope", "seconds": 0.1})
+    (path.parent / "out").mkdir(exist_ok=True)
+    path.write_text("\n".join(json.dumps(j) for j in jobs) + "\n")
+    return jobs
+
+
+def test_jobs_from_csv_and_jsonl(tmp_path):
+    csv_path = tmp_path / "jobs.csv"
+    csv_path.write_text("prompt,out,seconds,loop,kind\nrain,a.wav,12.5,true,audio\nsea,b.png,,,panorama\n")
+    jobs, invalid = load_jobs(csv_path)
+    assert invalid == [] and [j.kind for j in jobs] == ["audio", "panorama"]
+    assert jobs[0].arguments == {"audio_length_in_s": 12.5, "loop": True} and jobs[0].out == tmp_path / "a.wav"
+    jsonl = tmp_path / "jobs.jsonl"
+    jsonl.write_text('{"prompt": "x", "out": "x.wav"}\nnot json\n{"prompt": "y"}\n{"prompt": "z", "out": "z.wav", '
+                     '"colour": 1}\n')
+    jobs, invalid = load_jobs(jsonl)
+    assert [j.index for j in jobs] == [0]
+    assert [i for i, _ in invalid] == [1, 2, 3]
+    assert "unknown field 'colour'" in invalid[2][1]
+
+
+def test_duplicate_outputs_and_missing_files_are_refused(tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"prompt": "a", "out": "x.wav"}\n{"prompt": "b", "out": "x.wav"}\n')
+    with pytest.raises(SwapForwardError, match="Jobs 0 and 1 both write"):
+        load_jobs(path)
+    with pytest.raises(SwapForwardError, match="does not exist"):
+        load_jobs(tmp_path / "none.jsonl")
+
+
+def test_batch_runs_resumes_and_reports_failures(tiny_model_dir, tiny_sd_dir, tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    write_jobs(path, tiny_model_dir, tiny_sd_dir, count=3)
+    first = runner.invoke(app, ["batch", str(path)])
+    assert first.exit_code == 1, first.output
+    assert "3 done, 0 skipped, 1 failed" in first.stdout
+    assert "job 3 FAILED" in first.stderr and "Unknown method 'nope'" in first.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["a0.wav", "a2.wav", "p1.png"]
+    again = runner.invoke(app, ["batch", str(path)])
+    assert "0 done, 3 skipped, 1 failed" in again.stdout
+
+
+def test_two_processes_share_the_jobs_exactly_once(tiny_model_dir, tiny_sd_dir, tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    write_jobs(path, tiny_model_dir, tiny_sd_dir, count=5)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "swapforward.cli",
+               "batch", str(path)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    output = first.stdout + first.stderr
+    done = sorted(int(i) for i in re.findall(r"job (\d+) done", output))
+    assert done == [0, 1, 2, 3, 4], output
+    assert re.findall(r"job (\d+) FAILED", output) == ["5"]
+    assert {"[1/2]", "[2/2]"} <= set(re.findall(r"\[\d/2\]", output))
+    assert first.returncode != 0  # a failed job makes the run fail, after all the others are done
+    assert "all processes: 5 done, 0 skipped, 1 failed" in first.stdout
+    assert len(os.listdir(tmp_path / "out")) == 5
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert re.findall(r"job (\d+) done", again.stdout + again.stderr) == []
+    assert sorted(int(i) for i in re.findall(r"job (\d+) skipped", again.stdout)) == [0, 1, 2, 3, 4]
