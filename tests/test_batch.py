@@ -71,7 +71,7 @@ def test_batch_runs_resumes_and_reports_failures(tiny_model_dir, tiny_sd_dir, tm
 def test_two_processes_share_the_jobs_exactly_once(tiny_model_dir, tiny_sd_dir, tmp_path):
     path = tmp_path / "jobs.jsonl"
     write_jobs(path, tiny_model_dir, tiny_sd_dir, count=5)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "swapforward.cli",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "swapforward",
                "batch", str(path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
