@@ -175,10 +175,17 @@ def run_joint(
 
     calls = 0
 
-    def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         nonlocal calls
         calls += 1
         return adapter.denoise(x, t, cond, options.guidance_scale)
+
+    steps = len(scheduler.timesteps)
+    method = options.method
+    mad_steps = round(options.mad_ratio * steps) if method.merged_attention else 0
+    # Without a view_batch_size every view goes in one call, halving the batch on GPU out-of-memory (not for MAD,
+    # whose merged attention needs all views together).
+    denoiser = model if options.view_batch_size or mad_steps else fit_in_memory(model)
 
     bar = tqdm(
         total=len(scheduler.timesteps),
@@ -187,10 +194,7 @@ def run_joint(
         disable=not progress_bar,
     )
 
-    steps = len(scheduler.timesteps)
-    method = options.method
     attention = ExitStack()
-    mad_steps = round(options.mad_ratio * steps) if method.merged_attention else 0
     if mad_steps:
         geometry = CanvasGeometry(layout, _view_hw(view_shape), 0 if axis == len(canvas_shape) - 2 else 1,
                                   adapter.patch_size)
@@ -238,6 +242,30 @@ def run_joint(
             prepare=prepare,
         )
     return JointResult(latents=canvas, model_calls=calls, guide_steps=guide_steps, steps=steps)
+
+
+def fit_in_memory(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    """Wrap `model` to split a batch in halves, and remember the size that fits, when it runs out of GPU memory."""
+    fitting: int | None = None
+
+    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        nonlocal fitting
+        size = min(fitting or x.shape[0], x.shape[0])
+        while True:
+            try:
+                out = torch.cat([model(part, t) for part in x.split(size)])
+                fitting = size
+                return out
+            except torch.cuda.OutOfMemoryError:
+                if size == 1:
+                    raise SwapForwardError(
+                        "The GPU runs out of memory even with one view per model call; use a smaller window, "
+                        "--dtype float16, or a GPU with more memory."
+                    ) from None
+                size = max(1, size // 2)
+                torch.cuda.empty_cache()
+
+    return call
 
 
 def _view_hw(view_shape: list[int]) -> tuple[int, int]:

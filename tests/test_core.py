@@ -269,3 +269,30 @@ def test_looped_tiled_decoding_is_circular():
     assert torch.allclose(tiled, circular(x), atol=1e-6)
     rolled = decode_tiled(x.roll(37, -1), decode, axis=-1, out_axis=-1, factor=4, tile=16, overlap=4, loop=True)
     assert torch.allclose(rolled, tiled.roll(37 * 4, -1), atol=1e-6)
+
+
+def test_fit_in_memory_halves_the_batch_on_out_of_memory_and_remembers():
+    from swapforward.errors import SwapForwardError
+    from swapforward.joint import fit_in_memory
+
+    seen = []
+
+    def model(x, t):  # a GPU that fits three latents per call
+        seen.append(x.shape[0])
+        if x.shape[0] > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return x * 2
+
+    call = fit_in_memory(model)
+    x = torch.arange(10.0).view(10, 1)
+    assert torch.equal(call(x, None), x * 2)
+    assert seen == [10, 5, 2, 2, 2, 2, 2]
+    seen.clear()
+    call(x, None)
+    assert seen == [2, 2, 2, 2, 2], "the size that fitted is kept for the next steps"
+
+    def hopeless(x, t):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(SwapForwardError, match="runs out of memory even with one view per model call"):
+        fit_in_memory(hopeless)(x, None)
