@@ -258,5 +258,5 @@ class LongAudioPipeline:
             method=req.options.method.name,
             model_calls=result.model_calls,
             frame_seconds=adapter.frame_samples / adapter.sample_rate,
-            info={"guide_steps": result.guide_steps, "steps": result.steps, "requested_seconds": req.seconds},
+            info={"guide_steps": result.guide_steps, "steps": result.steps, "view_evaluations": result.view_evaluations, "requested_seconds": req.seconds},
         )

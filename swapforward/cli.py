@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from .core.methods import METHODS
+from .core.methods import METHODS, get_method
 from .errors import SwapForwardError
 
 DEFAULT_AUDIO_MODEL = "cvssp/audioldm-s-full-v2"
@@ -83,6 +83,7 @@ SWAP_INTERVAL = typer.Option(1, "--swap-interval", help="Swap interval w of Eq. 
 TAIL_SHIFT = typer.Option(0, "--tail-shift", help="SaFa+: each overlap's last N latent frames from the right view.")
 VIEW_BATCH = typer.Option(None, "--view-batch-size", help="Views per model call (default: all).")
 SEED = typer.Option(None, "--seed", help="Random seed for reproducible output.")
+SEED_ZERO = typer.Option(0, "--seed", help="Random seed (the same for every method).")
 SCHEDULER = typer.Option(
     "paper", "--scheduler", help="paper (DDIM; SD 3 keeps flow matching), default (the model's), ddim, dpm, euler, unipc."
 )
@@ -294,6 +295,57 @@ def gather_counts(counts: list[int]) -> list[int]:
     dist.all_reduce(total)
     dist.destroy_process_group()
     return total.tolist()
+
+
+@app.command()
+def analyze(
+    prompt: str = typer.Argument(..., help="What to generate while recording the latents."),
+    out_dir: Path = typer.Option(Path("analysis"), "--out-dir", "-o", help="Folder for analysis.png, .csv, .json."),
+    kind: str = typer.Option("audio", "--kind", help="audio or panorama."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or local folder (default per kind)."),
+    methods_: list[str] = typer.Option(["safa", "safa-selfloop", "md", "md-tri"], "--method", "-m",
+                                       help="Methods to compare (repeat the option)."),
+    seconds: float = typer.Option(24.0, "--seconds", help="Audio length."),
+    window_seconds: Optional[float] = typer.Option(None, "--window-seconds", help="Audio view length."),
+    width: int = typer.Option(3200, "--width", help="Panorama width."),
+    height: Optional[int] = typer.Option(None, "--height", help="Panorama height."),
+    view_width: Optional[int] = typer.Option(None, "--view-width", help="Panorama view width."),
+    overlap: float = typer.Option(0.2, "--overlap", help="The same overlap for every method, so regions match."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (default: 200 audio, 50 panorama)."),
+    every: int = typer.Option(10, "--every", help="Record the latent every this many steps."),
+    seed: int = SEED_ZERO,
+    scheduler: str = SCHEDULER,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+) -> None:
+    """The paper's Fig. 2(b): the overlaps' Fourier spectrum against the non-overlap reference, per method."""
+    from .analysis import analyze as run_analysis
+    from .audio import LongAudioPipeline
+    from .panorama import PanoramaPipeline
+
+    quiet_libraries()
+    with user_errors():
+        if kind not in ("audio", "panorama"):
+            raise SwapForwardError(f"kind must be audio or panorama, got {kind!r}.")
+        if every < 1:
+            raise SwapForwardError(f"every must be a whole number >= 1, got {every}.")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SwapForwardError(f"Cannot write into {str(out_dir)!r}: it is a file.")
+        for method in methods_:
+            get_method(method)
+        if kind == "audio":
+            pipe = load(LongAudioPipeline, model or DEFAULT_AUDIO_MODEL, device, dtype, scheduler)
+            call = dict(audio_length_in_s=seconds, window_seconds=window_seconds, num_inference_steps=steps or 200)
+        else:
+            pipe = load(PanoramaPipeline, model or DEFAULT_IMAGE_MODEL, device, dtype, scheduler)
+            call = dict(width=width, height=height, view_width=view_width, num_inference_steps=steps or 50)
+        result = run_analysis(pipe, prompt, list(methods_), every=every, overlap=overlap, seed=seed, **call)
+        paths = result.save(out_dir, title=f"{kind}: {prompt}")
+    last = result.steps[-1]
+    for method, by_step in result.curves.items():
+        gap = by_step[last]["overlap"][-1] - by_step[last]["reference"][-1]
+        typer.echo(f"{method:15s} overlap - reference at pi after step {last}: {gap:+.3f}")
+    typer.echo("wrote " + ", ".join(paths))
 
 
 @app.command()

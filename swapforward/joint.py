@@ -126,6 +126,9 @@ def seeded(generator: torch.Generator | None, seed: int | None) -> torch.Generat
 class JointResult:
     latents: torch.Tensor
     model_calls: int
+    """Denoiser forward calls (each holds a batch of views, doubled for guidance)."""
+    view_evaluations: int
+    """Views (and reference views) evaluated, over all calls: the work, whatever the batching."""
     guide_steps: int
     steps: int
 
@@ -173,11 +176,12 @@ def run_joint(
             layout, len(canvas_shape), axis, swap_axis, view_shape[swap_axis], options.swap_interval
         )
 
-    calls = 0
+    calls = evaluations = 0
 
     def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
+        nonlocal calls, evaluations
         calls += 1
+        evaluations += x.shape[0]
         return adapter.denoise(x, t, cond, options.guidance_scale)
 
     steps = len(scheduler.timesteps)
@@ -241,7 +245,8 @@ def run_joint(
             callback=on_step,
             prepare=prepare,
         )
-    return JointResult(latents=canvas, model_calls=calls, guide_steps=guide_steps, steps=steps)
+    return JointResult(latents=canvas, model_calls=calls, view_evaluations=evaluations, guide_steps=guide_steps,
+                       steps=steps)
 
 
 def fit_in_memory(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):

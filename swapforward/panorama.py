@@ -243,6 +243,6 @@ class PanoramaPipeline:
             layout=layout,
             method=req.options.method.name,
             model_calls=result.model_calls,
-            info={"guide_steps": result.guide_steps, "steps": result.steps, "height": height, "width": req.width,
+            info={"guide_steps": result.guide_steps, "steps": result.steps, "view_evaluations": result.view_evaluations, "height": height, "width": req.width,
                   "view_width": view_width, "overlap": req.options.overlap},
         )

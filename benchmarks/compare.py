@@ -1,0 +1,208 @@
+"""Side-by-side speed of the methods, in one run, with ratios to SaFa. Prints a Markdown table.
+
+    python benchmarks/compare.py panorama            # tiny SD on CPU: the same ratios, in seconds
+    python benchmarks/compare.py audio
+    python benchmarks/compare.py panorama --full     # SD 2 base architecture, random weights (GPU)
+    python benchmarks/compare.py audio --full --seconds 10 24 96 600
+
+Panoramas compare SaFa, SaFa*, MD and MD* through swapforward (the paper's overlaps: 0.2 for SaFa, 0.8 for MD) with
+diffusers' own MultiDiffusion pipeline on the same U-Net, at its defaults and at the paper's MD settings. Audio
+compares the methods at each length; its rows for SaFa also give the curve of length against time and peak memory.
+With --full, the full-size architectures of benchmarks/architectures.py are used; otherwise the tiny pipelines of
+swapforward.testing, with lengths scaled so that each run has as many views as the full-size one would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+warnings.filterwarnings("ignore")
+
+from swapforward import LongAudioPipeline, PanoramaPipeline  # noqa: E402
+from swapforward.runtime import resolve_device  # noqa: E402
+
+PROMPT = "a photo of the dolomites"
+
+
+def measure(device: torch.device, run: Callable[[], tuple[int, int, int]]) -> tuple[float, float | None, tuple]:
+    """(wall seconds, peak GPU GiB or None, (views, view evaluations, model calls)) of one run."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    counts = run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    return wall, peak, counts
+
+
+def table(rows: list[dict], reference: str) -> str:
+    base = next(r for r in rows if r["name"] == reference)
+    lines = ["| run | views | view evaluations | model calls | wall (s) | peak GPU (GiB) | wall / SaFa | "
+             "evaluations / SaFa |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        peak = "-" if r["peak"] is None else f"{r['peak']:.2f}"
+        lines.append(f"| {r['name']} | {r['views']} | {r['evaluations']} | {r['calls']} | {r['wall']:.2f} | {peak} | "
+                     f"{r['wall'] / base['wall']:.2f} | {r['evaluations'] / base['evaluations']:.2f} |")
+    return "\n".join(lines)
+
+
+def timing_lpips(device: torch.device) -> torch.nn.Module:
+    """VGG LPIPS with random weights: the same cost as the real one, without downloading ImageNet weights."""
+    import lpips
+
+    return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().to(device)
+
+
+def counting(unet: torch.nn.Module) -> list[int]:
+    """Count the forward calls of a diffusers pipeline's U-Net (for diffusers' own MultiDiffusion)."""
+    calls = [0]
+    unet.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
+    from diffusers import StableDiffusionPanoramaPipeline
+
+    if args.full:
+        from architectures import sd2_base_pipeline
+
+        base = sd2_base_pipeline(dtype).to(device)
+    else:
+        from swapforward.testing import tiny_sd_pipeline
+
+        base = tiny_sd_pipeline().to(device)
+    base.set_progress_bar_config(disable=True)
+    pano = PanoramaPipeline.from_pipe(base)
+    height, width, view = 512, args.width, 640
+    steps = args.steps or (50 if args.full else 10)
+
+    def ours(method: str, overlap: float) -> Callable[[], tuple[int, int, int]]:
+        def run():
+            out = pano(PROMPT, height=height, width=width, view_width=view, method=method, overlap=overlap,
+                       num_inference_steps=steps, seed=0, progress_bar=False, lpips=timing_lpips(device))
+            with tempfile.TemporaryDirectory() as tmp:
+                out.save(os.path.join(tmp, "p.png"))
+            return out.layout.num_views, out.info["view_evaluations"], out.model_calls
+        return run
+
+    class PaperViews(StableDiffusionPanoramaPipeline):
+        """diffusers' MultiDiffusion with the paper's MD views: 640-pixel windows, 128-pixel stride."""
+
+        def get_views(self, panorama_height, panorama_width, window_size=64, stride=8, circular_padding=False):
+            return super().get_views(panorama_height, panorama_width, view // 8, 16, circular_padding)
+
+    def theirs(cls, view_batch_size: int, views: int) -> Callable[[], tuple[int, int, int]]:
+        pipe = cls(**base.components)
+        pipe.set_progress_bar_config(disable=True)
+        calls = counting(pipe.unet)
+
+        def run():
+            calls[0] = 0
+            pipe(PROMPT, height=height, width=width, num_inference_steps=steps, view_batch_size=view_batch_size,
+                 generator=torch.Generator().manual_seed(0))
+            return views, views * steps, calls[0]
+        return run
+
+    md_views = len(PaperViews(**base.components).get_views(height, width))
+    default_views = len(StableDiffusionPanoramaPipeline(**base.components).get_views(height, width))
+    runs = [("SaFa (overlap 0.2)", ours("safa", 0.2)), ("SaFa* (0.2)", ours("safa-selfloop", 0.2)),
+            ("MD (0.8)", ours("md", 0.8)), ("MD* (0.8)", ours("md-tri", 0.8)),
+            ("diffusers MD, paper views, 1 view/call", theirs(PaperViews, 1, md_views)),
+            (f"diffusers MD, paper views, {md_views} views/call", theirs(PaperViews, md_views, md_views)),
+            ("diffusers MD, its defaults (64 px stride 8), 1 view/call",
+             theirs(StableDiffusionPanoramaPipeline, 1, default_views))]
+    if args.baselines:
+        runs += [("MAD (0.8)", ours("mad", 0.8)), ("SyncDiffusion (0.8)", ours("syncd", 0.8))]
+    ours("safa", 0.2)()  # warm-up
+    rows = []
+    for name, run in runs:
+        wall, peak, (views, evaluations, calls) = measure(device, run)
+        rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls))
+        print(f"  {name}: {wall:.2f} s", file=sys.stderr)
+    kind = "SD 2 base U-Net (866 M), random weights" if args.full else "tiny SD pipeline"
+    print(f"\n### Panorama {height} x {width}, {steps} DDIM steps, {kind}, {device} {str(dtype).split('.')[-1]}\n")
+    print(table(rows, "SaFa (overlap 0.2)"))
+
+
+def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
+    if args.full:
+        from architectures import audioldm_s_pipeline
+
+        base, window, scale = audioldm_s_pipeline(dtype).to(device), 10.24, 1.0
+    else:
+        from swapforward.testing import tiny_audioldm_pipeline
+
+        base, window = tiny_audioldm_pipeline().to(device), 0.064
+        scale = window / 10.24  # the same number of views as the full-size model at each length
+    base.set_progress_bar_config(disable=True)
+    long = LongAudioPipeline.from_pipe(base)
+    steps = args.steps or (200 if args.full else 50)
+
+    def ours(method: str, seconds: float, overlap: float = 0.2) -> Callable[[], tuple[int, int, int]]:
+        def run():
+            out = long("rain on a tin roof", audio_length_in_s=seconds * scale, window_seconds=window, method=method,
+                       overlap=overlap, num_inference_steps=steps, seed=0, progress_bar=False,
+                       lpips=timing_lpips(device))
+            with tempfile.TemporaryDirectory() as tmp:
+                out.save(os.path.join(tmp, "a.wav"))
+            return out.layout.num_views, out.info["view_evaluations"], out.model_calls
+        return run
+
+    ours("safa", 24)()  # warm-up
+    kind = "AudioLDM-S architecture (185 M U-Net), random weights" if args.full else "tiny AudioLDM pipeline"
+    curve = []
+    for seconds in args.seconds:
+        rows = []
+        runs = [("SaFa", ours("safa", seconds)), ("SaFa*", ours("safa-selfloop", seconds)),
+                ("MD", ours("md", seconds)), ("MD*", ours("md-tri", seconds)),
+                ("MD (overlap 0.8)", ours("md", seconds, 0.8))]
+        if args.baselines:
+            runs += [("MAD", ours("mad", seconds)), ("SyncDiffusion", ours("syncd", seconds))]
+        for name, run in runs:
+            wall, peak, (views, evaluations, calls) = measure(device, run)
+            rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls))
+            print(f"  {seconds} s {name}: {wall:.2f} s", file=sys.stderr)
+        safa = rows[0]
+        curve.append((seconds, safa["wall"], safa["peak"], safa["views"]))
+        label = f"{seconds} s" if args.full else f"{seconds * scale:.3f} s (as {seconds} s of 10.24 s windows)"
+        print(f"\n### Audio, {label}, {steps} DDIM steps, overlap 0.2, {kind}, {device} {str(dtype).split('.')[-1]}\n")
+        print(table(rows, "SaFa"))
+    print("\n### SaFa: length against time and memory\n")
+    print("| length (s, as 10.24 s windows) | audio (s) | views | wall (s) | real-time factor | peak GPU (GiB) |\n"
+          "| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for seconds, wall, peak, views in curve:
+        peak_text = "-" if peak is None else f"{peak:.2f}"
+        print(f"| {seconds} | {seconds * scale:.3f} | {views} | {wall:.2f} | {wall / (seconds * scale):.3f} | {peak_text} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=["panorama", "audio"])
+    parser.add_argument("--full", action="store_true", help="full-size architectures (use a GPU)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=None, help="default: the paper's with --full, fewer on CPU")
+    parser.add_argument("--width", type=int, default=3200)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10.24, 24, 96, 600])
+    parser.add_argument("--baselines", action="store_true", help="also time MAD and SyncDiffusion")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        (bench_panorama if args.kind == "panorama" else bench_audio)(args, device, dtype)
+
+
+if __name__ == "__main__":
+    main()
