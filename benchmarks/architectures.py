@@ -8,7 +8,13 @@ layers (the prompt is encoded once per run, so this does not change what is meas
 from __future__ import annotations
 
 import torch
-from diffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AudioLDMPipeline,
+    AutoencoderKL,
+    DDIMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from transformers import (
     ClapTextConfig,
     ClapTextModelWithProjection,

@@ -200,7 +200,7 @@ def main() -> None:
     device = resolve_device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: SyncDiffusion takes gradients
         (bench_panorama if args.kind == "panorama" else bench_audio)(args, device, dtype)
 
 

@@ -14,10 +14,16 @@ import torch
 from .core.layout import ViewLayout
 from .errors import SwapForwardError
 from .files import save_spectrogram, write_audio
-from .models import AUDIO_ADAPTERS, adapter_for, load_pipeline
-from .joint import JointOptions, check_joint_options, number, run_joint, seeded
-from .models.base import AudioAdapter
-from .runtime import available_memory_bytes, check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
+from .joint import (
+    JointOptions,
+    JointPipeline,
+    check_joint_options,
+    number,
+    run_joint,
+    seeded,
+)
+from .models import AUDIO_ADAPTERS
+from .runtime import available_memory_bytes
 
 
 @dataclass
@@ -108,57 +114,15 @@ def check_audio_request(
     return AudioRequest(prompt=prompt, seconds=seconds, window_seconds=window_s, options=options)
 
 
-class LongAudioPipeline:
+class LongAudioPipeline(JointPipeline):
     """Long-form text-to-audio by joint diffusion over window-sized views of one long latent.
 
-    Build it with `from_pretrained(model_id)` or `from_pipe(diffusers_pipeline)`, then call it with a prompt.
+    Build it with `from_pretrained(model_id)` (e.g. cvssp/audioldm-s-full-v2) or `from_pipe(pipeline)` with a
+    loaded `AudioLDMPipeline` or `AudioLDM2Pipeline`, then call it with a prompt.
     """
 
-    def __init__(self, adapter: AudioAdapter):
-        self.adapter = adapter
-
-    @property
-    def pipe(self) -> Any:
-        """The wrapped diffusers pipeline (its scheduler can be replaced as in diffusers)."""
-        return self.adapter.pipe
-
-    @property
-    def scheduler(self) -> Any:
-        return self.adapter.pipe.scheduler
-
-    @scheduler.setter
-    def scheduler(self, scheduler: Any) -> None:
-        self.adapter.pipe.scheduler = scheduler
-
-    @classmethod
-    def from_pipe(cls, pipe: Any) -> LongAudioPipeline:
-        """Wrap an already loaded `AudioLDMPipeline` or `AudioLDM2Pipeline` (shares its modules)."""
-        return cls(adapter_for(pipe, AUDIO_ADAPTERS, "audio"))
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str,
-        device: str | torch.device | None = None,
-        torch_dtype: torch.dtype | str | None = None,
-        scheduler: str = "paper",
-        **kwargs: Any,
-    ) -> LongAudioPipeline:
-        """Load by hub id (e.g. cvssp/audioldm-s-full-v2) or local folder; device and dtype default to CUDA + fp16.
-
-        `scheduler`: "paper" (DDIM, as the SaFa paper samples), "default" (the model's own), or ddim, dpm, euler, unipc.
-        """
-        check_scheduler_name(scheduler)
-        device = resolve_device(device)
-        dtype = resolve_dtype(torch_dtype, device)
-        pipe = load_pipeline(model_id, AUDIO_ADAPTERS, torch_dtype=dtype, **kwargs)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
-        return cls.from_pipe(pipe.to(device))
-
-    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> LongAudioPipeline:
-        self.adapter.pipe.to(device, dtype) if dtype is not None else self.adapter.pipe.to(device)
-        return self
+    adapters = AUDIO_ADAPTERS
+    kind = "audio"
 
     def frames_for(self, seconds: float, loop: bool) -> tuple[int, int]:
         """(latent frames, output samples) for `seconds` of audio; a loop's period is whole latent frames."""

@@ -203,8 +203,8 @@ def panorama(
     dtype: str = DTYPE,
 ) -> None:
     """Generate a wide (or 360-degree) panorama from a text prompt and write it as PNG, JPEG or WebP."""
-    from .panorama import PANORAMA_FORMATS, PanoramaPipeline, check_panorama_request
     from .files import check_output_path
+    from .panorama import PANORAMA_FORMATS, PanoramaPipeline, check_panorama_request
 
     quiet_libraries()
     baseline = dict(mad_ratio=mad_ratio, sync_weight=sync_weight, sync_decay=sync_decay, sync_ratio=sync_ratio)

@@ -19,14 +19,16 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+from .baselines.mad import CanvasGeometry, merged_attention
+from .baselines.syncdiffusion import default_lpips, sync_views
 from .core.layout import ViewLayout
 from .core.merge import reference_swap_mask
 from .core.methods import Method, get_method
-from .baselines.mad import CanvasGeometry, merged_attention
-from .baselines.syncdiffusion import default_lpips, sync_views
 from .core.sampler import joint_denoise
 from .errors import SwapForwardError
+from .models import adapter_for, load_pipeline
 from .models.base import LatentAdapter
+from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
 
 
 def number(name: str, value: Any) -> float:
@@ -214,6 +216,8 @@ def run_joint(
     prepare = None
     sync_steps = round(options.sync_ratio * steps) if method.gradient_sync and layout.num_views > 1 else 0
     if sync_steps:
+        if torch.is_inference_mode_enabled():
+            raise SwapForwardError("SyncDiffusion needs gradients; call the pipeline outside torch.inference_mode().")
         if getattr(scheduler, "init_noise_sigma", 1.0) != 1.0:
             raise SwapForwardError(
                 f"SyncDiffusion needs a scheduler whose samples are x_t itself (ddim, dpm, unipc, flow matching), "
@@ -250,24 +254,22 @@ def run_joint(
 
 
 def fit_in_memory(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
-    """Wrap `model` to split a batch in halves, and remember the size that fits, when it runs out of GPU memory."""
-    fitting: int | None = None
+    """Wrap `model` to split a batch in halves when it runs out of GPU memory, and keep that limit afterwards."""
+    limit: int | None = None  # the batch size that fitted after an out-of-memory error
 
     def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        nonlocal fitting
-        size = min(fitting or x.shape[0], x.shape[0])
+        nonlocal limit
+        size = min(limit or x.shape[0], x.shape[0])
         while True:
             try:
-                out = torch.cat([model(part, t) for part in x.split(size)])
-                fitting = size
-                return out
+                return torch.cat([model(part, t) for part in x.split(size)])
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise SwapForwardError(
                         "The GPU runs out of memory even with one view per model call; use a smaller window, "
                         "--dtype float16, or a GPU with more memory."
                     ) from None
-                size = max(1, size // 2)
+                size = limit = max(1, size // 2)
                 torch.cuda.empty_cache()
 
     return call
@@ -276,3 +278,60 @@ def fit_in_memory(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
 def _view_hw(view_shape: list[int]) -> tuple[int, int]:
     """The two spatial sizes of a (batch, channels, rows, cols) view."""
     return int(view_shape[-2]), int(view_shape[-1])
+
+
+class JointPipeline:
+    """What the audio and panorama pipelines share: an adapter around a diffusers pipeline, loading, devices.
+
+    Subclasses name the diffusers pipeline classes they accept (`adapters`) and implement `__call__`.
+    """
+
+    adapters: dict[str, type] = {}
+    kind: str = ""
+
+    def __init__(self, adapter: Any):
+        self.adapter = adapter
+
+    @property
+    def pipe(self) -> Any:
+        """The wrapped diffusers pipeline."""
+        return self.adapter.pipe
+
+    @property
+    def scheduler(self) -> Any:
+        return self.adapter.pipe.scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: Any) -> None:
+        self.adapter.pipe.scheduler = scheduler
+
+    @classmethod
+    def from_pipe(cls, pipe: Any) -> Any:
+        """Wrap an already loaded diffusers pipeline (sharing its modules and keeping its scheduler)."""
+        return cls(adapter_for(pipe, cls.adapters, cls.kind))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str,
+        device: str | torch.device | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        scheduler: str = "paper",
+        **kwargs: Any,
+    ) -> Any:
+        """Load by hub id or local folder; device and dtype default to CUDA + fp16 where there is a GPU.
+
+        `scheduler`: "paper" (DDIM as in the SaFa paper; flow-matching models such as SD 3 keep their own),
+        "default" (the model's own), or ddim, dpm, euler, unipc. Other keyword arguments go to diffusers.
+        """
+        check_scheduler_name(scheduler)
+        device = resolve_device(device)
+        dtype = resolve_dtype(torch_dtype, device)
+        pipe = load_pipeline(model_id, cls.adapters, torch_dtype=dtype, **kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
+        return cls.from_pipe(pipe.to(device))
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Any:
+        self.adapter.pipe.to(device, dtype) if dtype is not None else self.adapter.pipe.to(device)
+        return self

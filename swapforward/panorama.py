@@ -13,10 +13,15 @@ import torch
 from .core.layout import ViewLayout
 from .errors import SwapForwardError
 from .files import IMAGE_FORMATS, check_output_path, write_atomic
-from .joint import JointOptions, check_joint_options, run_joint, seeded, whole
-from .models import IMAGE_ADAPTERS, adapter_for, load_pipeline
-from .models.base import ImageAdapter
-from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
+from .joint import (
+    JointOptions,
+    JointPipeline,
+    check_joint_options,
+    run_joint,
+    seeded,
+    whole,
+)
+from .models import IMAGE_ADAPTERS
 
 #: The paper's panorama overlaps (Table 3): SaFa's reference guidance lets it use 0.2; MD needs 0.8.
 DEFAULT_OVERLAP = {"safa": 0.2, "safa-selfloop": 0.2, "md": 0.8, "md-tri": 0.8, "mad": 0.8, "syncd": 0.8}
@@ -108,57 +113,16 @@ def check_panorama_request(
     return PanoramaRequest(prompt=prompt, height=height, width=width, view_width=view_width, options=options)
 
 
-class PanoramaPipeline:
+class PanoramaPipeline(JointPipeline):
     """Panoramas by joint diffusion over views of the model's native size laid out along the width.
 
-    Build it with `from_pretrained(model_id)` or `from_pipe(diffusers_pipeline)`, then call it with a prompt.
+    Build it with `from_pretrained(model_id)` (e.g. stabilityai/stable-diffusion-2-base) or `from_pipe(pipeline)`
+    with a loaded `StableDiffusionPipeline`, `StableDiffusionXLPipeline` or `StableDiffusion3Pipeline`, then call
+    it with a prompt.
     """
 
-    def __init__(self, adapter: ImageAdapter):
-        self.adapter = adapter
-
-    @property
-    def pipe(self) -> Any:
-        return self.adapter.pipe
-
-    @property
-    def scheduler(self) -> Any:
-        return self.adapter.pipe.scheduler
-
-    @scheduler.setter
-    def scheduler(self, scheduler: Any) -> None:
-        self.adapter.pipe.scheduler = scheduler
-
-    @classmethod
-    def from_pipe(cls, pipe: Any) -> PanoramaPipeline:
-        """Wrap a loaded `StableDiffusionPipeline`, `StableDiffusionXLPipeline` or `StableDiffusion3Pipeline`."""
-        return cls(adapter_for(pipe, IMAGE_ADAPTERS, "image"))
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str,
-        device: str | torch.device | None = None,
-        torch_dtype: torch.dtype | str | None = None,
-        scheduler: str = "paper",
-        **kwargs: Any,
-    ) -> PanoramaPipeline:
-        """Load by hub id (e.g. stabilityai/stable-diffusion-2-base) or local folder; CUDA + fp16 by default.
-
-        `scheduler`: "paper" (DDIM as in the SaFa paper; SD 3 keeps its flow-matching scheduler), "default" (the
-        model's own), or ddim, dpm, euler, unipc.
-        """
-        check_scheduler_name(scheduler)
-        device = resolve_device(device)
-        dtype = resolve_dtype(torch_dtype, device)
-        pipe = load_pipeline(model_id, IMAGE_ADAPTERS, torch_dtype=dtype, **kwargs)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
-        return cls.from_pipe(pipe.to(device))
-
-    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> PanoramaPipeline:
-        self.adapter.pipe.to(device, dtype) if dtype is not None else self.adapter.pipe.to(device)
-        return self
+    adapters = IMAGE_ADAPTERS
+    kind = "image"
 
     @torch.no_grad()
     def __call__(

@@ -107,18 +107,7 @@ def tiny_image_vae(**config) -> AutoencoderKL:
 def tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """A Stable Diffusion 2-like pipeline (CLIP text, U-Net with cross-attention, factor-8 VAE), random weights."""
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-    )
+    unet = _tiny_unet((8, 16), sample_size=8, cross_attention_dim=16, attention_head_dim=4)
     pipe = StableDiffusionPipeline(
         vae=tiny_image_vae(),
         text_encoder=CLIPTextModel(_clip_config()),
@@ -135,15 +124,9 @@ def tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
 def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
     """An SDXL-like pipeline: two CLIP encoders, U-Net with added text and time-id embeddings, random weights."""
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
+    unet = _tiny_unet(
+        (8, 16),
         sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -211,6 +194,20 @@ def tiny_scheduler() -> DDIMScheduler:
     )
 
 
+def _tiny_unet(channels: tuple[int, int], cls: type = UNet2DConditionModel, **config) -> torch.nn.Module:
+    """A two-level U-Net, plain then cross-attention blocks, with a handful of channels."""
+    return cls(
+        block_out_channels=channels,
+        layers_per_block=1,
+        norm_num_groups=channels[0] // 2,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **config,
+    )
+
+
 def _tiny_vae() -> AutoencoderKL:
     return AutoencoderKL(
         block_out_channels=[8, 16],
@@ -256,15 +253,9 @@ def _clap_text_config() -> ClapTextConfig:
 def tiny_audioldm_pipeline(seed: int = 0) -> AudioLDMPipeline:
     """An AudioLDM pipeline (CLAP text, U-Net with class embeddings, VAE, HiFi-GAN) with random weights."""
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        norm_num_groups=8,
+    unet = _tiny_unet(
+        (16, 32),
         sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=(16, 32),
         attention_head_dim=4,
         class_embed_type="simple_projection",
@@ -288,15 +279,10 @@ def tiny_audioldm_pipeline(seed: int = 0) -> AudioLDMPipeline:
 def tiny_audioldm2_pipeline(seed: int = 0) -> AudioLDM2Pipeline:
     """An AudioLDM2 pipeline (CLAP + T5 + GPT-2 conditioning, two-stream U-Net) with random weights."""
     torch.manual_seed(seed)
-    unet = AudioLDM2UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        norm_num_groups=8,
+    unet = _tiny_unet(
+        (16, 32),
+        AudioLDM2UNet2DConditionModel,
         sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=([None, 16, 32], [None, 16, 32]),
         attention_head_dim=4,
     )

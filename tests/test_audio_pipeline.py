@@ -5,7 +5,11 @@ import copy
 import numpy as np
 import pytest
 import torch
-from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers import (
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 from diffusers.utils.torch_utils import randn_tensor
 
 from swapforward import LongAudioPipeline, SwapForwardError

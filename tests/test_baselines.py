@@ -8,7 +8,11 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from typer.testing import CliRunner
 
 from swapforward import LongAudioPipeline, PanoramaPipeline
-from swapforward.baselines.mad import CanvasGeometry, MergedAttentionProcessor, merged_attention
+from swapforward.baselines.mad import (
+    CanvasGeometry,
+    MergedAttentionProcessor,
+    merged_attention,
+)
 from swapforward.baselines.syncdiffusion import predict_x0, sync_views
 from swapforward.cli import app
 from swapforward.core import ViewLayout

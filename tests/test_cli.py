@@ -138,7 +138,12 @@ def test_hub_errors_become_one_sentence():
 
 
 def test_scheduler_choice_follows_the_paper_unless_asked_otherwise():
-    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler
+    from diffusers import (
+        DDIMScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        PNDMScheduler,
+        UniPCMultistepScheduler,
+    )
 
     from swapforward.runtime import make_scheduler
 

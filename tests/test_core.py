@@ -5,9 +5,9 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from swapforward.core import (
-    decode_tiled,
     ViewLayout,
     average_weights,
+    decode_tiled,
     joint_denoise,
     merge_views,
     reference_swap,
@@ -296,3 +296,13 @@ def test_fit_in_memory_halves_the_batch_on_out_of_memory_and_remembers():
 
     with pytest.raises(SwapForwardError, match="runs out of memory even with one view per model call"):
         fit_in_memory(hopeless)(x, None)
+
+
+def test_fit_in_memory_does_not_shrink_batches_without_an_error():
+    from swapforward.joint import fit_in_memory
+
+    seen = []
+    call = fit_in_memory(lambda x, t: seen.append(x.shape[0]) or x)
+    call(torch.zeros(1, 1), None)
+    call(torch.zeros(6, 1), None)
+    assert seen == [1, 6]

@@ -10,7 +10,11 @@ from urllib.parse import urlparse
 from ..errors import SwapForwardError
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
 from .base import AudioAdapter, ImageAdapter
-from .stable_diffusion import StableDiffusion3Adapter, StableDiffusionAdapter, StableDiffusionXLAdapter
+from .stable_diffusion import (
+    StableDiffusion3Adapter,
+    StableDiffusionAdapter,
+    StableDiffusionXLAdapter,
+)
 
 #: diffusers pipeline class name -> adapter class.
 AUDIO_ADAPTERS: dict[str, type[AudioAdapter]] = {

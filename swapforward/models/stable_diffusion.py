@@ -98,7 +98,9 @@ class StableDiffusion3Adapter(ImageAdapter):
         return self.vae_factor * int(self.pipe.transformer.config.patch_size)
 
     def set_timesteps(self, scheduler, steps, view_shape):
-        from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
+        from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import (
+            calculate_shift,
+        )
 
         kwargs = {}
         if scheduler.config.get("use_dynamic_shifting", None):  # shift for the token count of one view
