@@ -349,6 +349,66 @@ def analyze(
 
 
 @app.command()
+def weights(
+    only: list[str] = typer.Option([], "--only", help="Fetch only these checkpoints (repeat the option)."),
+    folder: Optional[Path] = typer.Option(None, "--dir", help="Cache folder (default: $SWAPFORWARD_WEIGHTS or "
+                                                             "~/.cache/swapforward/weights)."),
+) -> None:
+    """Download every checkpoint the evaluation metrics need into one cache folder."""
+    from .evaluation.weights import CHECKPOINTS, fetch
+
+    with user_errors():
+        for name in only:
+            if name not in CHECKPOINTS:
+                raise SwapForwardError(f"Unknown checkpoint {name!r}; known: {', '.join(CHECKPOINTS)}.")
+        try:
+            fetch(list(only) or None, folder, log=typer.echo)
+        except OSError as error:
+            raise SwapForwardError(f"Could not download the weights ({error}); check the network.") from None
+
+
+@app.command(name="eval")
+def evaluate(
+    generated: Path = typer.Argument(..., help="Folder of generated long outputs (audio files or panoramas)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Folder of reference clips or images."),
+    kind: str = typer.Option("audio", "--kind", help="audio or panorama."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="The prompt, for the CLAP / CLIP score."),
+    out: Path = typer.Option(Path("metrics.json"), "--out", "-o", help="JSON report."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Also a Markdown table."),
+    window_seconds: float = typer.Option(10.0, "--window-seconds", help="Audio crop length."),
+    overlap: float = typer.Option(0.2, "--overlap", help="Overlap of successive audio crops (Table 2)."),
+    step_seconds: Optional[float] = typer.Option(None, "--step-seconds", help="Fixed crop step instead (Table 5: 8)."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Panorama crop size (default: the height)."),
+    device: str = DEVICE,
+) -> None:
+    """Compute the paper's metrics for a folder of outputs and write a JSON (and Markdown) report."""
+    from .evaluation import evaluate as ev
+    from .evaluation.features import default_audio_extractors, default_image_extractors
+    from .files import check_output_path
+    from .runtime import resolve_device
+
+    quiet_libraries()
+    with user_errors():
+        if kind not in ("audio", "panorama"):
+            raise SwapForwardError(f"kind must be audio or panorama, got {kind!r}.")
+        check_output_path(out, {".json": "JSON"})
+        if markdown_out is not None:
+            check_output_path(markdown_out, {".md": "Markdown"})
+        torch_device = str(resolve_device(device))
+        suffixes = ev.AUDIO_SUFFIXES if kind == "audio" else ev.IMAGE_SUFFIXES
+        files = ev.list_files(generated, suffixes)
+        references = ev.list_files(reference, suffixes) if reference is not None else None
+        if kind == "audio":
+            result = ev.evaluate_audio(files, references, default_audio_extractors(torch_device), prompt,
+                                       window_seconds, overlap, step_seconds)
+        else:
+            result = ev.evaluate_panoramas(files, references, default_image_extractors(torch_device), prompt, crop)
+        results = {generated.name: result}
+        ev.write_reports(results, out, markdown_out)
+    typer.echo(ev.markdown(results), nl=False)
+
+
+@app.command()
 def methods() -> None:
     """List the joint-diffusion methods."""
     for method in METHODS.values():

@@ -1,0 +1,271 @@
+"""Feature networks for the metrics, loaded from the weights cache, behind small callables that tests can replace.
+
+- PANNs CNN14 (16 kHz): written out here with the checkpoint's own parameter names, because `panns_inference`
+  fetches files at import and fails offline; its STFT and mel filters are read from the checkpoint.
+- CLAP and CLIP through transformers (`ClapModel`, `CLIPModel`), from snapshots in the cache.
+- LPIPS (the `lpips` package, VGG) and VGG19 (torchvision) with their ImageNet weights from the cache.
+- Inception for FID/KID through clean-fid.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .weights import require, weights_dir
+
+
+def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Polyphase resampling (scipy), as metric networks need their own sample rate."""
+    if rate == target:
+        return wave
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(rate, target)
+    return resample_poly(wave, target // g, rate // g).astype(np.float32)
+
+
+# --- PANNs CNN14 ----------------------------------------------------------------------------------------------------
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn1, self.bn2 = nn.BatchNorm2d(cout), nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor, pool: int) -> torch.Tensor:
+        x = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        return F.avg_pool2d(x, pool) if pool > 1 else x
+
+
+class _STFT(nn.Module):
+    def __init__(self, n_fft: int):
+        super().__init__()
+        self.conv_real = nn.Conv1d(1, n_fft // 2 + 1, n_fft, bias=False)
+        self.conv_imag = nn.Conv1d(1, n_fft // 2 + 1, n_fft, bias=False)
+
+
+class _Spectrogram(nn.Module):
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        self.stft, self.n_fft, self.hop = _STFT(n_fft), n_fft, hop
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        x = F.pad(wave[:, None], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        real = F.conv1d(x, self.stft.conv_real.weight, stride=self.hop)
+        imag = F.conv1d(x, self.stft.conv_imag.weight, stride=self.hop)
+        return (real**2 + imag**2).transpose(1, 2)[:, None]  # (batch, 1, frames, bins)
+
+
+class _LogMel(nn.Module):
+    def __init__(self, bins: int, mels: int):
+        super().__init__()
+        self.melW = nn.Parameter(torch.zeros(bins, mels), requires_grad=False)
+
+    def forward(self, power: torch.Tensor) -> torch.Tensor:
+        return 10 * torch.log10(torch.clamp(power @ self.melW, min=1e-10))
+
+
+class Cnn14(nn.Module):
+    """PANNs' CNN14 (Kong et al., 2020) at 16 kHz: window 512, hop 160, 64 mel bins; 2048-d embedding, 527 logits."""
+
+    def __init__(self, n_fft: int = 512, hop: int = 160, mels: int = 64, classes: int = 527):
+        super().__init__()
+        self.spectrogram_extractor = _Spectrogram(n_fft, hop)
+        self.logmel_extractor = _LogMel(n_fft // 2 + 1, mels)
+        self.bn0 = nn.BatchNorm2d(mels)
+        widths = [1, 64, 128, 256, 512, 1024, 2048]
+        for i in range(6):
+            setattr(self, f"conv_block{i + 1}", _ConvBlock(widths[i], widths[i + 1]))
+        self.fc1 = nn.Linear(2048, 2048)
+        self.fc_audioset = nn.Linear(2048, classes)
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, samples) at 16 kHz -> (2048-d embeddings, class logits before the sigmoid)."""
+        x = self.logmel_extractor(self.spectrogram_extractor(wave))
+        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
+        for i in range(6):
+            x = getattr(self, f"conv_block{i + 1}")(x, 2 if i < 5 else 1)
+        x = x.mean(dim=3)
+        x = x.max(dim=2).values + x.mean(dim=2)
+        embedding = F.relu(self.fc1(x))
+        return embedding, self.fc_audioset(embedding)
+
+
+def load_cnn14(device: str = "cpu", folder: Path | None = None) -> Cnn14:
+    path = require("Cnn14_16k_mAP=0.438.pth", folder)
+    model = Cnn14()
+    state = torch.load(path, map_location="cpu", weights_only=False)  # a trusted file holding numpy objects
+    model.load_state_dict(state.get("model", state), strict=False)
+    return model.eval().to(device)
+
+
+# --- the extractors the metrics use ------------------------------------------------------------------------------------
+
+
+@dataclass
+class AudioExtractors:
+    """Callables from waveforms (at `sample_rate`) to features; any left None skips the metrics that need it."""
+
+    sample_rate: int = 16000
+    panns: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]] | None = None
+    clap_audio: Callable[[list[np.ndarray]], np.ndarray] | None = None
+    clap_text: Callable[[str], np.ndarray] | None = None
+    lpips: nn.Module | None = None
+    mel: Callable[[np.ndarray], torch.Tensor] | None = None
+
+
+@dataclass
+class ImageExtractors:
+    """Callables from (n, 3, H, W) images in [0, 1] to features; any left None skips its metrics."""
+
+    inception: Callable[[torch.Tensor], np.ndarray] | None = None
+    clip_image: Callable[[torch.Tensor], np.ndarray] | None = None
+    clip_text: Callable[[str], np.ndarray] | None = None
+    lpips: nn.Module | None = None
+    vgg_layers: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+
+
+def mel_picture(wave: np.ndarray, sample_rate: int = 16000) -> torch.Tensor:
+    """A log-mel spectrogram (64 bins, 10 ms hop) as a (1, 3, bins, frames) picture in [-1, 1], for LPIPS."""
+    spec = torch.stft(torch.as_tensor(wave, dtype=torch.float32), 1024, 160, window=torch.hann_window(1024),
+                      return_complex=True).abs() ** 2
+    bins = torch.linspace(0, 1, spec.shape[0])
+    centres = torch.linspace(0, 1, 64) ** 2  # denser at low frequencies, like a mel scale
+    weights = torch.relu(1 - (bins[None, :] - centres[:, None]).abs() * 63)
+    mel = torch.log10(weights @ spec + 1e-10)
+    mel = 2 * (mel - mel.min()) / (mel.max() - mel.min() + 1e-6) - 1
+    return mel.flip(0)[None, None].expand(1, 3, -1, -1)
+
+
+def _torch_hub_weights(name: str, folder: Path | None) -> None:
+    """Make torchvision find a cached ImageNet checkpoint without downloading: copy it into torch's hub folder."""
+    source = require(name, folder)
+    target = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
+def load_lpips(folder: Path | None = None) -> nn.Module:
+    import lpips
+
+    _torch_hub_weights("vgg16-397923af.pth", folder)
+    return lpips.LPIPS(net="vgg", verbose=False).eval()
+
+
+def load_vgg19_layers(folder: Path | None = None) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """conv1_1 .. conv5_1 activations of VGG19 on ImageNet-normalised images (Gatys et al.'s style layers)."""
+    from torchvision.models import VGG19_Weights, vgg19
+
+    _torch_hub_weights("vgg19-dcbb9e9d.pth", folder)
+    features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features.eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    taps = {0, 5, 10, 19, 28}
+
+    def layers(images: torch.Tensor) -> list[torch.Tensor]:
+        x, out = (images - mean) / std, []
+        for i, layer in enumerate(features):
+            x = layer(x)
+            if i in taps:
+                out.append(x)
+            if i >= max(taps):
+                break
+        return out
+
+    return layers
+
+
+def load_inception(device: str = "cpu", folder: Path | None = None) -> Callable[[torch.Tensor], np.ndarray]:
+    """clean-fid's Inception features (2048-d) from images in [0, 1], with clean-fid's resizing."""
+    from cleanfid.features import build_feature_extractor
+    from cleanfid.resize import make_resizer
+
+    source = require("inception-2015-12-05.pt", folder)
+    expected = Path(tempfile.gettempdir()) / "inception-2015-12-05.pt"  # where clean-fid looks for it
+    if not expected.exists():
+        shutil.copyfile(source, expected)
+    model = build_feature_extractor("clean", torch.device(device))
+    resize = make_resizer("PIL", False, "bicubic", (299, 299))
+
+    def features(images: torch.Tensor) -> np.ndarray:
+        arrays = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        batch = torch.stack([torch.as_tensor(resize(a)).permute(2, 0, 1) for a in arrays]).to(device)
+        return model(batch).cpu().numpy()
+
+    return features
+
+
+def load_clip(device: str = "cpu", folder: Path | None = None):
+    """(image -> embedding, text -> embedding) with openai/clip-vit-base-patch16 from the cache."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    path = require("clip-vit-base-patch16", folder)
+    model, processor = CLIPModel.from_pretrained(path).eval().to(device), CLIPProcessor.from_pretrained(path)
+
+    @torch.no_grad()
+    def image(images: torch.Tensor) -> np.ndarray:
+        inputs = processor(images=list(images.cpu()), return_tensors="pt", do_rescale=False).to(device)
+        return model.get_image_features(**inputs).cpu().numpy()
+
+    @torch.no_grad()
+    def text(prompt: str) -> np.ndarray:
+        inputs = processor(text=[prompt], return_tensors="pt", padding=True).to(device)
+        return model.get_text_features(**inputs).cpu().numpy()[0]
+
+    return image, text
+
+
+def load_clap(device: str = "cpu", folder: Path | None = None, name: str = "clap-htsat-unfused"):
+    """(48 kHz waveforms -> embeddings, text -> embedding) with LAION-CLAP (transformers port) from the cache."""
+    from transformers import ClapModel, ClapProcessor
+
+    path = require(name, folder)
+    model, processor = ClapModel.from_pretrained(path).eval().to(device), ClapProcessor.from_pretrained(path)
+
+    @torch.no_grad()
+    def audio(waves: list[np.ndarray]) -> np.ndarray:
+        inputs = processor(audios=waves, sampling_rate=48000, return_tensors="pt").to(device)
+        return model.get_audio_features(**inputs).cpu().numpy()
+
+    @torch.no_grad()
+    def text(prompt: str) -> np.ndarray:
+        inputs = processor(text=[prompt], return_tensors="pt", padding=True).to(device)
+        return model.get_text_features(**inputs).cpu().numpy()[0]
+
+    return audio, text
+
+
+def default_audio_extractors(device: str = "cpu", folder: Path | None = None) -> AudioExtractors:
+    folder = folder or weights_dir()
+    cnn14 = load_cnn14(device, folder)
+
+    @torch.no_grad()
+    def panns(waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        outs = [cnn14(torch.as_tensor(w - w.mean(), dtype=torch.float32, device=device)[None]) for w in waves]
+        return (torch.cat([o[0] for o in outs]).cpu().numpy(), torch.cat([o[1] for o in outs]).cpu().numpy())
+
+    clap_audio, clap_text = load_clap(device, folder)
+    return AudioExtractors(16000, panns, lambda ws: clap_audio([resample(w, 16000, 48000) for w in ws]), clap_text,
+                           load_lpips(folder), mel_picture)
+
+
+def default_image_extractors(device: str = "cpu", folder: Path | None = None) -> ImageExtractors:
+    folder = folder or weights_dir()
+    clip_image, clip_text = load_clip(device, folder)
+    return ImageExtractors(load_inception(device, folder), clip_image, clip_text, load_lpips(folder),
+                           load_vgg19_layers(folder))
+

@@ -1,0 +1,185 @@
+"""Evaluation: closed-form checks of the formulas, crop boundaries, and every metric end to end with small random
+feature networks in place of the real ones."""
+
+import json
+
+import lpips
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from swapforward.cli import app
+from swapforward.evaluation import metrics
+from swapforward.evaluation.crops import audio_windows, image_crops, region_crops, sliding_windows
+from swapforward.evaluation.evaluate import evaluate_audio, evaluate_panoramas, markdown, write_reports
+from swapforward.evaluation.features import AudioExtractors, Cnn14, ImageExtractors, load_cnn14, mel_picture
+
+# --- formulas against closed forms -----------------------------------------------------------------------------------
+
+
+def test_frechet_distance_of_gaussians_with_diagonal_covariances():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 1.0, size=(20000, 3))
+    b = rng.normal([1.0, 0.0, 2.0], [2.0, 1.0, 1.0], size=(20000, 3))
+    # |mu_a - mu_b|^2 + sum(s_a^2 + s_b^2 - 2 s_a s_b) = 5 + (1 + 4 - 4) = 6
+    assert metrics.frechet_distance(a, b) == pytest.approx(6.0, rel=0.03)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kernel_distance_is_near_zero_for_one_distribution_and_positive_for_two():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(300, 8)), rng.normal(size=(300, 8))
+    assert abs(metrics.kernel_distance(a, b)) < 0.05
+    assert metrics.kernel_distance(a, b + 2.0) > 1.0
+    assert metrics.kernel_distance(a, b) == metrics.kernel_distance(a, b)  # seeded subsets
+
+
+def test_kl_divergence_closed_forms():
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    assert metrics.kl_divergence(logits, logits, paired=True) == pytest.approx(0.0, abs=1e-5)
+    p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
+    expected = float(np.sum(p * np.log(p / q)))  # KL(reference p || generated q)
+    assert metrics.kl_divergence(np.log(q)[None], np.log(p)[None], paired=True) == pytest.approx(expected, rel=1e-4)
+    # unpaired: each generated posterior against the mean reference posterior
+    reference = np.log(np.array([[0.9, 0.1], [0.1, 0.9]]))
+    assert metrics.kl_divergence(np.log(p)[None], reference, paired=False) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_cosine_scores():
+    e = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0]])
+    assert metrics.mean_pairwise_cosine(e[:1].repeat(3, 0)) == pytest.approx(1.0)
+    assert metrics.mean_pairwise_cosine(e) == pytest.approx((0 - 1 + 0) / 3)
+    assert metrics.text_alignment(e, np.array([1.0, 0.0])) == pytest.approx(0.0)
+    assert metrics.text_alignment(e, np.array([1.0, 0.0]), scale=100.0) == pytest.approx(100 / 3)
+
+
+def test_style_loss_closed_form():
+    ones = torch.ones(1, 2, 3, 3)
+    assert metrics.gram(ones).tolist() == [[0.5, 0.5], [0.5, 0.5]]  # 9 / (2 * 3 * 3)
+    assert metrics.style_loss([ones], [ones]) == 0.0
+    assert metrics.style_loss([ones], [2 * ones]) == pytest.approx(1.5**2)  # Gram 2.0 vs 0.5
+
+
+# --- crops ------------------------------------------------------------------------------------------------------------
+
+
+def test_audio_windows_match_hand_computed_boundaries():
+    assert audio_windows(24 * 10, 10, seconds=10, overlap=0.2) == [(0, 100), (80, 180), (140, 240)]
+    assert audio_windows(32 * 10, 10, seconds=10, step_seconds=8) == [(0, 100), (80, 180), (160, 260), (220, 320)]
+    assert audio_windows(50, 10, seconds=10) == [(0, 50)]
+    assert sliding_windows(3200, 512, 512)[-1] == (2688, 3200)
+
+
+def test_image_and_region_crops():
+    assert image_crops(1280, 512) == [(0, 512), (512, 1024), (768, 1280)]
+    spans = region_crops(3200, 512, regions=5, seed=3)
+    assert len(spans) == 5 and all(b - a == 512 for a, b in spans)
+    assert all(i * 640 <= a and b <= (i + 1) * 640 for i, (a, b) in enumerate(spans))
+    with pytest.raises(ValueError):
+        region_crops(2000, 512)
+
+
+# --- feature networks ------------------------------------------------------------------------------------------------
+
+
+def test_cnn14_loads_a_checkpoint_in_the_panns_format(tmp_path):
+    torch.manual_seed(0)
+    model = Cnn14().eval()
+    torch.save({"model": model.state_dict()}, tmp_path / "Cnn14_16k_mAP=0.438.pth")
+    loaded = load_cnn14(folder=tmp_path)
+    wave = torch.randn(2, 16000)
+    with torch.no_grad():
+        embedding, logits = loaded(wave)
+        assert embedding.shape == (2, 2048) and logits.shape == (2, 527)
+        assert torch.equal(logits, model(wave)[1])
+
+
+def test_missing_weights_are_one_sentence(tmp_path):
+    from swapforward import SwapForwardError
+
+    with pytest.raises(SwapForwardError, match=r"FD and KL \(PANNs CNN14, 16 kHz\) needs Cnn14_16k_mAP=0.438.pth in .*; "
+                                               r"run `swapforward weights`"):
+        load_cnn14(folder=tmp_path)
+
+
+# --- end to end with random networks --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_lpips():
+    torch.manual_seed(0)
+    return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval()
+
+
+def random_audio_extractors(random_lpips):
+    torch.manual_seed(0)
+    cnn = Cnn14().eval()
+    project = torch.randn(64, 16)
+
+    def panns(waves):
+        with torch.no_grad():
+            out = [cnn(torch.as_tensor(w)[None]) for w in waves]
+        return torch.cat([o[0] for o in out]).numpy(), torch.cat([o[1] for o in out]).numpy()
+
+    def clap_audio(waves):
+        return np.stack([(torch.as_tensor(w[:64 * 200]).view(200, 64).abs().mean(0) @ project).numpy() for w in waves])
+
+    return AudioExtractors(16000, panns, clap_audio, lambda text: np.ones(16), random_lpips, mel_picture)
+
+
+def test_audio_metrics_end_to_end(tmp_path, random_lpips):
+    rng = np.random.default_rng(0)
+    (tmp_path / "gen").mkdir(), (tmp_path / "ref").mkdir()
+    for i in range(2):
+        sf.write(tmp_path / "gen" / f"g{i}.wav", rng.normal(0, 0.1, 16000 * 3).astype(np.float32), 16000)
+    for i in range(4):
+        sf.write(tmp_path / "ref" / f"r{i}.wav", rng.normal(0, 0.1, 8000 * 2).astype(np.float32), 8000)
+    gen, ref = sorted((tmp_path / "gen").glob("*.wav")), sorted((tmp_path / "ref").glob("*.wav"))
+    result = evaluate_audio(gen, ref, random_audio_extractors(random_lpips), prompt="rain", window_seconds=1.0)
+    assert result["crops"] == 2 * 4  # 3 s in 1 s windows at overlap 0.2: starts 0, 0.8, 1.6, 2.0
+    for key in ("FD", "KL", "CLAP", "Intra-CLAP", "Intra-LPIPS"):
+        assert np.isfinite(result[key]), key
+    assert result["KL"] > -1e-3 and -1 <= result["Intra-CLAP"] <= 1  # log(p + 1e-6), as AudioLDM: about >= 0
+    write_reports({"gen": result}, tmp_path / "m.json", tmp_path / "m.md")
+    assert json.loads((tmp_path / "m.json").read_text())["gen"]["crops"] == 8
+    assert (tmp_path / "m.md").read_text().startswith("| set | files | crops | FD | KL | CLAP |")
+
+
+def test_panorama_metrics_end_to_end(tmp_path, random_lpips):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 8, stride=8)
+    rng = np.random.default_rng(0)
+    (tmp_path / "gen").mkdir(), (tmp_path / "ref").mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (64, 400, 3), dtype=np.uint8)).save(tmp_path / "gen" / f"p{i}.png")
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "ref" / f"r{i}.png")
+
+    def features(images):
+        with torch.no_grad():
+            return conv(images).mean((2, 3)).numpy()
+
+    def vgg_layers(images):
+        return [conv(images), torch.relu(conv(images))]
+
+    extractors = ImageExtractors(features, features, lambda text: np.ones(8), random_lpips, vgg_layers)
+    gen, ref = sorted((tmp_path / "gen").glob("*.png")), sorted((tmp_path / "ref").glob("*.png"))
+    result = evaluate_panoramas(gen, ref, extractors, prompt="forest")
+    assert result["crop"] == 64 and result["crops"] == 2 * 7
+    for key in ("FID", "KID", "CLIP", "Intra-LPIPS", "Intra-Style-Loss"):
+        assert np.isfinite(result[key]), key
+    assert "| FID | KID | CLIP |" in markdown({"gen": result})
+
+
+def test_eval_command_names_missing_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWAPFORWARD_WEIGHTS", str(tmp_path / "weights"))
+    (tmp_path / "gen").mkdir()
+    sf.write(tmp_path / "gen" / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "gen"), "--out", str(tmp_path / "m.json")])
+    assert result.exit_code == 2 and "needs Cnn14_16k_mAP=0.438.pth in" in result.stderr
+    assert not (tmp_path / "m.json").exists()
+    empty = CliRunner().invoke(app, ["eval", str(tmp_path), "--kind", "panorama", "--out", str(tmp_path / "m.json")])
+    assert empty.exit_code == 2 and "holds no .jpeg, .jpg, .png, .webp files." in empty.stderr
