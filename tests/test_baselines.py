@@ -205,7 +205,7 @@ def test_cli_accepts_mad_for_audio_and_panoramas(tiny_model_dir, tiny_sd_dir, tm
     assert pano.exit_code == 0, pano.output
 
 
-def test_cli_syncdiffusion_names_the_missing_lpips_weights(tiny_sd_dir, tmp_path, monkeypatch):
+def test_cli_syncdiffusion_names_the_missing_lpips_weights(tiny_sd_dir, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     result = runner.invoke(app, ["panorama", "forest", "--model", tiny_sd_dir, "--width", "128", "--height", "64",
                                  "--view-width", "64", "--steps", "2", "--method", "syncd", "--out",
@@ -213,6 +213,9 @@ def test_cli_syncdiffusion_names_the_missing_lpips_weights(tiny_sd_dir, tmp_path
     assert result.exit_code == 2
     assert "SyncDiffusion needs the VGG16 weights vgg16-397923af.pth" in result.stderr
     assert str(tmp_path / "torch") in result.stderr and not (tmp_path / "p.png").exists()
+    audio = runner.invoke(app, ["audio", "rain", "--model", tiny_model_dir, "--seconds", "0.128", "--window-seconds",
+                                "0.064", "--steps", "2", "--method", "syncd", "--out", str(tmp_path / "a.wav")])
+    assert audio.exit_code == 2 and "SyncDiffusion needs the VGG16 weights" in audio.stderr
 
 
 @pytest.mark.parametrize("option,value,message", [("--mad-ratio", "2", "mad_ratio must be between 0 and 1, got 2.0."),
