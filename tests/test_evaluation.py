@@ -15,7 +15,15 @@ from swapforward.cli import app
 from swapforward.evaluation import metrics
 from swapforward.evaluation.crops import audio_windows, image_crops, region_crops, sliding_windows
 from swapforward.evaluation.evaluate import evaluate_audio, evaluate_panoramas, markdown, write_reports
-from swapforward.evaluation.features import AudioExtractors, Cnn14, ImageExtractors, load_cnn14, mel_picture
+from swapforward.evaluation.features import (
+    AudioExtractors,
+    Cnn14,
+    ImageExtractors,
+    VGGish,
+    load_cnn14,
+    mel_picture,
+    vggish_examples,
+)
 
 # --- formulas against closed forms -----------------------------------------------------------------------------------
 
@@ -127,7 +135,13 @@ def random_audio_extractors(random_lpips):
     def clap_audio(waves):
         return np.stack([(torch.as_tensor(w[:64 * 200]).view(200, 64).abs().mean(0) @ project).numpy() for w in waves])
 
-    return AudioExtractors(16000, panns, clap_audio, lambda text: np.ones(16), random_lpips, mel_picture)
+    vggish = VGGish().eval()
+
+    def vggish_frames(wave):
+        with torch.no_grad():
+            return vggish(vggish_examples(wave)).numpy()
+
+    return AudioExtractors(16000, panns, vggish_frames, clap_audio, lambda text: np.ones(16), random_lpips, mel_picture)
 
 
 def test_audio_metrics_end_to_end(tmp_path, random_lpips):
@@ -140,12 +154,12 @@ def test_audio_metrics_end_to_end(tmp_path, random_lpips):
     gen, ref = sorted((tmp_path / "gen").glob("*.wav")), sorted((tmp_path / "ref").glob("*.wav"))
     result = evaluate_audio(gen, ref, random_audio_extractors(random_lpips), prompt="rain", window_seconds=1.0)
     assert result["crops"] == 2 * 4  # 3 s in 1 s windows at overlap 0.2: starts 0, 0.8, 1.6, 2.0
-    for key in ("FD", "KL", "CLAP", "Intra-CLAP", "Intra-LPIPS"):
+    for key in ("FD", "FAD", "KL", "CLAP", "Intra-CLAP", "Intra-LPIPS"):
         assert np.isfinite(result[key]), key
     assert result["KL"] > -1e-3 and -1 <= result["Intra-CLAP"] <= 1  # log(p + 1e-6), as AudioLDM: about >= 0
     write_reports({"gen": result}, tmp_path / "m.json", tmp_path / "m.md")
     assert json.loads((tmp_path / "m.json").read_text())["gen"]["crops"] == 8
-    assert (tmp_path / "m.md").read_text().startswith("| set | files | crops | FD | KL | CLAP |")
+    assert (tmp_path / "m.md").read_text().startswith("| set | files | crops | FD | FAD | KL | CLAP |")
 
 
 def test_panorama_metrics_end_to_end(tmp_path, random_lpips):
@@ -183,3 +197,20 @@ def test_eval_command_names_missing_weights(tmp_path, monkeypatch):
     assert not (tmp_path / "m.json").exists()
     empty = CliRunner().invoke(app, ["eval", str(tmp_path), "--kind", "panorama", "--out", str(tmp_path / "m.json")])
     assert empty.exit_code == 2 and "holds no .jpeg, .jpg, .png, .webp files." in empty.stderr
+
+
+def test_vggish_examples_and_embeddings(tmp_path):
+    from swapforward.evaluation.features import VGGish, load_vggish, vggish_examples
+
+    t = np.arange(16000 * 2) / 16000
+    examples = vggish_examples(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    assert examples.shape == (2, 1, 96, 64)
+    band = examples[0, 0].mean(0).argmax().item()
+    # HTK mel: 125 Hz -> 185.2, 7500 Hz -> 2773.3, 1 kHz -> 1000.0; band i is centred at 185.2 + 39.82 (i + 1)
+    assert band in (19, 20)
+    torch.manual_seed(0)
+    model = VGGish().eval()
+    torch.save(model.state_dict(), tmp_path / "vggish-10086976.pth")
+    with torch.no_grad():
+        embedding = load_vggish(folder=tmp_path)(examples)
+    assert embedding.shape == (2, 128) and (embedding < 0).any(), "no final ReLU"

@@ -1,6 +1,7 @@
 """The paper's protocol over folders: crop the long outputs, extract features, compute every metric, write reports.
 
-Audio (Section 3.1): each long output is cut into 10 s windows (overlap 0.2, or a fixed step); FD (PANNs) and KL
+Audio (Section 3.1): each long output is cut into 10 s windows (overlap 0.2, or a fixed step); FD (PANNs), FAD
+(VGGish embeddings of every 0.96 s frame) and KL
 (PANNs posteriors, unpaired: against the mean reference posterior) compare all crops with the reference clips; the
 CLAP score compares crops with the prompt; Intra-CLAP (mean pairwise cosine of a file's crop embeddings) and
 Intra-LPIPS (mean pairwise LPIPS of the crops' mel spectrograms) measure coherence inside each file.
@@ -84,6 +85,11 @@ def evaluate_audio(
         result["reference_clips"] = len(ref)
         result["FD"] = metrics.frechet_distance(gen_emb, ref_emb)
         result["KL"] = metrics.kl_divergence(gen_logits, ref_logits, paired=False)
+    if extractors.vggish is not None and reference:
+        ref = [read_audio(p, sr)[: round(window_seconds * sr)] for p in reference]
+        gen_frames = np.concatenate([extractors.vggish(c) for c in crops])
+        ref_frames = np.concatenate([extractors.vggish(r) for r in ref])
+        result["FAD"] = metrics.frechet_distance(gen_frames, ref_frames)
     if extractors.clap_audio is not None:
         embeddings = [extractors.clap_audio(file_crops) for file_crops in per_file]
         result["Intra-CLAP"] = float(np.nanmean([metrics.mean_pairwise_cosine(e) for e in embeddings]))
@@ -140,7 +146,7 @@ def evaluate_panoramas(
 
 def markdown(results: dict[str, dict]) -> str:
     """One row per evaluated set, one column per metric."""
-    columns = [c for c in ("FD", "KL", "CLAP", "Intra-LPIPS", "Intra-CLAP", "FID", "KID", "CLIP", "Intra-Style-Loss")
+    columns = [c for c in ("FD", "FAD", "KL", "CLAP", "Intra-LPIPS", "Intra-CLAP", "FID", "KID", "CLIP", "Intra-Style-Loss")
                if any(c in r for r in results.values())]
     lines = ["| set | files | crops | " + " | ".join(columns) + " |", "| --- | ---: | ---: |" + " ---: |" * len(columns)]
     for name, r in results.items():

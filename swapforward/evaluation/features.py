@@ -2,6 +2,8 @@
 
 - PANNs CNN14 (16 kHz): written out here with the checkpoint's own parameter names, because `panns_inference`
   fetches files at import and fails offline; its STFT and mel filters are read from the checkpoint.
+- VGGish: written out with torchvggish's parameter names and input features (torchvggish's package pulls resampy
+  and numba, and downloads at load time); the final ReLU is dropped as AudioLDM's FAD does.
 - CLAP and CLIP through transformers (`ClapModel`, `CLIPModel`), from snapshots in the cache.
 - LPIPS (the `lpips` package, VGG) and VGG19 (torchvision) with their ImageNet weights from the cache.
 - Inception for FID/KID through clean-fid.
@@ -112,6 +114,63 @@ def load_cnn14(device: str = "cpu", folder: Path | None = None) -> Cnn14:
     return model.eval().to(device)
 
 
+# --- VGGish ----------------------------------------------------------------------------------------------------------
+
+
+def vggish_examples(wave: np.ndarray, sample_rate: int = 16000) -> torch.Tensor:
+    """VGGish's input: log-mel patches of 0.96 s (96 frames of 10 ms x 64 bands, 125-7500 Hz), (n, 1, 96, 64)."""
+    window, hop, fft = 400, 160, 512
+    if len(wave) < window:
+        wave = np.pad(wave, (0, window - len(wave)))
+    frames = 1 + (len(wave) - window) // hop
+    index = np.arange(window)[None, :] + hop * np.arange(frames)[:, None]
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)  # periodic
+    magnitude = np.abs(np.fft.rfft(wave[index] * hann, fft))
+    mel_of = lambda hz: 1127.0 * np.log(1.0 + hz / 700.0)  # noqa: E731 (HTK mel scale)
+    bins = mel_of(np.linspace(0, sample_rate / 2, fft // 2 + 1))
+    edges = np.linspace(mel_of(125.0), mel_of(7500.0), 66)
+    lower = (bins[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])
+    upper = (edges[None, 2:] - bins[:, None]) / (edges[2:] - edges[1:-1])
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights[0, :] = 0.0
+    log_mel = np.log(magnitude @ weights + 0.01)
+    count = len(log_mel) // 96
+    examples = log_mel[: count * 96].reshape(count, 96, 64) if count else log_mel[None, :96]
+    return torch.as_tensor(examples, dtype=torch.float32)[:, None]
+
+
+class VGGish(nn.Module):
+    """VGGish (Hershey et al., 2017) with torchvggish's parameter names; 128-d embedding per 0.96 s example.
+
+    `final_relu=False` drops the last ReLU, as AudioLDM's FAD does.
+    """
+
+    def __init__(self, final_relu: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 1
+        for width in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M"):
+            if width == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+                channels = width
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Linear(512 * 4 * 6, 4096), nn.ReLU(True), nn.Linear(4096, 4096), nn.ReLU(True),
+                                 nn.Linear(4096, 128)]
+        self.embeddings = nn.Sequential(*(head + [nn.ReLU(True)] if final_relu else head))
+
+    def forward(self, examples: torch.Tensor) -> torch.Tensor:
+        x = self.features(examples).permute(0, 2, 3, 1).contiguous()  # channels last, as the TF original
+        return self.embeddings(x.flatten(1))
+
+
+def load_vggish(device: str = "cpu", folder: Path | None = None) -> VGGish:
+    model = VGGish()
+    model.load_state_dict(torch.load(require("vggish-10086976.pth", folder), map_location="cpu"), strict=False)
+    return model.eval().to(device)
+
+
 # --- the extractors the metrics use ------------------------------------------------------------------------------------
 
 
@@ -121,6 +180,8 @@ class AudioExtractors:
 
     sample_rate: int = 16000
     panns: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]] | None = None
+    vggish: Callable[[np.ndarray], np.ndarray] | None = None
+    """One waveform -> (frames, 128) embeddings, one per 0.96 s."""
     clap_audio: Callable[[list[np.ndarray]], np.ndarray] | None = None
     clap_text: Callable[[str], np.ndarray] | None = None
     lpips: nn.Module | None = None
@@ -258,9 +319,15 @@ def default_audio_extractors(device: str = "cpu", folder: Path | None = None) ->
         outs = [cnn14(torch.as_tensor(w - w.mean(), dtype=torch.float32, device=device)[None]) for w in waves]
         return (torch.cat([o[0] for o in outs]).cpu().numpy(), torch.cat([o[1] for o in outs]).cpu().numpy())
 
+    vggish_model = load_vggish(device, folder)
+
+    @torch.no_grad()
+    def vggish(wave: np.ndarray) -> np.ndarray:
+        return vggish_model(vggish_examples(wave).to(device)).cpu().numpy()
+
     clap_audio, clap_text = load_clap(device, folder)
-    return AudioExtractors(16000, panns, lambda ws: clap_audio([resample(w, 16000, 48000) for w in ws]), clap_text,
-                           load_lpips(folder), mel_picture)
+    return AudioExtractors(16000, panns, vggish, lambda ws: clap_audio([resample(w, 16000, 48000) for w in ws]),
+                           clap_text, load_lpips(folder), mel_picture)
 
 
 def default_image_extractors(device: str = "cpu", folder: Path | None = None) -> ImageExtractors:

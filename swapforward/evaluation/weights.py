@@ -30,6 +30,9 @@ CHECKPOINTS = {
     for c in (
         Checkpoint("Cnn14_16k_mAP=0.438.pth", url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth",
                    used_by="FD and KL (PANNs CNN14, 16 kHz)"),
+        Checkpoint("vggish-10086976.pth",
+                   url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+                   used_by="FAD (VGGish)"),
         Checkpoint("vgg16-397923af.pth", url="https://download.pytorch.org/models/vgg16-397923af.pth",
                    used_by="LPIPS (VGG)"),
         Checkpoint("vgg19-dcbb9e9d.pth", url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
