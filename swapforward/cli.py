@@ -379,9 +379,17 @@ def evaluate(
     overlap: float = typer.Option(0.2, "--overlap", help="Overlap of successive audio crops (Table 2)."),
     step_seconds: Optional[float] = typer.Option(None, "--step-seconds", help="Fixed crop step instead (Table 5: 8)."),
     crop: Optional[int] = typer.Option(None, "--crop", help="Panorama crop size (default: the height)."),
+    reference_model: Optional[str] = typer.Option(
+        None, "--reference-model", help="Without --reference: generate the reference set with this base model."
+    ),
+    reference_samples: int = typer.Option(500, "--reference-samples", help="Size of a generated reference set."),
     device: str = DEVICE,
 ) -> None:
-    """Compute the paper's metrics for a folder of outputs and write a JSON (and Markdown) report."""
+    """Compute the paper's metrics for a folder of outputs and write a JSON (and Markdown) report.
+
+    The reference set is a folder (--reference) or the base model's own one-view outputs for the same prompt
+    (--reference-model, written to reference/ beside the report and reused on later runs).
+    """
     from .evaluation import evaluate as ev
     from .evaluation.features import default_audio_extractors, default_image_extractors
     from .files import check_output_path
@@ -398,6 +406,21 @@ def evaluate(
         suffixes = ev.AUDIO_SUFFIXES if kind == "audio" else ev.IMAGE_SUFFIXES
         files = ev.list_files(generated, suffixes)
         references = ev.list_files(reference, suffixes) if reference is not None else None
+        if references is None and reference_model is not None:
+            if not prompt:
+                raise SwapForwardError("Generating a reference set needs the --prompt it was made for.")
+            if reference_samples < 2:
+                raise SwapForwardError(f"reference-samples must be at least 2, got {reference_samples}.")
+            from .audio import LongAudioPipeline
+            from .panorama import PanoramaPipeline
+
+            base = load(LongAudioPipeline if kind == "audio" else PanoramaPipeline, reference_model, device, "auto",
+                        "paper")
+            references = ev.generate_reference(
+                base, kind, prompt, out.parent / "reference", reference_samples,
+                size=window_seconds if kind == "audio" else crop,
+                progress=lambda done, total: typer.echo(f"reference {done}/{total}", err=True),
+            )
         if kind == "audio":
             result = ev.evaluate_audio(files, references, default_audio_extractors(torch_device), prompt,
                                        window_seconds, overlap, step_seconds)

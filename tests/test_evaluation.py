@@ -214,3 +214,21 @@ def test_vggish_examples_and_embeddings(tmp_path):
     with torch.no_grad():
         embedding = load_vggish(folder=tmp_path)(examples)
     assert embedding.shape == (2, 128) and (embedding < 0).any(), "no final ReLU"
+
+
+def test_reference_sets_come_from_the_base_model_one_view_each(audioldm, sd, tmp_path):
+    from swapforward import LongAudioPipeline, PanoramaPipeline
+    from swapforward.evaluation.evaluate import generate_reference
+
+    long = LongAudioPipeline.from_pipe(audioldm)
+    paths = generate_reference(long, "audio", "rain", tmp_path / "a", samples=2, size=0.064)
+    assert [p.name for p in paths] == ["0000.wav", "0001.wav"]
+    data, rate = sf.read(paths[1])
+    plain = audioldm("rain", audio_length_in_s=0.064, num_inference_steps=200, guidance_scale=3.5,
+                     generator=torch.Generator().manual_seed(1)).audios[0]
+    assert rate == 16000 and np.allclose(data, plain, atol=1e-6)
+    stamp = paths[0].stat().st_mtime_ns
+    generate_reference(long, "audio", "rain", tmp_path / "a", samples=2, size=0.064)
+    assert paths[0].stat().st_mtime_ns == stamp, "existing files are kept"
+    images = generate_reference(PanoramaPipeline.from_pipe(sd), "panorama", "forest", tmp_path / "p", samples=1)
+    assert Image.open(images[0]).size == (64, 64)

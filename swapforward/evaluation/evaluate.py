@@ -144,6 +144,32 @@ def evaluate_panoramas(
     return result
 
 
+def generate_reference(pipe, kind: str, prompt: str, folder: str | Path, samples: int, size: float | int | None = None,
+                       progress=None) -> list[Path]:
+    """The base model's own outputs, one view each (seeds 0..samples-1): the paper's reference set.
+
+    Audio clips are `size` seconds (default: the model's window); images `size` pixels square (default: native).
+    Files already there are kept, so an interrupted run resumes.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in range(samples):
+        path = folder / f"{seed:04d}.{'wav' if kind == 'audio' else 'png'}"
+        if not path.exists():
+            if kind == "audio":
+                seconds = size or pipe.adapter.trained_window_seconds
+                out = pipe(prompt, audio_length_in_s=seconds, window_seconds=seconds, seed=seed, progress_bar=False)
+            else:
+                side = int(size or pipe.adapter.native_size)
+                out = pipe(prompt, height=side, width=side, view_width=side, seed=seed, progress_bar=False)
+            out.save(path)
+        paths.append(path)
+        if progress:
+            progress(seed + 1, samples)
+    return paths
+
+
 def markdown(results: dict[str, dict]) -> str:
     """One row per evaluated set, one column per metric."""
     columns = [c for c in ("FD", "FAD", "KL", "CLAP", "Intra-LPIPS", "Intra-CLAP", "FID", "KID", "CLIP", "Intra-Style-Loss")
