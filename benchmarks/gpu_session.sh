@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU machine (see the README's Benchmarks): installs, checks the tests that a GPU
-# changes (fp16, CUDA), then times the full-size architectures. Writes its tables under $OUT (or ./gpu-results).
+# One prepared run for a lent GPU machine: the full-size timings of benchmarks/compare.py, tables under $OUT.
+# That machine reaches no network and its image lacks diffusers and soundfile (it has torch, transformers,
+# accelerate, tqdm, typer, matplotlib): carry them as wheels in .whl/ (see the device tool's README), e.g.
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl diffusers soundfile importlib_metadata
+# and run this script with carry [".whl"].
 set -uo pipefail
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-python3 -m pip install -q -e ".[test]" 2>&1 | tail -2
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
+python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)" | tee -a "$OUT/gpu.txt"
 timeout 170 python3 benchmarks/compare.py panorama --full 2>"$OUT/panorama.log" | tee "$OUT/panorama.md"
 timeout 240 python3 benchmarks/compare.py audio --full --seconds 10.24 24 96 2>"$OUT/audio.log" | tee "$OUT/audio.md"
 timeout 120 python3 benchmarks/compare.py audio --full --seconds 600 --steps 20 2>"$OUT/audio600.log" | tee "$OUT/audio600.md"
