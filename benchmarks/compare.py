@@ -58,11 +58,15 @@ def table(rows: list[dict], reference: str) -> str:
     return "\n".join(lines)
 
 
-def timing_lpips(device: torch.device) -> torch.nn.Module:
-    """VGG LPIPS with random weights: the same cost as the real one, without downloading ImageNet weights."""
-    import lpips
+def timing_lpips(method: str, device: torch.device, built: dict = {}) -> torch.nn.Module | None:  # noqa: B006
+    """For SyncDiffusion, VGG LPIPS with random weights (the real one's cost, no download), built once, untimed."""
+    if method != "syncd":
+        return None
+    if "lpips" not in built:
+        import lpips
 
-    return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().to(device)
+        built["lpips"] = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().to(device)
+    return built["lpips"]
 
 
 def counting(unet: torch.nn.Module) -> list[int]:
@@ -91,7 +95,7 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
     def ours(method: str, overlap: float) -> Callable[[], tuple[int, int, int]]:
         def run():
             out = pano(PROMPT, height=height, width=width, view_width=view, method=method, overlap=overlap,
-                       num_inference_steps=steps, seed=0, progress_bar=False, lpips=timing_lpips(device))
+                       num_inference_steps=steps, seed=0, progress_bar=False, lpips=timing_lpips(method, device))
             with tempfile.TemporaryDirectory() as tmp:
                 out.save(os.path.join(tmp, "p.png"))
             return out.layout.num_views, out.info["view_evaluations"], out.model_calls
@@ -125,6 +129,7 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
              theirs(StableDiffusionPanoramaPipeline, 1, default_views))]
     if args.baselines:
         runs += [("MAD (0.8)", ours("mad", 0.8)), ("SyncDiffusion (0.8)", ours("syncd", 0.8))]
+        timing_lpips("syncd", device)
     ours("safa", 0.2)()  # warm-up
     rows = []
     for name, run in runs:
@@ -154,7 +159,7 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
         def run():
             out = long("rain on a tin roof", audio_length_in_s=seconds * scale, window_seconds=window, method=method,
                        overlap=overlap, num_inference_steps=steps, seed=0, progress_bar=False,
-                       lpips=timing_lpips(device))
+                       lpips=timing_lpips(method, device))
             with tempfile.TemporaryDirectory() as tmp:
                 out.save(os.path.join(tmp, "a.wav"))
             return out.layout.num_views, out.info["view_evaluations"], out.model_calls
@@ -170,6 +175,7 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
                 ("MD (overlap 0.8)", ours("md", seconds, 0.8))]
         if args.baselines:
             runs += [("MAD", ours("mad", seconds)), ("SyncDiffusion", ours("syncd", seconds))]
+            timing_lpips("syncd", device)
         for name, run in runs:
             wall, peak, (views, evaluations, calls) = measure(device, run)
             rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls))
