@@ -193,26 +193,6 @@ def run_joint(
     # whose merged attention needs all views together).
     denoiser = model if options.view_batch_size or mad_steps else fit_in_memory(model)
 
-    bar = tqdm(
-        total=len(scheduler.timesteps),
-        desc=f"{options.method.name}, {layout.num_views} views",
-        unit="step",
-        disable=not progress_bar,
-    )
-
-    attention = ExitStack()
-    if mad_steps:
-        geometry = CanvasGeometry(layout, _view_hw(view_shape), 0 if axis == len(canvas_shape) - 2 else 1,
-                                  adapter.patch_size)
-        attention.enter_context(merged_attention(adapter.denoiser_module, geometry))
-
-    def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> None:
-        if k + 1 == mad_steps:
-            attention.close()  # MAD's steps are over: the model's own attention again
-        bar.update(1)
-        if callback is not None:
-            callback(k, t, x)
-
     prepare = None
     sync_steps = round(options.sync_ratio * steps) if method.gradient_sync and layout.num_views > 1 else 0
     if sync_steps:
@@ -232,6 +212,26 @@ def run_joint(
             weight = options.sync_weight * options.sync_decay**k
             return sync_views(views, t, weight, denoise=denoiser, scheduler=scheduler,
                               decode=adapter.decode_preview, lpips=lpips)
+
+    bar = tqdm(
+        total=len(scheduler.timesteps),
+        desc=f"{options.method.name}, {layout.num_views} views",
+        unit="step",
+        disable=not progress_bar,
+    )
+
+    attention = ExitStack()
+    if mad_steps:
+        geometry = CanvasGeometry(layout, _view_hw(view_shape), 0 if axis == len(canvas_shape) - 2 else 1,
+                                  adapter.patch_size)
+        attention.enter_context(merged_attention(adapter.denoiser_module, geometry))
+
+    def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> None:
+        if k + 1 == mad_steps:
+            attention.close()  # MAD's steps are over: the model's own attention again
+        bar.update(1)
+        if callback is not None:
+            callback(k, t, x)
 
     with bar, attention:
         canvas = joint_denoise(
