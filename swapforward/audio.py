@@ -164,7 +164,7 @@ class LongAudioPipeline(JointPipeline):
         """Generate `audio_length_in_s` seconds for `prompt`.
 
         Views are `window_seconds` long (default: the model's training length, 10.24 s for AudioLDM/AudioLDM2),
-        `overlap` (rate) apart. `method` is safa, safa-selfloop, md or md-tri. With `loop` the output is circular:
+        `overlap` (rate) apart. `method` is safa, safa-selfloop, md, md-tri, mad or syncd. With `loop` the output is circular:
         its end continues into its start (the length is rounded to whole latent frames, 40 ms for AudioLDM).
         A length shorter than one window is generated as a single view of that length (the plain model).
         `r_guide` is the fraction of the steps with reference guidance (SaFa only), `swap_interval` the w of
