@@ -189,6 +189,11 @@ def run_joint(
     steps = len(scheduler.timesteps)
     method = options.method
     mad_steps = round(options.mad_ratio * steps) if method.merged_attention else 0
+    if mad_steps and not adapter.supports_merged_attention:
+        raise SwapForwardError(
+            f"MAD is not available for {type(adapter.pipe).__name__}: its attention applies rotary positions inside "
+            f"each view; use safa, safa-selfloop, md or md-tri."
+        )
     # Without a view_batch_size every view goes in one call, halving the batch on GPU out-of-memory (not for MAD,
     # whose merged attention needs all views together).
     denoiser = model if options.view_batch_size or mad_steps else fit_in_memory(model)

@@ -69,19 +69,20 @@ def check_scheduler_name(name: str) -> str:
 def make_scheduler(name: str, current: Any) -> Any:
     """The scheduler to sample with, configured like the model's own `current` one (betas, prediction type).
 
-    "default" keeps the model's scheduler; "paper" is the SaFa paper's DDIM, except for flow-matching models (SD 3),
-    which keep their own; "ddim", "dpm", "euler" and "unipc" name a diffusers scheduler (not for flow matching).
+    "default" keeps the model's scheduler; "paper" is the SaFa paper's DDIM, except for models whose scheduler has no
+    DDPM noise schedule (SD 3's flow matching, Stable Audio's cosine DPM-Solver), which keep their own; "ddim",
+    "dpm", "euler" and "unipc" name a diffusers scheduler (DDPM-type models only).
     """
     import diffusers
 
     check_scheduler_name(name)
-    flow_matching = not hasattr(current, "alphas_cumprod")
-    if name == "default" or (name == "paper" and flow_matching):
+    ddpm_type = hasattr(current, "alphas_cumprod")
+    if name == "default" or (name == "paper" and not ddpm_type):
         return current
-    if flow_matching:
+    if not ddpm_type:
         raise SwapForwardError(
-            f"This model samples by flow matching ({type(current).__name__}); use scheduler default or paper, "
-            f"not {name!r}."
+            f"This model samples with {type(current).__name__}, which has no DDPM noise schedule to configure "
+            f"{name!r} from; use scheduler default or paper."
         )
     kind = "ddim" if name == "paper" else name
     return getattr(diffusers, SCHEDULERS[kind]).from_config(current.config)

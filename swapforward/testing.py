@@ -9,6 +9,11 @@ from __future__ import annotations
 import torch
 from diffusers import (
     AudioLDM2Pipeline,
+    AutoencoderOobleck,
+    CosineDPMSolverMultistepScheduler,
+    StableAudioDiTModel,
+    StableAudioPipeline,
+    StableAudioProjectionModel,
     AudioLDM2ProjectionModel,
     AudioLDM2UNet2DConditionModel,
     AudioLDMPipeline,
@@ -328,6 +333,25 @@ def tiny_audioldm2_pipeline(seed: int = 0) -> AudioLDM2Pipeline:
         scheduler=tiny_scheduler(),
         vocoder=_tiny_vocoder(),
     )
+    return _eval(pipe)
+
+
+def tiny_stable_audio_pipeline(seed: int = 0) -> StableAudioPipeline:
+    """A Stable Audio Open-like pipeline (T5, duration conditioning, DiT with rotary positions, Oobleck VAE, cosine
+    DPM-Solver), random weights. 16 kHz stereo, 8 samples per latent frame, a window of 32 frames (16 ms)."""
+    torch.manual_seed(seed)
+    transformer = StableAudioDiTModel(
+        sample_size=32, in_channels=4, num_layers=1, attention_head_dim=4, num_attention_heads=2,
+        num_key_value_attention_heads=2, out_channels=4, cross_attention_dim=8, time_proj_dim=8,
+        global_states_input_dim=8, cross_attention_input_dim=4,
+    )
+    vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[2, 4], channel_multiples=[1, 2],
+                             decoder_channels=6, decoder_input_channels=4, audio_channels=2, sampling_rate=16000)
+    text_encoder = T5EncoderModel(T5Config(vocab_size=100, d_model=16, d_ff=24, d_kv=8, num_heads=2, num_layers=1))
+    projection = StableAudioProjectionModel(text_encoder_dim=16, conditioning_dim=4, min_value=0, max_value=512)
+    pipe = StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection,
+                               tokenizer=tiny_t5_tokenizer(), transformer=transformer,
+                               scheduler=CosineDPMSolverMultistepScheduler())
     return _eval(pipe)
 
 

@@ -67,3 +67,10 @@ def tiny_sd_dir(tmp_path_factory, sd):
     path = tmp_path_factory.mktemp("models") / "tiny-sd"
     sd.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def stable_audio():
+    from swapforward.testing import tiny_stable_audio_pipeline
+
+    return tiny_stable_audio_pipeline()

@@ -152,5 +152,5 @@ def test_scheduler_choice_follows_the_paper_unless_asked_otherwise():
     assert isinstance(paper, DDIMScheduler) and paper.config.steps_offset == 1
     assert make_scheduler("default", pndm) is pndm and make_scheduler("paper", flow) is flow
     assert isinstance(make_scheduler("unipc", pndm), UniPCMultistepScheduler)
-    with pytest.raises(SwapForwardError, match="samples by flow matching"):
+    with pytest.raises(SwapForwardError, match="has no DDPM noise schedule"):
         make_scheduler("ddim", flow)

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from ..errors import SwapForwardError
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
 from .base import AudioAdapter, ImageAdapter
+from .stable_audio import StableAudioAdapter
 from .stable_diffusion import (
     StableDiffusion3Adapter,
     StableDiffusionAdapter,
@@ -20,6 +21,7 @@ from .stable_diffusion import (
 AUDIO_ADAPTERS: dict[str, type[AudioAdapter]] = {
     "AudioLDMPipeline": AudioLDMAdapter,
     "AudioLDM2Pipeline": AudioLDM2Adapter,
+    "StableAudioPipeline": StableAudioAdapter,
 }
 
 #: diffusers pipeline class name -> adapter class, for panoramas.
@@ -37,6 +39,7 @@ KNOWN_AUDIO_MODELS = (
     "cvssp/audioldm2",
     "cvssp/audioldm2-music",
     "cvssp/audioldm2-large",
+    "stabilityai/stable-audio-open-1.0",
 )
 
 

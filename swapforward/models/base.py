@@ -24,6 +24,8 @@ class LatentAdapter(ABC):
     long_axis: int = -1
     #: Axis along which Eq. 10's reference mask alternates (the long axis for audio, rows for images).
     reference_axis: int = -1
+    #: Whether MAD's merged-attention processors can replace this denoiser's attention.
+    supports_merged_attention: bool = True
 
     def __init__(self, pipe: Any):
         self.pipe = pipe

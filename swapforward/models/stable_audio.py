@@ -1,0 +1,119 @@
+"""Adapter for diffusers' StableAudioPipeline (Stable Audio Open): 1-D latents, a DiT with rotary positions.
+
+The latent is (batch, 64, frames) of a waveform VAE (Oobleck), one frame per `vae.hop_length` samples (2048 at
+44.1 kHz: 46 ms); the frame axis (-1) is the long axis. The text is T5 embeddings plus start/end-seconds tokens;
+every view is conditioned as a whole clip of its own length (start 0, end = the view's seconds), and the rotary
+positions are those of one view, so each view looks to the model like a clip of its training window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..core.tiling import decode_tiled
+from .base import AudioAdapter, classifier_free, rows
+
+
+def log_mel(wave: torch.Tensor, sample_rate: int, bins: int = 64, hop: int = 512) -> torch.Tensor:
+    """(samples,) waveform -> (frames, bins) log power on an HTK mel scale up to Nyquist; differentiable."""
+    n_fft = min(4 * hop, 2 ** int(math.log2(max(8, wave.shape[-1]))))  # short clips get a shorter window
+    hop = n_fft // 4
+    power = torch.stft(wave, n_fft, hop, window=torch.hann_window(n_fft, device=wave.device), pad_mode="constant",
+                       return_complex=True).abs() ** 2
+    mel_of = lambda hz: 1127.0 * math.log(1.0 + hz / 700.0)  # noqa: E731
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, device=wave.device)
+    mels = 1127.0 * torch.log1p(freqs / 700.0)
+    edges = torch.linspace(mel_of(20.0), mel_of(sample_rate / 2), bins + 2, device=wave.device)
+    lower = (mels[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])
+    upper = (edges[None, 2:] - mels[:, None]) / (edges[2:] - edges[1:-1])
+    weights = torch.clamp(torch.minimum(lower, upper), min=0)
+    return torch.log10(power.T @ weights + 1e-10)
+
+
+class StableAudioAdapter(AudioAdapter):
+    """`StableAudioPipeline`: MAD is not offered (its attention applies rotary positions inside each view)."""
+
+    long_axis = -1
+    reference_axis = -1
+    supports_merged_attention = False
+
+    @property
+    def denoiser_module(self):
+        return self.pipe.transformer
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.pipe.vae.config.sampling_rate)
+
+    @property
+    def frame_samples(self) -> int:
+        return int(self.pipe.vae.hop_length)
+
+    @property
+    def trained_window_seconds(self) -> float:
+        """The transformer's sample size in seconds (47.55 s for stable-audio-open-1.0)."""
+        return self.pipe.transformer.config.sample_size * self.frame_samples / self.sample_rate
+
+    def latent_shape(self, frames: int) -> tuple[int, ...]:
+        return (1, int(self.pipe.transformer.config.in_channels), frames)
+
+    def encode_prompt(self, prompt, negative_prompt, guidance, view_shape):
+        pipe, device = self.pipe, self.device
+        seconds = view_shape[-1] * self.frame_samples / self.sample_rate
+        embeds = pipe.encode_prompt(prompt, device, guidance, negative_prompt)
+        start, end = pipe.encode_duration(0.0, seconds, device, guidance and negative_prompt is not None, 1)
+        text = torch.cat([embeds, start, end], dim=1)
+        duration = torch.cat([start, end], dim=2)
+        if guidance and negative_prompt is None:  # the pipeline's unconditional branch: zeros
+            text = torch.cat([torch.zeros_like(text), text])
+            duration = torch.cat([duration, duration])
+        return {"encoder_hidden_states": text, "global_hidden_states": duration}
+
+    def denoise(self, latents, t, cond, guidance_scale):
+        from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+        duration = cond["global_hidden_states"]
+        rotary = get_1d_rotary_pos_embed(
+            self.pipe.rotary_embed_dim, latents.shape[-1] + duration.shape[1], use_real=True,
+            repeat_interleave_real=False,
+        )
+
+        def run(x, batch):
+            return self.pipe.transformer(
+                x,
+                t.unsqueeze(0),
+                encoder_hidden_states=rows(cond["encoder_hidden_states"], batch),
+                global_hidden_states=rows(duration, batch),
+                rotary_embedding=rotary,
+                return_dict=False,
+            )[0]
+
+        return classifier_free(run, latents, cond, guidance_scale)
+
+    def decode_preview(self, latents):
+        """Spectrogram pictures of the decoded audio (mono mix), in [-1, 1] on three channels."""
+        waves = self.pipe.vae.decode(latents).sample.mean(1)
+        pictures = []
+        for wave in waves:
+            mel = log_mel(wave.float(), self.sample_rate).T
+            pictures.append(2 * (mel - mel.min()) / (mel.max() - mel.min() + 1e-6) - 1)
+        return torch.stack(pictures)[:, None].expand(-1, 3, -1, -1)
+
+    @torch.no_grad()
+    def decode(self, latents, window, loop):
+        vae = self.pipe.vae
+        wave = decode_tiled(
+            latents,
+            lambda z: vae.decode(z).sample,
+            axis=-1,
+            out_axis=-1,
+            factor=self.frame_samples,
+            tile=window,
+            overlap=max(1, window // 8),
+            loop=loop,
+        )[0]
+        spectrogram = log_mel(wave.float().mean(0).cpu(), self.sample_rate)
+        return wave.float().cpu().numpy().astype(np.float32), spectrogram.numpy()
