@@ -27,6 +27,14 @@ from transformers import (
 from swapforward.testing import tiny_clip_tokenizer, tiny_roberta_tokenizer
 
 
+def _eval(pipe):
+    """Modules built from configs start in train mode; dropout in the text encoder would make every call random."""
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    return pipe
+
+
 def _ddim() -> DDIMScheduler:
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                          set_alpha_to_one=False, steps_offset=1)
@@ -62,7 +70,7 @@ def sd2_base_pipeline(dtype: torch.dtype = torch.float16) -> StableDiffusionPipe
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tiny_clip_tokenizer(), unet=unet,
                                    scheduler=_ddim(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
-    return pipe.to(dtype=dtype)
+    return _eval(pipe).to(dtype=dtype)
 
 
 def audioldm_s_pipeline(dtype: torch.dtype = torch.float16) -> AudioLDMPipeline:
@@ -100,7 +108,7 @@ def audioldm_s_pipeline(dtype: torch.dtype = torch.float16) -> AudioLDMPipeline:
                                                       bos_token_id=0, eos_token_id=2, pad_token_id=1))
     pipe = AudioLDMPipeline(vae=vae, text_encoder=text, tokenizer=tiny_roberta_tokenizer(), unet=unet,
                             scheduler=_ddim(), vocoder=vocoder)
-    return pipe.to(dtype=dtype)
+    return _eval(pipe).to(dtype=dtype)
 
 
 def parameters(module: torch.nn.Module) -> int:
