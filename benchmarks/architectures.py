@@ -24,15 +24,7 @@ from transformers import (
     SpeechT5HifiGanConfig,
 )
 
-from swapforward.testing import tiny_clip_tokenizer, tiny_roberta_tokenizer
-
-
-def _eval(pipe):
-    """Modules built from configs start in train mode; dropout in the text encoder would make every call random."""
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.eval()
-    return pipe
+from swapforward.testing import eval_mode, tiny_clip_tokenizer, tiny_roberta_tokenizer
 
 
 def _ddim() -> DDIMScheduler:
@@ -70,7 +62,7 @@ def sd2_base_pipeline(dtype: torch.dtype = torch.float16) -> StableDiffusionPipe
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tiny_clip_tokenizer(), unet=unet,
                                    scheduler=_ddim(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
-    return _eval(pipe).to(dtype=dtype)
+    return eval_mode(pipe).to(dtype=dtype)
 
 
 def audioldm_s_pipeline(dtype: torch.dtype = torch.float16) -> AudioLDMPipeline:
@@ -108,7 +100,7 @@ def audioldm_s_pipeline(dtype: torch.dtype = torch.float16) -> AudioLDMPipeline:
                                                       bos_token_id=0, eos_token_id=2, pad_token_id=1))
     pipe = AudioLDMPipeline(vae=vae, text_encoder=text, tokenizer=tiny_roberta_tokenizer(), unet=unet,
                             scheduler=_ddim(), vocoder=vocoder)
-    return _eval(pipe).to(dtype=dtype)
+    return eval_mode(pipe).to(dtype=dtype)
 
 
 def parameters(module: torch.nn.Module) -> int:

@@ -9,18 +9,18 @@ from __future__ import annotations
 import torch
 from diffusers import (
     AudioLDM2Pipeline,
-    AutoencoderOobleck,
-    CosineDPMSolverMultistepScheduler,
-    StableAudioDiTModel,
-    StableAudioPipeline,
-    StableAudioProjectionModel,
     AudioLDM2ProjectionModel,
     AudioLDM2UNet2DConditionModel,
     AudioLDMPipeline,
     AutoencoderKL,
+    AutoencoderOobleck,
+    CosineDPMSolverMultistepScheduler,
     DDIMScheduler,
     FlowMatchEulerDiscreteScheduler,
     SD3Transformer2DModel,
+    StableAudioDiTModel,
+    StableAudioPipeline,
+    StableAudioProjectionModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
@@ -123,7 +123,7 @@ def tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    return _eval(pipe)
+    return eval_mode(pipe)
 
 
 def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
@@ -149,7 +149,7 @@ def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
         unet=unet,
         scheduler=tiny_scheduler(),
     )
-    return _eval(pipe)
+    return eval_mode(pipe)
 
 
 def tiny_sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
@@ -179,7 +179,7 @@ def tiny_sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
         text_encoder_3=T5EncoderModel(T5Config(vocab_size=100, d_model=32, d_ff=37, d_kv=8, num_heads=2, num_layers=1)),
         tokenizer_3=tiny_t5_tokenizer(),
     )
-    return _eval(pipe)
+    return eval_mode(pipe)
 
 
 def tiny_t5_tokenizer() -> T5Tokenizer:
@@ -278,7 +278,7 @@ def tiny_audioldm_pipeline(seed: int = 0) -> AudioLDMPipeline:
         scheduler=tiny_scheduler(),
         vocoder=vocoder,
     )
-    return _eval(pipe)
+    return eval_mode(pipe)
 
 
 def tiny_audioldm2_pipeline(seed: int = 0) -> AudioLDM2Pipeline:
@@ -333,7 +333,7 @@ def tiny_audioldm2_pipeline(seed: int = 0) -> AudioLDM2Pipeline:
         scheduler=tiny_scheduler(),
         vocoder=_tiny_vocoder(),
     )
-    return _eval(pipe)
+    return eval_mode(pipe)
 
 
 def tiny_stable_audio_pipeline(seed: int = 0) -> StableAudioPipeline:
@@ -352,10 +352,10 @@ def tiny_stable_audio_pipeline(seed: int = 0) -> StableAudioPipeline:
     pipe = StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection,
                                tokenizer=tiny_t5_tokenizer(), transformer=transformer,
                                scheduler=CosineDPMSolverMultistepScheduler())
-    return _eval(pipe)
+    return eval_mode(pipe)
 
 
-def _eval(pipe):
+def eval_mode(pipe):
     """Modules built from configs start in train mode (dropout): put every component in eval mode."""
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):

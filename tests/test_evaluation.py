@@ -13,8 +13,18 @@ from typer.testing import CliRunner
 
 from swapforward.cli import app
 from swapforward.evaluation import metrics
-from swapforward.evaluation.crops import audio_windows, image_crops, region_crops, sliding_windows
-from swapforward.evaluation.evaluate import evaluate_audio, evaluate_panoramas, markdown, write_reports
+from swapforward.evaluation.crops import (
+    audio_windows,
+    image_crops,
+    region_crops,
+    sliding_windows,
+)
+from swapforward.evaluation.evaluate import (
+    evaluate_audio,
+    evaluate_panoramas,
+    markdown,
+    write_reports,
+)
 from swapforward.evaluation.features import (
     AudioExtractors,
     Cnn14,

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..spectrogram import log_mel
 from .weights import require, weights_dir
 
 
@@ -200,13 +201,8 @@ class ImageExtractors:
 
 
 def mel_picture(wave: np.ndarray, sample_rate: int = 16000) -> torch.Tensor:
-    """A log-mel spectrogram (64 bins, 10 ms hop) as a (1, 3, bins, frames) picture in [-1, 1], for LPIPS."""
-    spec = torch.stft(torch.as_tensor(wave, dtype=torch.float32), 1024, 160, window=torch.hann_window(1024),
-                      return_complex=True).abs() ** 2
-    bins = torch.linspace(0, 1, spec.shape[0])
-    centres = torch.linspace(0, 1, 64) ** 2  # denser at low frequencies, like a mel scale
-    weights = torch.relu(1 - (bins[None, :] - centres[:, None]).abs() * 63)
-    mel = torch.log10(weights @ spec + 1e-10)
+    """A log-mel spectrogram (64 bands, 10 ms hop at 16 kHz) as a (1, 3, bands, frames) picture in [-1, 1], for LPIPS."""
+    mel = log_mel(torch.as_tensor(wave, dtype=torch.float32), sample_rate, bins=64, hop=sample_rate // 100).T
     mel = 2 * (mel - mel.min()) / (mel.max() - mel.min() + 1e-6) - 1
     return mel.flip(0)[None, None].expand(1, 3, -1, -1)
 
