@@ -103,7 +103,7 @@ class SpectralAnalysis:
         data = {"frequencies": self.frequencies.tolist(), "steps": self.steps,
                 "curves": {m: {str(s): {r: c.tolist() for r, c in reg.items()} for s, reg in by.items()}
                            for m, by in self.curves.items()}}
-        write_atomic(json_path, lambda tmp: open(tmp, "w").write(json.dumps(data, indent=1)))
+        write_atomic(json_path, lambda tmp: tmp.write_text(json.dumps(data, indent=1)))
         write_atomic(png_path, lambda tmp: self._plot(tmp, title))
         return [csv_path, json_path, png_path]
 

@@ -58,13 +58,8 @@ def user_errors() -> Iterator[None]:
 
 
 def load(pipeline_cls: Any, model: str, device: str, dtype: str, scheduler: str) -> Any:
-    from .runtime import check_scheduler_name, resolve_device, resolve_dtype
-
-    check_scheduler_name(scheduler)
-    torch_device = resolve_device(device)
-    return pipeline_cls.from_pretrained(
-        model, device=torch_device, torch_dtype=resolve_dtype(dtype, torch_device), scheduler=scheduler
-    )
+    """The pipeline, with device, dtype and scheduler names checked (before any download) by `from_pretrained`."""
+    return pipeline_cls.from_pretrained(model, device=device, torch_dtype=dtype, scheduler=scheduler)
 
 
 def views_summary(result: Any) -> str:

@@ -78,15 +78,15 @@ def evaluate_audio(
     crops = [c for file_crops in per_file for c in file_crops]
     result: dict = {"files": len(generated), "crops": len(crops), "window_seconds": window_seconds,
                     "overlap": overlap, "step_seconds": step_seconds}
-    if extractors.panns is not None and reference:
-        ref = [read_audio(p, sr)[: round(window_seconds * sr)] for p in reference]
+    ref = [read_audio(p, sr)[: round(window_seconds * sr)] for p in reference or []]
+    if ref:
+        result["reference_clips"] = len(ref)
+    if extractors.panns is not None and ref:
         gen_emb, gen_logits = map(np.concatenate, zip(*(extractors.panns(b) for b in _batched(crops))))
         ref_emb, ref_logits = map(np.concatenate, zip(*(extractors.panns(b) for b in _batched(ref))))
-        result["reference_clips"] = len(ref)
         result["FD"] = metrics.frechet_distance(gen_emb, ref_emb)
         result["KL"] = metrics.kl_divergence(gen_logits, ref_logits, paired=False)
-    if extractors.vggish is not None and reference:
-        ref = [read_audio(p, sr)[: round(window_seconds * sr)] for p in reference]
+    if extractors.vggish is not None and ref:
         gen_frames = np.concatenate([extractors.vggish(c) for c in crops])
         ref_frames = np.concatenate([extractors.vggish(r) for r in ref])
         result["FAD"] = metrics.frechet_distance(gen_frames, ref_frames)
