@@ -190,7 +190,8 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
           "| ---: | ---: | ---: | ---: | ---: | ---: |")
     for seconds, wall, peak, views in curve:
         peak_text = "-" if peak is None else f"{peak:.2f}"
-        print(f"| {seconds} | {seconds * scale:.3f} | {views} | {wall:.2f} | {wall / (seconds * scale):.3f} | {peak_text} |")
+        factor = wall / (seconds * scale)
+        print(f"| {seconds} | {seconds * scale:.3f} | {views} | {wall:.2f} | {factor:.3f} | {peak_text} |")
 
 
 def main() -> None:

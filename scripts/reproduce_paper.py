@@ -82,7 +82,8 @@ def main() -> None:
     for p, prompt in enumerate(prompts):
         for method in methods:
             print(f"swapforward eval {args.out}/{method}/{p} --kind {args.kind} --reference {args.out}/reference/{p} "
-                  f"--prompt {json.dumps(prompt)} --out {args.out}/{method}_{p}.json --markdown {args.out}/{method}_{p}.md")
+                  f"--prompt {json.dumps(prompt)} --out {args.out}/{method}_{p}.json "
+                  f"--markdown {args.out}/{method}_{p}.md")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def region_patches(canvas: torch.Tensor, layout: ViewLayout, axis: int) -> dict[
     """Equal-width (channels, rows, cols) patches of a batch-1 canvas: 'overlap' regions and 'reference' (middle)."""
     covered = (layout.coverage > 1).int().tolist()
     edges = np.flatnonzero(np.diff([0] + covered + [0]))
-    overlaps = [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2])]
+    overlaps = [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2], strict=False)]
     width = min(hi - lo for lo, hi in overlaps)
     patches: dict[str, list[torch.Tensor]] = {"overlap": [], "reference": []}
     for lo, hi in overlaps:
@@ -82,7 +82,7 @@ class SpectralAnalysis:
         for method, by_step in self.curves.items():
             for step, regions in by_step.items():
                 for region, curve in regions.items():
-                    for f, value in zip(self.frequencies, curve):
+                    for f, value in zip(self.frequencies, curve, strict=False):
                         out.append(dict(method=method, step=step, region=region, frequency=round(float(f), 6),
                                         relative_log_amplitude=round(float(value), 6)))
         return out
@@ -140,7 +140,9 @@ class SpectralAnalysis:
         plt.close(fig)
 
 
-def analyze(pipe: Any, prompt: str, methods: list[str], every: int = 1, bins: int = 16, **kwargs: Any) -> SpectralAnalysis:
+def analyze(
+    pipe: Any, prompt: str, methods: list[str], every: int = 1, bins: int = 16, **kwargs: Any
+) -> SpectralAnalysis:
     """Run `pipe` (LongAudioPipeline or PanoramaPipeline) once per method, recording the canvas every `every` steps."""
     axis = pipe.adapter.long_axis
     result: SpectralAnalysis | None = None
@@ -148,7 +150,7 @@ def analyze(pipe: Any, prompt: str, methods: list[str], every: int = 1, bins: in
         recorded: dict[int, torch.Tensor] = {}
         steps_total = [0]
 
-        def record(k: int, t: torch.Tensor, canvas: torch.Tensor) -> None:
+        def record(k: int, t: torch.Tensor, canvas: torch.Tensor, recorded=recorded, steps_total=steps_total) -> None:
             steps_total[0] = k + 1
             if (k + 1) % every == 0:
                 recorded[k + 1] = canvas.detach().float().cpu()

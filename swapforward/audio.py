@@ -52,7 +52,8 @@ class LongAudioOutput:
         """(start, end) in seconds of every run of frames that more than one view covers."""
         covered = (self.layout.coverage > 1).int().tolist()
         edges = np.flatnonzero(np.diff([0] + covered + [0]))
-        return [(lo * self.frame_seconds, min(hi * self.frame_seconds, self.seconds)) for lo, hi in zip(edges[::2], edges[1::2])]
+        pairs = zip(edges[::2], edges[1::2], strict=True)
+        return [(lo * self.frame_seconds, min(hi * self.frame_seconds, self.seconds)) for lo, hi in pairs]
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the audio as WAV or FLAC (by extension), atomically."""
@@ -164,8 +165,8 @@ class LongAudioPipeline(JointPipeline):
         """Generate `audio_length_in_s` seconds for `prompt`.
 
         Views are `window_seconds` long (default: the model's training length, 10.24 s for AudioLDM/AudioLDM2),
-        `overlap` (rate) apart. `method` is safa, safa-selfloop, md, md-tri, mad or syncd. With `loop` the output is circular:
-        its end continues into its start (the length is rounded to whole latent frames, 40 ms for AudioLDM).
+        `overlap` (rate) apart. `method` is safa, safa-selfloop, md, md-tri, mad or syncd. With `loop` the output is
+        circular: its end continues into its start (the length is rounded to whole latent frames, 40 ms for AudioLDM).
         A length shorter than one window is generated as a single view of that length (the plain model).
         `r_guide` is the fraction of the steps with reference guidance (SaFa only), `swap_interval` the w of
         Eq. 9, `tail_shift` SaFa+'s shift of each overlap's tail (latent frames). `seed` or `generator` fix the
@@ -185,7 +186,8 @@ class LongAudioPipeline(JointPipeline):
         if req.seconds * per_second > 0.8 * available:
             raise SwapForwardError(
                 f"audio_length_in_s={audio_length_in_s!r} needs about {req.seconds * per_second / 2**30:.1f} GiB of "
-                f"memory and {available / 2**30:.1f} GiB is free; ask for at most {int(0.8 * available / per_second)} s."
+                f"memory and {available / 2**30:.1f} GiB is free; "
+                f"ask for at most {int(0.8 * available / per_second)} s."
             )
         frames, samples = self.frames_for(req.seconds, loop)
         window_s = adapter.trained_window_seconds if req.window_seconds is None else req.window_seconds
@@ -222,5 +224,5 @@ class LongAudioPipeline(JointPipeline):
             method=req.options.method.name,
             model_calls=result.model_calls,
             frame_seconds=adapter.frame_samples / adapter.sample_rate,
-            info={"guide_steps": result.guide_steps, "steps": result.steps, "view_evaluations": result.view_evaluations, "requested_seconds": req.seconds},
+            info={**result.info(), "requested_seconds": req.seconds},
         )

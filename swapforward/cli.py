@@ -76,11 +76,15 @@ NEGATIVE = typer.Option(None, "--negative-prompt", help="What to steer away from
 R_GUIDE = typer.Option(0.3, "--r-guide", help="Fraction of steps with reference guidance (SaFa), in [0, 1].")
 SWAP_INTERVAL = typer.Option(1, "--swap-interval", help="Swap interval w of Eq. 9, in latent frames/columns.")
 TAIL_SHIFT = typer.Option(0, "--tail-shift", help="SaFa+: each overlap's last N latent frames from the right view.")
-VIEW_BATCH = typer.Option(None, "--view-batch-size", help="Views per model call (default: all).")
+VIEW_BATCH = typer.Option(
+    None, "--view-batch-size", help="Views per model call (default: as many as fit in GPU memory; 8 on CPU)."
+)
 SEED = typer.Option(None, "--seed", help="Random seed for reproducible output.")
 SEED_ZERO = typer.Option(0, "--seed", help="Random seed (the same for every method).")
 SCHEDULER = typer.Option(
-    "paper", "--scheduler", help="paper (DDIM; SD 3 keeps flow matching), default (the model's), ddim, dpm, euler, unipc."
+    "paper",
+    "--scheduler",
+    help="paper (DDIM; SD 3 keeps flow matching), default (the model's), ddim, dpm, euler, unipc.",
 )
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 MAD_RATIO = typer.Option(0.3, "--mad-ratio", help="MAD: fraction of steps with attention over the whole canvas.")

@@ -26,6 +26,7 @@ from .core.merge import reference_swap_mask
 from .core.methods import Method, get_method
 from .core.sampler import joint_denoise
 from .errors import SwapForwardError
+from .memory import DeviceMemory, fit_in_memory
 from .models import adapter_for, load_pipeline
 from .models.base import LatentAdapter
 from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
@@ -133,6 +134,13 @@ class JointResult:
     """Views (and reference views) evaluated, over all calls: the work, whatever the batching."""
     guide_steps: int
     steps: int
+    views_per_call: int
+    """The most views (and reference views) that one call held: what bounds the denoiser's memory."""
+
+    def info(self) -> dict[str, int]:
+        """The counts that the pipelines' outputs report in their `info`."""
+        return {"guide_steps": self.guide_steps, "steps": self.steps, "view_evaluations": self.view_evaluations,
+                "views_per_call": self.views_per_call}
 
 
 def run_joint(
@@ -178,12 +186,13 @@ def run_joint(
             layout, len(canvas_shape), axis, swap_axis, view_shape[swap_axis], options.swap_interval
         )
 
-    calls = evaluations = 0
+    calls = evaluations = largest = 0
 
     def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        nonlocal calls, evaluations
+        nonlocal calls, evaluations, largest
         calls += 1
         evaluations += x.shape[0]
+        largest = max(largest, x.shape[0])
         return adapter.denoise(x, t, cond, options.guidance_scale)
 
     steps = len(scheduler.timesteps)
@@ -194,9 +203,9 @@ def run_joint(
             f"MAD is not available for {type(adapter.pipe).__name__}: its attention applies rotary positions inside "
             f"each view; use safa, safa-selfloop, md or md-tri."
         )
-    # Without a view_batch_size every view goes in one call, halving the batch on GPU out-of-memory (not for MAD,
-    # whose merged attention needs all views together).
-    denoiser = model if options.view_batch_size or mad_steps else fit_in_memory(model)
+    # Without a view_batch_size the batches are sized from the free device memory (not for MAD, whose merged
+    # attention needs all views together).
+    denoiser = model if options.view_batch_size or mad_steps else fit_in_memory(model, DeviceMemory.of(device))
 
     prepare = None
     sync_steps = round(options.sync_ratio * steps) if method.gradient_sync and layout.num_views > 1 else 0
@@ -255,29 +264,7 @@ def run_joint(
             prepare=prepare,
         )
     return JointResult(latents=canvas, model_calls=calls, view_evaluations=evaluations, guide_steps=guide_steps,
-                       steps=steps)
-
-
-def fit_in_memory(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
-    """Wrap `model` to split a batch in halves when it runs out of GPU memory, and keep that limit afterwards."""
-    limit: int | None = None  # the batch size that fitted after an out-of-memory error
-
-    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        nonlocal limit
-        size = min(limit or x.shape[0], x.shape[0])
-        while True:
-            try:
-                return torch.cat([model(part, t) for part in x.split(size)])
-            except torch.cuda.OutOfMemoryError:
-                if size == 1:
-                    raise SwapForwardError(
-                        "The GPU runs out of memory even with one view per model call; use a smaller window, "
-                        "--dtype float16, or a GPU with more memory."
-                    ) from None
-                size = limit = max(1, size // 2)
-                torch.cuda.empty_cache()
-
-    return call
+                       steps=steps, views_per_call=largest)
 
 
 def _view_hw(view_shape: list[int]) -> tuple[int, int]:

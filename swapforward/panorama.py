@@ -65,7 +65,8 @@ def _multiple(name: str, value: Any, multiple: int) -> int:
     if value % multiple:
         lower, upper = value - value % multiple, value - value % multiple + multiple
         raise SwapForwardError(
-            f"{name}={value} is not a multiple of {multiple}; use {lower or upper}" + (f" or {upper}." if lower else ".")
+            f"{name}={value} is not a multiple of {multiple}; use {lower or upper}"
+            + (f" or {upper}." if lower else ".")
         )
     return value
 
@@ -207,6 +208,6 @@ class PanoramaPipeline(JointPipeline):
             layout=layout,
             method=req.options.method.name,
             model_calls=result.model_calls,
-            info={"guide_steps": result.guide_steps, "steps": result.steps, "view_evaluations": result.view_evaluations, "height": height, "width": req.width,
-                  "view_width": view_width, "overlap": req.options.overlap},
+            info={**result.info(), "height": height, "width": req.width, "view_width": view_width,
+                  "overlap": req.options.overlap},
         )

@@ -55,7 +55,7 @@ def plain_multidiffusion(pipe, frames, window, stride, steps, seed):
     schedulers = [copy.deepcopy(scheduler) for _ in starts]
     for t in scheduler.timesteps:
         value, count = torch.zeros_like(x), torch.zeros_like(x)
-        for s, sched in zip(starts, schedulers):
+        for s, sched in zip(starts, schedulers, strict=False):
             view = x[:, :, s : s + window]
             eps = guided_eps(pipe, sched.scale_model_input(view, t), t, embeds)
             value[:, :, s : s + window] += sched.step(eps, t, view).prev_sample
@@ -153,7 +153,9 @@ def test_view_batch_size_changes_calls_not_results(audio_pipe):
     assert torch.allclose(one.latents, all_.latents, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("scheduler_cls", [DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler])
+@pytest.mark.parametrize(
+    "scheduler_cls", [DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler]
+)
 def test_multistep_schedulers_run_every_method(audioldm, scheduler_cls):
     pipe = copy.copy(audioldm)
     pipe.scheduler = scheduler_cls.from_config(audioldm.scheduler.config)
@@ -178,7 +180,7 @@ def test_loop_makes_a_circular_latent_decoded_circularly(audioldm):
 
 @pytest.mark.parametrize("method", SWAP_AND_AVERAGE)
 def test_looping_canvas_has_no_edge(audioldm, method):
-    """On a loop the canvas edge is an overlap like any other: rolling the initial noise by one view rolls the result."""
+    """On a loop the canvas edge is an overlap like any other: rolling the initial noise by a view rolls the result."""
     long = LongAudioPipeline.from_pipe(audioldm)
     noise = randn_tensor((1, 4, 75, 8), generator=generator(11))
     kwargs = dict(audio_length_in_s=0.15, window_seconds=WINDOW_S, loop=True, method=method, num_inference_steps=4,

@@ -190,7 +190,7 @@ def test_syncdiffusion_runs_for_panoramas_and_audio(sd, audioldm, random_lpips):
     assert np.isfinite(audio.audio).all()
 
 
-# --- CLI ----------------------------------------------------------------------------------------------------------------
+# --- CLI --------------------------------------------------------------------------------------------------------------
 
 runner = CliRunner()
 
@@ -201,7 +201,8 @@ def test_cli_accepts_mad_for_audio_and_panoramas(tiny_model_dir, tiny_sd_dir, tm
                                 "--out", str(tmp_path / "a.wav")])
     assert audio.exit_code == 0, audio.output
     pano = runner.invoke(app, ["panorama", "forest", "--model", tiny_sd_dir, "--width", "128", "--height", "64",
-                               "--view-width", "64", "--steps", "2", "--method", "mad", "--out", str(tmp_path / "p.png")])
+                               "--view-width", "64", "--steps", "2", "--method", "mad",
+                               "--out", str(tmp_path / "p.png")])
     assert pano.exit_code == 0, pano.output
 
 

@@ -118,8 +118,9 @@ def test_cnn14_loads_a_checkpoint_in_the_panns_format(tmp_path):
 def test_missing_weights_are_one_sentence(tmp_path):
     from swapforward import SwapForwardError
 
-    with pytest.raises(SwapForwardError, match=r"FD and KL \(PANNs CNN14, 16 kHz\) needs Cnn14_16k_mAP=0.438.pth in .*; "
-                                               r"run `swapforward weights`"):
+    with pytest.raises(SwapForwardError,
+                       match=r"FD and KL \(PANNs CNN14, 16 kHz\) needs Cnn14_16k_mAP=0.438.pth in .*; "
+                             r"run `swapforward weights`"):
         load_cnn14(folder=tmp_path)
 
 

@@ -122,7 +122,8 @@ runner = CliRunner()
 def test_cli_writes_a_panorama(tiny_sd_dir, tmp_path):
     out = tmp_path / "pano.png"
     result = runner.invoke(app, ["panorama", "misty forest", "--model", tiny_sd_dir, "--width", "320", "--height",
-                                 "64", "--view-width", "80", "--steps", "3", "--seed", "0", "--loop", "--out", str(out)])
+                                 "64", "--view-width", "80", "--steps", "3", "--seed", "0", "--loop",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     from PIL import Image
 
@@ -149,4 +150,5 @@ def test_cli_panorama_bad_input(tiny_sd_dir, tmp_path, args, message):
 def test_cli_refuses_an_audio_model_for_panoramas(tiny_model_dir, tmp_path):
     result = runner.invoke(app, ["panorama", "forest", "--model", tiny_model_dir, "--out", str(tmp_path / "p.png")])
     assert result.exit_code == 2
-    assert "is a AudioLDMPipeline, which this command does not support; supported: StableDiffusionPipeline" in result.stderr
+    expected = "is a AudioLDMPipeline, which this command does not support; supported: StableDiffusionPipeline"
+    assert expected in result.stderr

@@ -2,9 +2,10 @@
 
 A VAE decoder (with attention in its mid block) or a vocoder cannot take minutes of latent at once; tiles
 of `tile` input frames, `overlap` frames apart, are decoded one at a time and cross-faded linearly over their
-overlaps (dropping each tile's outermost frames). With `loop`, the input is padded circularly by `overlap` frames on both ends before tiling and the
-padding is cut from the output, so the decoder sees the wrap-around context and the output's end joins its start.
-An input no longer than one tile (and not looping) is decoded in a single call, exactly as the base pipeline does.
+overlaps (dropping each tile's outermost frames). With `loop`, the input is padded circularly by `overlap` frames
+on both ends before tiling and the padding is cut from the output, so the decoder sees the wrap-around context and
+the output's end joins its start. An input no longer than one tile (and not looping) is decoded in a single call,
+exactly as the base pipeline does.
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ def evaluate_audio(
     if ref:
         result["reference_clips"] = len(ref)
     if extractors.panns is not None and ref:
-        gen_emb, gen_logits = map(np.concatenate, zip(*(extractors.panns(b) for b in _batched(crops))))
-        ref_emb, ref_logits = map(np.concatenate, zip(*(extractors.panns(b) for b in _batched(ref))))
+        gen_emb, gen_logits = map(np.concatenate, zip(*(extractors.panns(b) for b in _batched(crops)), strict=False))
+        ref_emb, ref_logits = map(np.concatenate, zip(*(extractors.panns(b) for b in _batched(ref)), strict=False))
         result["FD"] = metrics.frechet_distance(gen_emb, ref_emb)
         result["KL"] = metrics.kl_divergence(gen_logits, ref_logits, paired=False)
     if extractors.vggish is not None and ref:
@@ -172,9 +172,11 @@ def generate_reference(pipe, kind: str, prompt: str, folder: str | Path, samples
 
 def markdown(results: dict[str, dict]) -> str:
     """One row per evaluated set, one column per metric."""
-    columns = [c for c in ("FD", "FAD", "KL", "CLAP", "Intra-LPIPS", "Intra-CLAP", "FID", "KID", "CLIP", "Intra-Style-Loss")
+    names = ("FD", "FAD", "KL", "CLAP", "Intra-LPIPS", "Intra-CLAP", "FID", "KID", "CLIP", "Intra-Style-Loss")
+    columns = [c for c in names
                if any(c in r for r in results.values())]
-    lines = ["| set | files | crops | " + " | ".join(columns) + " |", "| --- | ---: | ---: |" + " ---: |" * len(columns)]
+    header = "| set | files | crops | " + " | ".join(columns) + " |"
+    lines = [header, "| --- | ---: | ---: |" + " ---: |" * len(columns)]
     for name, r in results.items():
         values = [f"{r[c]:.4g}" if c in r and not math.isnan(r[c]) else "-" for c in columns]
         lines.append(f"| {name} | {r['files']} | {r['crops']} | " + " | ".join(values) + " |")

@@ -172,7 +172,7 @@ def load_vggish(device: str = "cpu", folder: Path | None = None) -> VGGish:
     return model.eval().to(device)
 
 
-# --- the extractors the metrics use ------------------------------------------------------------------------------------
+# --- the extractors the metrics use -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -201,7 +201,7 @@ class ImageExtractors:
 
 
 def mel_picture(wave: np.ndarray, sample_rate: int = 16000) -> torch.Tensor:
-    """A log-mel spectrogram (64 bands, 10 ms hop at 16 kHz) as a (1, 3, bands, frames) picture in [-1, 1], for LPIPS."""
+    """A log-mel spectrogram (64 bands, 10 ms hop at 16 kHz) as a (1, 3, bands, frames) picture in [-1, 1] (LPIPS)."""
     mel = log_mel(torch.as_tensor(wave, dtype=torch.float32), sample_rate, bins=64, hop=sample_rate // 100).T
     mel = 2 * (mel - mel.min()) / (mel.max() - mel.min() + 1e-6) - 1
     return mel.flip(0)[None, None].expand(1, 3, -1, -1)

@@ -92,4 +92,4 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 def style_loss(features_a: list[torch.Tensor], features_b: list[torch.Tensor]) -> float:
     """Sum over layers of the mean squared difference of Gram matrices (Gatys et al.), for Intra-Style-Loss."""
-    return float(sum(torch.mean((gram(a) - gram(b)) ** 2) for a, b in zip(features_a, features_b)))
+    return float(sum(torch.mean((gram(a) - gram(b)) ** 2) for a, b in zip(features_a, features_b, strict=False)))

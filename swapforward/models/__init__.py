@@ -72,7 +72,9 @@ def _load_error(model_id: str, error: Exception) -> SwapForwardError:
             f"(e.g. {KNOWN_AUDIO_MODELS[0]}) or log in with `hf auth login` if it is gated."
         )
     if "GatedRepoError" in names or "401" in text or "403" in text:
-        return SwapForwardError(f"Model {model_id!r} is gated; accept its licence on the hub and log in with `hf auth login`.")
+        return SwapForwardError(
+            f"Model {model_id!r} is gated; accept its licence on the hub and log in with `hf auth login`."
+        )
     if "cached" in text or "offline" in text or "connect" in text or "outgoing traffic" in text:
         return SwapForwardError(
             f"Model {model_id!r} is not in the local Hugging Face cache and the hub cannot be reached; "

@@ -41,7 +41,8 @@ class AudioLDMAdapter(AudioAdapter):
         return {"class_labels": embeds}
 
     def _unet(self, latents, t, cond, batch):
-        return self.pipe.unet(latents, t, encoder_hidden_states=None, class_labels=rows(cond["class_labels"], batch)).sample
+        labels = rows(cond["class_labels"], batch)
+        return self.pipe.unet(latents, t, encoder_hidden_states=None, class_labels=labels).sample
 
     def denoise(self, latents, t, cond, guidance_scale):
         return classifier_free(lambda x, batch: self._unet(x, t, cond, batch), latents, cond, guidance_scale)

@@ -86,7 +86,9 @@ def rows(t: torch.Tensor, batch: int) -> torch.Tensor:
     return t.repeat_interleave(batch, dim=0)
 
 
-def classifier_free(run: Any, latents: torch.Tensor, cond: dict[str, torch.Tensor], guidance_scale: float) -> torch.Tensor:
+def classifier_free(
+    run: Any, latents: torch.Tensor, cond: dict[str, torch.Tensor], guidance_scale: float
+) -> torch.Tensor:
     """Evaluate `run(model_input, batch)` on [views, views] and combine uncond + scale * (text - uncond)."""
     batch = latents.shape[0]
     if not guided(cond):

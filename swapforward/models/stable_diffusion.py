@@ -53,7 +53,9 @@ class StableDiffusionXLAdapter(ImageAdapter):
         projection_dim = (
             int(pooled.shape[-1]) if pipe.text_encoder_2 is None else pipe.text_encoder_2.config.projection_dim
         )
-        time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=positive.dtype, text_encoder_projection_dim=projection_dim)
+        time_ids = pipe._get_add_time_ids(
+            size, (0, 0), size, dtype=positive.dtype, text_encoder_projection_dim=projection_dim
+        )
         time_ids = time_ids.to(self.device)
         if not guidance:
             return {"encoder_hidden_states": positive, "text_embeds": pooled, "time_ids": time_ids}

@@ -1,0 +1,98 @@
+"""How many views go in one denoiser call when the user does not say: sized from the device's free memory.
+
+On a GPU the first call of a run evaluates one view alone and measures what it cost; the batch limit is then the
+free memory (with headroom) over that cost, so the denoiser's memory stays bounded whatever the length. If a call
+still runs out of memory, its batch is halved until it fits, and the size that fitted is kept. Devices whose memory
+cannot be measured (CPU, MPS) take `HOST_VIEW_BATCH` views per call: larger batches gain little there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .errors import SwapForwardError
+
+#: Views per denoiser call on devices without memory statistics.
+HOST_VIEW_BATCH = 8
+#: Fraction of the free memory that the views of one call may take (the rest: allocator slack, the decoder).
+HEADROOM = 0.8
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """The three readings the sizing needs, as functions (CUDA's statistics, or others in tests)."""
+
+    start: Callable[[], int]
+    """Reset the peak statistic and return the bytes allocated now."""
+    peak: Callable[[], int]
+    """Peak bytes allocated since `start`."""
+    free: Callable[[], int]
+    """Bytes that new tensors can still take: free on the device plus cached by PyTorch but unused."""
+
+    @classmethod
+    def of(cls, device: torch.device) -> DeviceMemory | None:
+        """CUDA's readings for `device`, or None where there are none."""
+        if device.type != "cuda":
+            return None
+
+        def start() -> int:
+            torch.cuda.reset_peak_memory_stats(device)
+            return torch.cuda.memory_allocated(device)
+
+        def free() -> int:
+            unused_cache = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            return torch.cuda.mem_get_info(device)[0] + unused_cache
+
+        return cls(start=start, peak=lambda: torch.cuda.max_memory_allocated(device), free=free)
+
+
+def batch_limit(free_bytes: int, per_view_bytes: int, headroom: float = HEADROOM) -> int:
+    """Views per call that fit in `headroom` of `free_bytes` when each costs `per_view_bytes` (at least one)."""
+    return max(1, int(free_bytes * headroom) // max(per_view_bytes, 1))
+
+
+def fit_in_memory(model: Model, memory: DeviceMemory | None = None, host_limit: int = HOST_VIEW_BATCH) -> Model:
+    """Wrap `model` to evaluate a batch of views in chunks that fit the device (see the module's docstring).
+
+    With `memory` (a GPU), the first call measures one view and sizes the chunks from the free memory; without it,
+    chunks hold `host_limit` views. Out-of-memory errors halve the chunk, and the size that fitted is kept.
+    """
+    limit: int | None = None if memory is not None else host_limit
+
+    def calibrate(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        nonlocal limit
+        before = memory.start()
+        try:
+            first = model(x[:1], t)
+        except torch.cuda.OutOfMemoryError:
+            raise out_of_memory() from None
+        limit = batch_limit(memory.free(), memory.peak() - before)
+        return first if x.shape[0] == 1 else torch.cat([first, call(x[1:], t)])
+
+    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        nonlocal limit
+        if limit is None:
+            return calibrate(x, t)
+        size = min(limit, x.shape[0])
+        while True:
+            try:
+                return torch.cat([model(part, t) for part in x.split(size)])
+            except torch.cuda.OutOfMemoryError:
+                if size == 1:
+                    raise out_of_memory() from None
+                size = limit = size // 2
+                torch.cuda.empty_cache()
+
+    return call
+
+
+def out_of_memory() -> SwapForwardError:
+    return SwapForwardError(
+        "The GPU runs out of memory even with one view per model call; use a smaller window, --dtype float16, "
+        "or a GPU with more memory."
+    )

@@ -1,0 +1,113 @@
+"""How many views go in one denoiser call: sized from measured memory, halved on out-of-memory, bounded on CPU."""
+
+import pytest
+import torch
+
+from swapforward import LongAudioPipeline, SwapForwardError
+from swapforward.memory import HOST_VIEW_BATCH, DeviceMemory, batch_limit, fit_in_memory
+
+WINDOW_S = 0.064
+
+
+class FakeGPU:
+    """Memory readings of a device with `capacity` bytes where each view of a call needs `per_view` bytes."""
+
+    def __init__(self, capacity, per_view, resident=0):
+        self.capacity, self.per_view = capacity, per_view
+        self.allocated = self.peak_bytes = resident
+        self.calls = []
+
+    def model(self, x, t):
+        self.calls.append(x.shape[0])
+        need = self.allocated + x.shape[0] * self.per_view
+        if need > self.capacity:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        self.peak_bytes = max(self.peak_bytes, need)
+        return x * 2
+
+    def memory(self):
+        def start():
+            self.peak_bytes = self.allocated
+            return self.allocated
+
+        return DeviceMemory(start=start, peak=lambda: self.peak_bytes, free=lambda: self.capacity - self.allocated)
+
+
+def test_batch_limit_is_the_free_memory_with_headroom_over_the_cost_of_a_view():
+    assert batch_limit(1000, 100) == 8
+    assert batch_limit(1000, 100, headroom=1.0) == 10
+    assert batch_limit(50, 100) == 1, "one view per call at least"
+    assert batch_limit(1000, 0) == 800, "a view that costs nothing measurable is not a division by zero"
+
+
+def test_first_call_measures_one_view_and_sizes_the_batches_from_free_memory():
+    gpu = FakeGPU(capacity=1000 + 500, per_view=100, resident=500)
+    call = fit_in_memory(gpu.model, gpu.memory())
+    x = torch.arange(20.0).view(20, 1)
+    assert torch.equal(call(x, None), x * 2), "views come back in order"
+    assert gpu.calls == [1, 8, 8, 3]
+    gpu.calls.clear()
+    call(x, None)
+    assert gpu.calls == [8, 8, 4], "the size is measured once per run"
+
+
+def test_a_larger_gpu_takes_every_view_in_one_call():
+    gpu = FakeGPU(capacity=10**6, per_view=100)
+    call = fit_in_memory(gpu.model, gpu.memory())
+    x = torch.zeros(30, 1)
+    call(x, None)
+    call(x, None)
+    assert gpu.calls == [1, 29, 30]
+
+
+def test_out_of_memory_halves_the_batch_and_remembers():
+    seen = []
+
+    def model(x, t):  # a GPU that fits three latents per call, whatever the measurement said
+        seen.append(x.shape[0])
+        if x.shape[0] > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return x * 2
+
+    call = fit_in_memory(model, host_limit=100)
+    x = torch.arange(10.0).view(10, 1)
+    assert torch.equal(call(x, None), x * 2)
+    assert seen == [10, 5, 2, 2, 2, 2, 2]
+    seen.clear()
+    call(x, None)
+    assert seen == [2, 2, 2, 2, 2], "the size that fitted is kept for the next steps"
+
+
+@pytest.mark.parametrize("measured", [False, True])
+def test_out_of_memory_with_one_view_is_one_sentence(measured):
+    def hopeless(x, t):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    memory = FakeGPU(1, 1).memory() if measured else None
+    with pytest.raises(SwapForwardError, match="runs out of memory even with one view per model call"):
+        fit_in_memory(hopeless, memory)(torch.zeros(4, 1), None)
+
+
+def test_without_memory_readings_calls_hold_the_host_limit():
+    seen = []
+    call = fit_in_memory(lambda x, t: seen.append(x.shape[0]) or x)
+    call(torch.zeros(1, 1), None)
+    call(torch.zeros(20, 1), None)
+    assert seen == [1, HOST_VIEW_BATCH, HOST_VIEW_BATCH, 20 - 2 * HOST_VIEW_BATCH]
+
+
+def test_cpu_memory_has_no_readings():
+    assert DeviceMemory.of(torch.device("cpu")) is None
+
+
+def test_the_denoisers_batch_stays_bounded_as_the_audio_grows(audioldm):
+    long = LongAudioPipeline.from_pipe(audioldm)
+    kwargs = dict(window_seconds=WINDOW_S, num_inference_steps=4, r_guide=0.5, seed=0, progress_bar=False)
+    short = long("rain", audio_length_in_s=0.3, **kwargs)
+    longer = long("rain", audio_length_in_s=1.2, **kwargs)
+    assert short.layout.num_views < HOST_VIEW_BATCH < longer.layout.num_views
+    assert short.info["views_per_call"] == short.layout.num_views + 1, "views and reference in one call"
+    assert longer.info["views_per_call"] == HOST_VIEW_BATCH
+    one_call = long("rain", audio_length_in_s=1.2, view_batch_size=100, **kwargs)
+    assert one_call.info["views_per_call"] == longer.layout.num_views + 1
+    assert torch.allclose(longer.latents, one_call.latents, rtol=1e-4, atol=1e-4)
