@@ -33,27 +33,34 @@ from swapforward.runtime import resolve_device  # noqa: E402
 PROMPT = "a photo of the dolomites"
 
 
-def measure(device: torch.device, run: Callable[[], tuple[int, int, int]]) -> tuple[float, float | None, tuple]:
-    """(wall seconds, peak GPU GiB or None, (views, view evaluations, model calls)) of one run."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    counts = run()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start
+REPEAT = [1]  # runs per measurement, the fastest kept (--repeat)
+
+
+def measure(device: torch.device, run: Callable[[], tuple], repeat: int | None = None) -> tuple:
+    """(wall seconds, peak GPU GiB or None, (views, view evaluations, model calls, most views per call)) of a run:
+    the fastest of `repeat` (default REPEAT[0]) runs, which keeps the ratios meaningful on a shared machine."""
+    walls = []
+    for _ in range(repeat or REPEAT[0]):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        counts = run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        walls.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    return wall, peak, counts
+    return min(walls), peak, counts
 
 
 def table(rows: list[dict], reference: str) -> str:
     base = next(r for r in rows if r["name"] == reference)
-    lines = ["| run | views | view evaluations | model calls | wall (s) | peak GPU (GiB) | wall / SaFa | "
-             "evaluations / SaFa |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| run | views | view evaluations | model calls | views per call | wall (s) | peak GPU (GiB) | "
+             "wall / SaFa | evaluations / SaFa |", "| --- |" + " ---: |" * 8]
     for r in rows:
         peak = "-" if r["peak"] is None else f"{r['peak']:.2f}"
-        lines.append(f"| {r['name']} | {r['views']} | {r['evaluations']} | {r['calls']} | {r['wall']:.2f} | {peak} | "
+        lines.append(f"| {r['name']} | {r['views']} | {r['evaluations']} | {r['calls']} | {r['per_call']} | "
+                     f"{r['wall']:.2f} | {peak} | "
                      f"{r['wall'] / base['wall']:.2f} | {r['evaluations'] / base['evaluations']:.2f} |")
     return "\n".join(lines)
 
@@ -92,13 +99,13 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
     height, width, view = 512, args.width, 640
     steps = args.steps or (50 if args.full else 10)
 
-    def ours(method: str, overlap: float) -> Callable[[], tuple[int, int, int]]:
+    def ours(method: str, overlap: float) -> Callable[[], tuple]:
         def run():
             out = pano(PROMPT, height=height, width=width, view_width=view, method=method, overlap=overlap,
                        num_inference_steps=steps, seed=0, progress_bar=False, lpips=timing_lpips(method, device))
             with tempfile.TemporaryDirectory() as tmp:
                 out.save(os.path.join(tmp, "p.png"))
-            return out.layout.num_views, out.info["view_evaluations"], out.model_calls
+            return out.layout.num_views, out.info["view_evaluations"], out.model_calls, out.info["views_per_call"]
         return run
 
     class PaperViews(StableDiffusionPanoramaPipeline):
@@ -107,7 +114,7 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
         def get_views(self, panorama_height, panorama_width, window_size=64, stride=8, circular_padding=False):
             return super().get_views(panorama_height, panorama_width, view // 8, 16, circular_padding)
 
-    def theirs(cls, view_batch_size: int, views: int) -> Callable[[], tuple[int, int, int]]:
+    def theirs(cls, view_batch_size: int, views: int) -> Callable[[], tuple]:
         pipe = cls(**base.components)
         pipe.set_progress_bar_config(disable=True)
         calls = counting(pipe.unet)
@@ -116,7 +123,7 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
             calls[0] = 0
             pipe(PROMPT, height=height, width=width, num_inference_steps=steps, view_batch_size=view_batch_size,
                  generator=torch.Generator().manual_seed(0))
-            return views, views * steps, calls[0]
+            return views, views * steps, calls[0], view_batch_size
         return run
 
     md_views = len(PaperViews(**base.components).get_views(height, width))
@@ -133,9 +140,16 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
     ours("safa", 0.2)()  # warm-up
     rows = []
     for name, run in runs:
-        wall, peak, (views, evaluations, calls) = measure(device, run)
-        rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls))
+        wall, peak, (views, evaluations, calls, per_call) = measure(device, run)
+        rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls,
+                             per_call=per_call))
         print(f"  {name}: {wall:.2f} s", file=sys.stderr)
+    if args.compile:
+        pano.compile()
+        first, _, _ = measure(device, ours("safa", 0.2), repeat=1)
+        wall, peak, (views, evaluations, calls, per_call) = measure(device, ours("safa", 0.2))
+        rows.append(dict(name=f"SaFa (0.2), compiled (first run {first:.1f} s)", wall=wall, peak=peak, views=views,
+                         evaluations=evaluations, calls=calls, per_call=per_call))
     kind = "SD 2 base U-Net (866 M), random weights" if args.full else "tiny SD pipeline"
     print(f"\n### Panorama {height} x {width}, {steps} DDIM steps, {kind}, {device} {str(dtype).split('.')[-1]}\n")
     print(table(rows, "SaFa (overlap 0.2)"))
@@ -155,14 +169,14 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     long = LongAudioPipeline.from_pipe(base)
     steps = args.steps or (200 if args.full else 50)
 
-    def ours(method: str, seconds: float, overlap: float = 0.2) -> Callable[[], tuple[int, int, int]]:
+    def ours(method: str, seconds: float, overlap: float = 0.2) -> Callable[[], tuple]:
         def run():
             out = long("rain on a tin roof", audio_length_in_s=seconds * scale, window_seconds=window, method=method,
                        overlap=overlap, num_inference_steps=steps, seed=0, progress_bar=False,
                        lpips=timing_lpips(method, device))
             with tempfile.TemporaryDirectory() as tmp:
                 out.save(os.path.join(tmp, "a.wav"))
-            return out.layout.num_views, out.info["view_evaluations"], out.model_calls
+            return out.layout.num_views, out.info["view_evaluations"], out.model_calls, out.info["views_per_call"]
         return run
 
     ours("safa", 24)()  # warm-up
@@ -170,28 +184,39 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     curve = []
     for seconds in args.seconds:
         rows = []
-        runs = [("SaFa", ours("safa", seconds)), ("SaFa*", ours("safa-selfloop", seconds)),
-                ("MD", ours("md", seconds)), ("MD*", ours("md-tri", seconds)),
-                ("MD (overlap 0.8)", ours("md", seconds, 0.8))]
+        runs = [("SaFa", ours("safa", seconds))]
+        if not args.safa_only:
+            runs += [("SaFa*", ours("safa-selfloop", seconds)), ("MD", ours("md", seconds)),
+                     ("MD*", ours("md-tri", seconds)), ("MD (overlap 0.8)", ours("md", seconds, 0.8))]
         if args.baselines:
             runs += [("MAD", ours("mad", seconds)), ("SyncDiffusion", ours("syncd", seconds))]
             timing_lpips("syncd", device)
         for name, run in runs:
-            wall, peak, (views, evaluations, calls) = measure(device, run)
-            rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls))
+            wall, peak, (views, evaluations, calls, per_call) = measure(device, run)
+            rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls,
+                             per_call=per_call))
             print(f"  {seconds} s {name}: {wall:.2f} s", file=sys.stderr)
         safa = rows[0]
-        curve.append((seconds, safa["wall"], safa["peak"], safa["views"]))
+        curve.append((seconds, safa["wall"], safa["peak"], safa["views"], safa["per_call"]))
         label = f"{seconds} s" if args.full else f"{seconds * scale:.3f} s (as {seconds} s of 10.24 s windows)"
         print(f"\n### Audio, {label}, {steps} DDIM steps, overlap 0.2, {kind}, {device} {str(dtype).split('.')[-1]}\n")
         print(table(rows, "SaFa"))
+    if args.compile:
+        graphs = "with CUDA graphs" if long.compile().adapter.cuda_graphs else "without CUDA graphs"
+        print(f"\n### SaFa with the denoiser compiled ({graphs})\n")
+        print("| length (s, as 10.24 s windows) | first run, compiling (s) | wall (s) | eager wall (s) | "
+              "eager / compiled |\n| ---: | ---: | ---: | ---: | ---: |")
+        for seconds, eager, *_ in curve:
+            first, _, _ = measure(device, ours("safa", seconds), repeat=1)
+            wall, _, _ = measure(device, ours("safa", seconds))
+            print(f"| {seconds} | {first:.2f} | {wall:.2f} | {eager:.2f} | {eager / wall:.2f} |")
     print("\n### SaFa: length against time and memory\n")
-    print("| length (s, as 10.24 s windows) | audio (s) | views | wall (s) | real-time factor | peak GPU (GiB) |\n"
-          "| ---: | ---: | ---: | ---: | ---: | ---: |")
-    for seconds, wall, peak, views in curve:
+    print("| length (s, as 10.24 s windows) | audio (s) | views | views per call | wall (s) | real-time factor | "
+          "peak GPU (GiB) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for seconds, wall, peak, views, largest in curve:
         peak_text = "-" if peak is None else f"{peak:.2f}"
         factor = wall / (seconds * scale)
-        print(f"| {seconds} | {seconds * scale:.3f} | {views} | {wall:.2f} | {factor:.3f} | {peak_text} |")
+        print(f"| {seconds} | {seconds * scale:.3f} | {views} | {largest} | {wall:.2f} | {factor:.3f} | {peak_text} |")
 
 
 def main() -> None:
@@ -203,9 +228,19 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=3200)
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.24, 24, 96, 600])
     parser.add_argument("--baselines", action="store_true", help="also time MAD and SyncDiffusion")
+    parser.add_argument("--compile", action="store_true", help="also time SaFa with the denoiser compiled")
+    parser.add_argument("--safa-only", action="store_true", help="audio: time SaFa alone (the length curve)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the fastest is reported")
+    parser.add_argument("--memory-gib", type=float, default=None,
+                        help="cap this process's GPU memory, e.g. 24 to stand for a 24 GB card on a larger one")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    REPEAT[0] = max(1, args.repeat)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if args.memory_gib and device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_gib * 2**30 / total), device)
+        print(f"GPU memory capped at {args.memory_gib} GiB", file=sys.stderr)
     torch.manual_seed(0)
     with torch.no_grad():  # not inference_mode: SyncDiffusion takes gradients
         (bench_panorama if args.kind == "panorama" else bench_audio)(args, device, dtype)

@@ -17,4 +17,5 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)" | tee -a "$OUT/gpu.txt"
 timeout 170 python3 benchmarks/compare.py panorama --full 2>"$OUT/panorama.log" | tee "$OUT/panorama.md"
 timeout 240 python3 benchmarks/compare.py audio --full --seconds 10.24 24 96 2>"$OUT/audio.log" | tee "$OUT/audio.md"
-timeout 120 python3 benchmarks/compare.py audio --full --seconds 600 --steps 20 2>"$OUT/audio600.log" | tee "$OUT/audio600.md"
+timeout 120 python3 benchmarks/compare.py audio --full --seconds 600 --steps 20 --memory-gib 24 2>"$OUT/audio600.log" | tee "$OUT/audio600.md"
+timeout 150 python3 benchmarks/compare.py audio --full --seconds 24 96 --safa-only --compile 2>"$OUT/audio-compiled.log" | tee "$OUT/audio-compiled.md"

@@ -155,9 +155,13 @@ def run_jobs(
     world: int = 1,
     device: str | None = None,
     dtype: str = "auto",
+    compile: bool = False,
     on_job: Callable[[Job, str, str], None] | None = None,
 ) -> BatchReport:
-    """Run this process's share of `jobs`, loading each model once; `on_job(job, status, detail)` after each."""
+    """Run this process's share of `jobs`, loading each model once; `on_job(job, status, detail)` after each.
+
+    With `compile`, each model's denoiser is compiled once when it is loaded (see `JointPipeline.compile`).
+    """
     from .audio import LongAudioPipeline
     from .panorama import PanoramaPipeline
 
@@ -176,7 +180,8 @@ def run_jobs(
             key = (job.kind, job.model)
             if key not in pipelines:
                 cls = LongAudioPipeline if job.kind == "audio" else PanoramaPipeline
-                pipelines[key] = cls.from_pretrained(job.model, device=device, torch_dtype=dtype)
+                pipe = cls.from_pretrained(job.model, device=device, torch_dtype=dtype)
+                pipelines[key] = pipe.compile() if compile else pipe
             result = pipelines[key](job.prompt, progress_bar=False, **job.arguments)
             result.save(job.out)
         except SwapForwardError as error:

@@ -193,6 +193,9 @@ def run_joint(
         calls += 1
         evaluations += x.shape[0]
         largest = max(largest, x.shape[0])
+        if adapter.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+            return adapter.denoise(x, t, cond, options.guidance_scale).clone()
         return adapter.denoise(x, t, cond, options.guidance_scale)
 
     steps = len(scheduler.timesteps)
@@ -272,6 +275,10 @@ def _view_hw(view_shape: list[int]) -> tuple[int, int]:
     return int(view_shape[-2]), int(view_shape[-1])
 
 
+#: torch.compile's modes; the first two that replay CUDA graphs.
+COMPILE_MODES = ("reduce-overhead", "max-autotune", "default", "max-autotune-no-cudagraphs")
+
+
 class JointPipeline:
     """What the audio and panorama pipelines share: an adapter around a diffusers pipeline, loading, devices.
 
@@ -323,6 +330,21 @@ class JointPipeline:
         pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
         return cls.from_pipe(pipe.to(device))
+
+    def compile(self, mode: str | None = None, **kwargs: Any) -> Any:
+        """Compile the denoiser in place with `torch.compile`, for runs that repeat one shape many times.
+
+        The default mode on CUDA is "reduce-overhead": the model is replayed from CUDA graphs, which removes the
+        per-call launch overhead that dominates small audio latents on a large GPU. Elsewhere it is torch's default.
+        Every new batch shape compiles first (seconds to minutes); results equal eager ones up to rounding.
+        """
+        if mode is None and self.adapter.device.type == "cuda":
+            mode = "reduce-overhead"
+        if mode is not None and mode not in COMPILE_MODES:
+            raise SwapForwardError(f"Unknown compile mode {mode!r}; use one of: {', '.join(COMPILE_MODES)}.")
+        self.adapter.denoiser_module.compile(mode=mode, **kwargs)
+        self.adapter.cuda_graphs = mode in COMPILE_MODES[:2]
+        return self
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Any:
         self.adapter.pipe.to(device, dtype) if dtype is not None else self.adapter.pipe.to(device)

@@ -32,7 +32,8 @@ class DeviceMemory:
     peak: Callable[[], int]
     """Peak bytes allocated since `start`."""
     free: Callable[[], int]
-    """Bytes that new tensors can still take: free on the device plus cached by PyTorch but unused."""
+    """Bytes that new tensors can still take: free on the device (within this process's cap) plus PyTorch's unused
+    cache."""
 
     @classmethod
     def of(cls, device: torch.device) -> DeviceMemory | None:
@@ -45,8 +46,11 @@ class DeviceMemory:
             return torch.cuda.memory_allocated(device)
 
         def free() -> int:
-            unused_cache = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-            return torch.cuda.mem_get_info(device)[0] + unused_cache
+            device_free, total = torch.cuda.mem_get_info(device)
+            reserved = torch.cuda.memory_reserved(device)
+            capped = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # absent from older torch
+            fraction = capped(device) if capped else 1.0  # the cap of torch.cuda.set_per_process_memory_fraction
+            return min(device_free, int(fraction * total) - reserved) + reserved - torch.cuda.memory_allocated(device)
 
         return cls(start=start, peak=lambda: torch.cuda.max_memory_allocated(device), free=free)
 

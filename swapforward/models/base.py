@@ -29,6 +29,9 @@ class LatentAdapter(ABC):
 
     def __init__(self, pipe: Any):
         self.pipe = pipe
+        #: Whether the denoiser replays CUDA graphs (compiled with "reduce-overhead"): each call's output is then
+        #: overwritten by the next call and must be copied out.
+        self.cuda_graphs = False
 
     @property
     def denoiser_module(self) -> torch.nn.Module:

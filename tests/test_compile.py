@@ -1,0 +1,55 @@
+"""`compile()` / `--compile`: torch.compile on the denoiser gives the eager result, up to rounding (CPU inductor)."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from swapforward import LongAudioPipeline, SwapForwardError
+from swapforward.cli import app
+from swapforward.testing import tiny_audioldm_pipeline
+
+# MD keeps one batch shape through the run (SaFa adds the reference for its first steps): one compilation, which
+# the CLI test below finds in inductor's cache.
+KWARGS = {"audio_length_in_s": 0.1, "window_seconds": 0.064, "method": "md", "num_inference_steps": 3, "seed": 4,
+          "progress_bar": False}
+
+
+def test_a_compiled_denoiser_gives_the_eager_result():
+    long = LongAudioPipeline.from_pipe(tiny_audioldm_pipeline())  # its own modules: compiling is in place
+    eager = long("rain", **KWARGS)
+    assert long.compile() is long and not long.adapter.cuda_graphs, "no CUDA graphs on the CPU"
+    assert long.adapter.denoiser_module._compiled_call_impl is not None
+    compiled = long("rain", **KWARGS)
+    assert compiled.model_calls == eager.model_calls
+    np.testing.assert_allclose(compiled.audio, eager.audio, rtol=0, atol=1e-5)
+    assert not np.array_equal(compiled.audio, long("rain", **{**KWARGS, "seed": 5}).audio)
+
+
+def test_outputs_copied_out_of_cuda_graphs_change_nothing(audioldm):
+    """With CUDA graphs each call's output is copied before the next replay overwrites it; the copy is exact."""
+    long = LongAudioPipeline.from_pipe(audioldm)
+    kwargs = {**KWARGS, "method": "safa", "guidance_scale": 1.0, "view_batch_size": 1}  # raw outputs, many calls
+    plain = long("rain", **kwargs)
+    long.adapter.cuda_graphs = True
+    try:
+        copied = long("rain", **kwargs)
+    finally:
+        long.adapter.cuda_graphs = False
+    assert np.array_equal(copied.audio, plain.audio)
+
+
+def test_an_unknown_compile_mode_is_one_sentence(audioldm):
+    with pytest.raises(SwapForwardError, match=r"Unknown compile mode 'fast'; use one of: reduce-overhead, "):
+        LongAudioPipeline.from_pipe(audioldm).compile(mode="fast")
+
+
+def test_cli_compile_flag(tiny_model_dir, tmp_path):
+    out = tmp_path / "c.wav"
+    args = ["audio", "rain", "--model", tiny_model_dir, "--seconds", "0.1", "--window-seconds", "0.064",
+            "--steps", "2", "--seed", "1", "--method", "md", "--out"]
+    compiled = CliRunner().invoke(app, [*args, str(out), "--compile"])
+    assert compiled.exit_code == 0, compiled.output
+    eager = CliRunner().invoke(app, [*args, str(tmp_path / "e.wav")])
+    assert eager.exit_code == 0, eager.output
+    np.testing.assert_allclose(sf.read(out)[0], sf.read(tmp_path / "e.wav")[0], rtol=0, atol=1e-4)
