@@ -57,9 +57,10 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(code=130) from None
 
 
-def load(pipeline_cls: Any, model: str, device: str, dtype: str, scheduler: str) -> Any:
+def load(pipeline_cls: Any, model: str, device: str, dtype: str, scheduler: str, compile: bool = False) -> Any:
     """The pipeline, with device, dtype and scheduler names checked (before any download) by `from_pretrained`."""
-    return pipeline_cls.from_pretrained(model, device=device, torch_dtype=dtype, scheduler=scheduler)
+    pipe = pipeline_cls.from_pretrained(model, device=device, torch_dtype=dtype, scheduler=scheduler)
+    return pipe.compile() if compile else pipe
 
 
 def views_summary(result: Any) -> str:
@@ -67,7 +68,8 @@ def views_summary(result: Any) -> str:
     info = result.info
     guided = f" (+1 reference for {info['guide_steps']} of {info['steps']} steps)" if info["guide_steps"] else ""
     looping = ", looping" if result.layout.loop else ""
-    return f"{result.layout.num_views} views{guided}{looping}; {result.model_calls} model calls"
+    views = f"{result.layout.num_views} view{'s' if result.layout.num_views > 1 else ''}"
+    return f"{views}{guided}{looping}; {result.model_calls} model calls"
 
 
 # Options both commands share.
@@ -92,6 +94,10 @@ SYNC_WEIGHT = typer.Option(20.0, "--sync-weight", help="SyncDiffusion: gradient 
 SYNC_DECAY = typer.Option(0.95, "--sync-decay", help="SyncDiffusion: weight decay per step.")
 SYNC_RATIO = typer.Option(1.0, "--sync-ratio", help="SyncDiffusion: fraction of steps with the gradient step.")
 DTYPE = typer.Option("auto", "--dtype", help="auto (fp16 on CUDA, else fp32), float32, float16, bfloat16.")
+COMPILE = typer.Option(
+    False, "--compile/--no-compile",
+    help="torch.compile the denoiser (CUDA graphs on a GPU): pays for long runs and batches, costs a compile first.",
+)
 
 
 @app.command()
@@ -124,6 +130,7 @@ def audio(
     scheduler: str = SCHEDULER,
     device: str = DEVICE,
     dtype: str = DTYPE,
+    compile: bool = COMPILE,
 ) -> None:
     """Generate long audio from a text prompt and write it as WAV or FLAC."""
     from .audio import LongAudioPipeline, check_audio_request
@@ -139,7 +146,7 @@ def audio(
         check_output_path(out, AUDIO_FORMATS)
         if spectrogram is not None:
             check_output_path(spectrogram, IMAGE_FORMATS)
-        pipe = load(LongAudioPipeline, model, device, dtype, scheduler)
+        pipe = load(LongAudioPipeline, model, device, dtype, scheduler, compile)
         start = time.perf_counter()
         result = pipe(
             prompt,
@@ -200,6 +207,7 @@ def panorama(
     scheduler: str = SCHEDULER,
     device: str = DEVICE,
     dtype: str = DTYPE,
+    compile: bool = COMPILE,
 ) -> None:
     """Generate a wide (or 360-degree) panorama from a text prompt and write it as PNG, JPEG or WebP."""
     from .files import check_output_path
@@ -213,7 +221,7 @@ def panorama(
             view_batch_size, seed, **baseline,
         )
         check_output_path(out, PANORAMA_FORMATS)
-        pipe = load(PanoramaPipeline, model, device, dtype, scheduler)
+        pipe = load(PanoramaPipeline, model, device, dtype, scheduler, compile)
         start = time.perf_counter()
         result = pipe(
             prompt,
@@ -243,6 +251,7 @@ def panorama(
 def batch(
     jobs: Path = typer.Argument(..., help="Jobs file: JSON Lines (.jsonl) or CSV (.csv), one job per line."),
     dtype: str = DTYPE,
+    compile: bool = COMPILE,
 ) -> None:
     """Run many jobs, skipping those whose output exists; under `accelerate launch` each process takes its share.
 
@@ -271,7 +280,7 @@ def batch(
         (tqdm.write(line, file=sys.stderr) if status == "failed" else tqdm.write(line))
 
     with user_errors(), bar:
-        report = run_jobs(all_jobs, rank, world, device=device, dtype=dtype, on_job=on_job)
+        report = run_jobs(all_jobs, rank, world, device=device, dtype=dtype, compile=compile, on_job=on_job)
     mine_invalid = [i for i, _ in invalid if i % world == rank]
     counts = [len(report.done), len(report.skipped), len(report.failed) + len(mine_invalid)]
     typer.echo(f"{tag}{counts[0]} done, {counts[1]} skipped, {counts[2]} failed")
@@ -428,6 +437,40 @@ def evaluate(
         results = {generated.name: result}
         ev.write_reports(results, out, markdown_out)
     typer.echo(ev.markdown(results), nl=False)
+
+
+@app.command(name="app")
+def web_app(
+    audio_model: str = typer.Option(DEFAULT_AUDIO_MODEL, "--audio-model", help="Default audio model (hub id, folder)."),
+    image_model: str = typer.Option(DEFAULT_IMAGE_MODEL, "--image-model", help="Default image model (hub id, folder)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for every interface."),
+    port: int = typer.Option(7860, "--port", help="Port to listen on."),
+    share: bool = typer.Option(False, "--share/--no-share", help="Also open a temporary public gradio.live link."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", help="Folder that keeps every result (default: a new temporary folder)."
+    ),
+    scheduler: str = SCHEDULER,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    compile: bool = COMPILE,
+) -> None:
+    """Serve the web app: long audio and panoramas from a browser (needs `pip install 'swapforward[app]'`)."""
+    from .app import Studio, build_app
+    from .runtime import check_scheduler_name, resolve_device, resolve_dtype
+
+    quiet_libraries()
+    with user_errors():
+        if not 1 <= port <= 65535:
+            raise SwapForwardError(f"port must be between 1 and 65535, got {port}.")
+        check_scheduler_name(scheduler)
+        resolve_dtype(dtype, resolve_device(device))
+        if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
+            raise SwapForwardError(f"--output-dir {str(output_dir)!r} is a file, not a folder.")
+        studio = Studio(audio_model, image_model, output_dir, device=device, dtype=dtype, scheduler=scheduler,
+                        compile=compile)
+        demo = build_app(studio)
+    typer.echo(f"results are kept in {studio.output_dir}")
+    demo.launch(server_name=host, server_port=port, share=share, allowed_paths=[str(studio.output_dir)])
 
 
 @app.command()
