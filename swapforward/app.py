@@ -106,9 +106,9 @@ class Studio:
                             guidance_scale=guidance)
         pipe = self.pipeline("audio", model)
         start = time.perf_counter()
-        result = pipe(prompt, audio_length_in_s=seconds, window_seconds=window_seconds, method=method, loop=loop, num_inference_steps=steps,
-                      guidance_scale=guidance, negative_prompt=negative_prompt or None, seed=seed,
-                      progress_bar=progress_bar)
+        result = pipe(prompt, audio_length_in_s=seconds, window_seconds=window_seconds, method=method, loop=loop,
+                      num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative_prompt or None,
+                      seed=seed, progress_bar=progress_bar)
         stem = self.output_dir / f"{slug(prompt)}-{method}-{seed}"
         sound, picture = stem.with_suffix(f".{file_format}"), stem.with_suffix(".png")
         result.save(sound)
@@ -151,7 +151,8 @@ class Studio:
 
 
 def build_app(studio: Studio) -> Any:
-    """The gradio Blocks of the app, with an audio tab and a panorama tab calling `studio`."""
+    """The gradio Blocks of the app, with an audio tab and a panorama tab calling `studio`, one generation at a time
+    (both buttons share one queue: the model runs on one device)."""
     try:
         import gradio as gr
     except ImportError:
@@ -195,7 +196,7 @@ def build_app(studio: Studio) -> Any:
             a_run.click(shown(studio.audio), [a_prompt, a_seconds, a_method, a_loop, a_steps, a_guidance, a_seed,
                                               a_negative, a_format, a_model, a_window],
                         [a_sound, a_picture, a_summary],
-                        api_name="audio")
+                        api_name="audio", concurrency_id="gpu", concurrency_limit=1)
         with gr.Tab("Panorama"):
             with gr.Row():
                 with gr.Column():
@@ -216,5 +217,5 @@ def build_app(studio: Studio) -> Any:
                     p_summary = gr.Textbox(label="Summary", interactive=False)
             p_run.click(shown(studio.panorama), [p_prompt, p_width, p_height, p_method, p_loop, p_steps, p_guidance,
                                                  p_seed, p_negative, p_model], [p_image, p_summary],
-                        api_name="panorama")
+                        api_name="panorama", concurrency_id="gpu", concurrency_limit=1)
     return demo
