@@ -183,6 +183,7 @@ def run_jobs(
                 pipe = cls.from_pretrained(job.model, device=device, torch_dtype=dtype)
                 pipelines[key] = pipe.compile() if compile else pipe
             result = pipelines[key](job.prompt, progress_bar=False, **job.arguments)
+            job.out.parent.mkdir(parents=True, exist_ok=True)  # evaluation sets nest folders per method and prompt
             result.save(job.out)
         except SwapForwardError as error:
             report.failed.append((job.index, str(error)))

@@ -252,3 +252,14 @@ def test_empty_prompt_is_refused(audioldm, prompt):
 def test_unsupported_pipeline_is_refused():
     with pytest.raises(SwapForwardError, match="is not a supported audio pipeline; supported: AudioLDMPipeline"):
         LongAudioPipeline.from_pipe(object())
+
+
+def test_half_precision_loads_and_runs_end_to_end(tiny_model_dir):
+    """bfloat16 on the CPU stands in for fp16/bf16 on a GPU: the latents stay in the model's dtype, the file is fp32."""
+    long = LongAudioPipeline.from_pretrained(tiny_model_dir, device="cpu", torch_dtype="bfloat16")
+    assert long.pipe.unet.dtype == torch.bfloat16
+    kwargs = dict(audio_length_in_s=0.15, window_seconds=WINDOW_S, num_inference_steps=3, progress_bar=False)
+    a, b = (long(PROMPT, seed=2, **kwargs) for _ in range(2))
+    assert a.latents.dtype == torch.bfloat16 and a.audio.dtype == np.float32
+    assert np.isfinite(a.audio).all() and np.abs(a.audio).max() > 0
+    assert np.array_equal(a.audio, b.audio)

@@ -20,14 +20,13 @@ def write_jobs(path, model_dir, sd_dir, count=5, bad=True):
     jobs = []
     for i in range(count):
         if i % 2:
-            jobs.append({"kind": "panorama", "prompt": f"forest {i}", "out": f"out/p{i}.png", "model": sd_dir,
+            jobs.append({"kind": "panorama", "prompt": f"forest {i}", "out": f"out/pano/p{i}.png", "model": sd_dir,
                          "width": 128, "height": 64, "view_width": 64, "steps": 2, "seed": i})
         else:
             jobs.append({"prompt": f"rain {i}", "out": f"out/a{i}.wav", "model": model_dir, "seconds": 0.1,
                          "window_seconds": 0.064, "steps": 2, "seed": i, "loop": i == 2})
     if bad:
         jobs.append({"prompt": "wind", "out": "out/bad.wav", "model": model_dir, "method": "nope", "seconds": 0.1})
-    (path.parent / "out").mkdir(exist_ok=True)
     path.write_text("\n".join(json.dumps(j) for j in jobs) + "\n")
     return jobs
 
@@ -63,7 +62,8 @@ def test_batch_runs_resumes_and_reports_failures(tiny_model_dir, tiny_sd_dir, tm
     assert first.exit_code == 1, first.output
     assert "3 done, 0 skipped, 1 failed" in first.stdout
     assert "job 3 FAILED" in first.stderr and "Unknown method 'nope'" in first.stderr
-    assert sorted(os.listdir(tmp_path / "out")) == ["a0.wav", "a2.wav", "p1.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["a0.wav", "a2.wav", "pano"], "output folders are made"
+    assert os.listdir(tmp_path / "out" / "pano") == ["p1.png"]
     again = runner.invoke(app, ["batch", str(path)])
     assert "0 done, 3 skipped, 1 failed" in again.stdout
 
@@ -82,7 +82,7 @@ def test_two_processes_share_the_jobs_exactly_once(tiny_model_dir, tiny_sd_dir, 
     assert {"[1/2]", "[2/2]"} <= set(re.findall(r"\[\d/2\]", output))
     assert first.returncode != 0  # a failed job makes the run fail, after all the others are done
     assert "all processes: 5 done, 0 skipped, 1 failed" in first.stdout
-    assert len(os.listdir(tmp_path / "out")) == 5
+    assert len([f for f in (tmp_path / "out").rglob("*") if f.is_file()]) == 5
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert re.findall(r"job (\d+) done", again.stdout + again.stderr) == []
     assert sorted(int(i) for i in re.findall(r"job (\d+) skipped", again.stdout)) == [0, 1, 2, 3, 4]
