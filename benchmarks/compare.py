@@ -202,7 +202,8 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
         print(f"\n### Audio, {label}, {steps} DDIM steps, overlap 0.2, {kind}, {device} {str(dtype).split('.')[-1]}\n")
         print(table(rows, "SaFa"))
     if args.compile:
-        graphs = "with CUDA graphs" if long.compile().adapter.cuda_graphs else "without CUDA graphs"
+        long.compile()
+        graphs = "with CUDA graphs" if device.type == "cuda" else "without CUDA graphs"
         print(f"\n### SaFa with the denoiser compiled ({graphs})\n")
         print("| length (s, as 10.24 s windows) | first run, compiling (s) | wall (s) | eager wall (s) | "
               "eager / compiled |\n| ---: | ---: | ---: | ---: | ---: |")

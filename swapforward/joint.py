@@ -187,13 +187,14 @@ def run_joint(
         )
 
     calls = evaluations = largest = 0
+    compiled = adapter.compiled
 
     def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         nonlocal calls, evaluations, largest
         calls += 1
         evaluations += x.shape[0]
         largest = max(largest, x.shape[0])
-        if adapter.cuda_graphs:
+        if compiled:  # a new CUDA-graph iteration; copy the output out of the graph's memory
             torch.compiler.cudagraph_mark_step_begin()
             return adapter.denoise(x, t, cond, options.guidance_scale).clone()
         return adapter.denoise(x, t, cond, options.guidance_scale)
@@ -275,7 +276,7 @@ def _view_hw(view_shape: list[int]) -> tuple[int, int]:
     return int(view_shape[-2]), int(view_shape[-1])
 
 
-#: torch.compile's modes; the first two that replay CUDA graphs.
+#: torch.compile's modes; the first two replay CUDA graphs.
 COMPILE_MODES = ("reduce-overhead", "max-autotune", "default", "max-autotune-no-cudagraphs")
 
 
@@ -346,7 +347,6 @@ class JointPipeline:
         if mode is not None and mode not in COMPILE_MODES:
             raise SwapForwardError(f"Unknown compile mode {mode!r}; use one of: {', '.join(COMPILE_MODES)}.")
         self.adapter.denoiser_module.compile(mode=mode, **kwargs)
-        self.adapter.cuda_graphs = mode in COMPILE_MODES[:2]
         return self
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Any:

@@ -29,13 +29,17 @@ class LatentAdapter(ABC):
 
     def __init__(self, pipe: Any):
         self.pipe = pipe
-        #: Whether the denoiser replays CUDA graphs (compiled with "reduce-overhead"): each call's output is then
-        #: overwritten by the next call and must be copied out.
-        self.cuda_graphs = False
 
     @property
     def denoiser_module(self) -> torch.nn.Module:
         return self.pipe.unet
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the denoiser is compiled (`module.compile()` or `torch.compile(module)`): with CUDA graphs its
+        outputs live in memory that its next call overwrites, so they must be copied out."""
+        module = self.denoiser_module
+        return getattr(module, "_compiled_call_impl", None) is not None or hasattr(module, "_orig_mod")
 
     @property
     def scheduler(self) -> Any:
