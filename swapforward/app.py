@@ -169,7 +169,7 @@ def build_app(studio: Studio) -> Any:
 
         return call
 
-    methods = list(METHODS)
+    methods = [(method.summary, method.name) for method in METHODS.values()]  # (shown, sent)
     with gr.Blocks(title="swapforward") as demo:
         gr.Markdown("# swapforward\nArbitrarily long, loopable audio and panoramas from pretrained latent diffusion "
                     "models (SaFa and its baselines). Leave the seed at -1 for a random one; the summary says which.")
