@@ -10,12 +10,15 @@ diffusers' own MultiDiffusion pipeline on the same U-Net, at its defaults and at
 compares the methods at each length; its rows for SaFa also give the curve of length against time and peak memory.
 With --full, the full-size architectures of benchmarks/architectures.py are used; otherwise the tiny pipelines of
 swapforward.testing, with lengths scaled so that each run has as many views as the full-size one would.
+Peak memory is what PyTorch allocated on the GPU, or on the CPU the process's peak resident set (weights, Python
+and libraries included).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -37,25 +40,40 @@ REPEAT = [1]  # runs per measurement, the fastest kept (--repeat)
 
 
 def measure(device: torch.device, run: Callable[[], tuple], repeat: int | None = None) -> tuple:
-    """(wall seconds, peak GPU GiB or None, (views, view evaluations, model calls, most views per call)) of a run:
+    """(wall seconds, peak memory GiB or None, (views, view evaluations, model calls, most views per call)) of a run:
     the fastest of `repeat` (default REPEAT[0]) runs, which keeps the ratios meaningful on a shared machine."""
     walls = []
     for _ in range(repeat or REPEAT[0]):
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+        else:
+            host_peak(reset=True)
         start = time.perf_counter()
         counts = run()
         if device.type == "cuda":
             torch.cuda.synchronize()
         walls.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else host_peak()
     return min(walls), peak, counts
+
+
+def host_peak(reset: bool = False) -> float | None:
+    """This process's peak resident memory in GiB since the last reset (Linux's VmHWM), or None elsewhere."""
+    try:
+        if reset:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the peak resident set size
+            return None
+        with open("/proc/self/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) / 2**20
+    except (OSError, AttributeError):
+        return None
 
 
 def table(rows: list[dict], reference: str) -> str:
     base = next(r for r in rows if r["name"] == reference)
-    lines = ["| run | views | view evaluations | model calls | views per call | wall (s) | peak GPU (GiB) | "
+    lines = ["| run | views | view evaluations | model calls | views per call | wall (s) | peak memory (GiB) | "
              "wall / SaFa | evaluations / SaFa |", "| --- |" + " ---: |" * 8]
     for r in rows:
         peak = "-" if r["peak"] is None else f"{r['peak']:.2f}"
@@ -213,7 +231,7 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
             print(f"| {seconds} | {first:.2f} | {wall:.2f} | {eager:.2f} | {eager / wall:.2f} |")
     print("\n### SaFa: length against time and memory\n")
     print("| length (s, as 10.24 s windows) | audio (s) | views | views per call | wall (s) | real-time factor | "
-          "peak GPU (GiB) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "peak memory (GiB) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for seconds, wall, peak, views, largest in curve:
         peak_text = "-" if peak is None else f"{peak:.2f}"
         factor = wall / (seconds * scale)
