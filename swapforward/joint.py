@@ -26,7 +26,7 @@ from .core.merge import reference_swap_mask
 from .core.methods import Method, get_method
 from .core.sampler import joint_denoise
 from .errors import SwapForwardError
-from .memory import DeviceMemory, fit_in_memory
+from .memory import DeviceMemory, fit_in_memory, fixed_batches
 from .models import adapter_for, load_pipeline
 from .models.base import LatentAdapter
 from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
@@ -209,7 +209,13 @@ def run_joint(
         )
     # Without a view_batch_size the batches are sized from the free device memory (not for MAD, whose merged
     # attention needs all views together).
-    denoiser = model if options.view_batch_size or mad_steps else fit_in_memory(model, DeviceMemory.of(device))
+    if mad_steps:
+        denoiser = fixed_batches(model, "MAD attends over all views at once: ask for a shorter output or use another "
+                                        "method.")
+    elif options.view_batch_size:
+        denoiser = fixed_batches(model, "use a smaller view_batch_size, or none to size batches from free memory.")
+    else:
+        denoiser = fit_in_memory(model, DeviceMemory.of(device))
 
     prepare = None
     sync_steps = round(options.sync_ratio * steps) if method.gradient_sync and layout.num_views > 1 else 0

@@ -95,6 +95,19 @@ def fit_in_memory(model: Model, memory: DeviceMemory | None = None, host_limit: 
     return call
 
 
+def fixed_batches(model: Model, hint: str) -> Model:
+    """Wrap `model`, whose batches the caller fixed, so that running out of GPU memory is one sentence with `hint`."""
+
+    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        try:
+            return model(x, t)
+        except torch.cuda.OutOfMemoryError:
+            message = f"The GPU runs out of memory with {x.shape[0]} views per model call; {hint}"
+            raise SwapForwardError(message) from None
+
+    return call
+
+
 def out_of_memory() -> SwapForwardError:
     return SwapForwardError(
         "The GPU runs out of memory even with one view per model call; use a smaller window, --dtype float16, "

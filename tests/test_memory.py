@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from swapforward import LongAudioPipeline, SwapForwardError
-from swapforward.memory import HOST_VIEW_BATCH, DeviceMemory, batch_limit, fit_in_memory
+from swapforward.memory import HOST_VIEW_BATCH, DeviceMemory, batch_limit, fit_in_memory, fixed_batches
 
 WINDOW_S = 0.064
 
@@ -86,6 +86,19 @@ def test_out_of_memory_with_one_view_is_one_sentence(measured):
     memory = FakeGPU(1, 1).memory() if measured else None
     with pytest.raises(SwapForwardError, match="runs out of memory even with one view per model call"):
         fit_in_memory(hopeless, memory)(torch.zeros(4, 1), None)
+
+
+def test_batches_the_user_fixed_run_out_of_memory_in_one_sentence():
+    def model(x, t):
+        if x.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return x
+
+    call = fixed_batches(model, "use a smaller view_batch_size.")
+    assert torch.equal(call(torch.ones(2, 1), None), torch.ones(2, 1))
+    with pytest.raises(SwapForwardError) as info:
+        call(torch.ones(5, 1), None)
+    assert str(info.value) == "The GPU runs out of memory with 5 views per model call; use a smaller view_batch_size."
 
 
 def test_without_memory_readings_calls_hold_the_host_limit():
