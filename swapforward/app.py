@@ -8,6 +8,7 @@ any result can be made again.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import tempfile
@@ -25,6 +26,13 @@ def slug(prompt: str, limit: int = 40) -> str:
     """A file-name-safe stem from a prompt: 'Rain on a tin roof!' -> 'rain-on-a-tin-roof'."""
     words = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
     return words[:limit].rstrip("-") or "untitled"
+
+
+def result_stem(prompt: str, method: str, seed: int, *settings: Any) -> str:
+    """'rain-on-a-tin-roof-safa-5-3f9a1c': readable, and different whenever any setting differs, so that a result
+    kept in the output folder is replaced only by the same result made again."""
+    digest = hashlib.sha1(repr((prompt, method, seed, settings)).encode()).hexdigest()[:6]
+    return f"{slug(prompt)}-{method}-{seed}-{digest}"
 
 
 def whole_if_integral(value: Any) -> Any:
@@ -52,16 +60,19 @@ class Studio:
         self.compile = compile
         self.pipelines: dict[tuple[str, str], Any] = {}
 
+    def model_id(self, kind: str, model: str | None) -> str:
+        """The model asked for, or the studio's default for `kind` when the field is empty."""
+        return (model or "").strip() or self.models[kind]
+
     def pipeline(self, kind: str, model: str | None) -> Any:
         """The pipeline of `kind` for `model` (default: the studio's), loaded on first use."""
         from .audio import LongAudioPipeline
         from .panorama import PanoramaPipeline
 
-        model = (model or "").strip() or self.models[kind]
-        key = (kind, model)
+        key = (kind, self.model_id(kind, model))
         if key not in self.pipelines:
             cls = LongAudioPipeline if kind == "audio" else PanoramaPipeline
-            pipe = cls.from_pretrained(model, **self.load_options)
+            pipe = cls.from_pretrained(key[1], **self.load_options)
             self.pipelines[key] = pipe.compile() if self.compile else pipe
         return self.pipelines[key]
 
@@ -109,7 +120,8 @@ class Studio:
         result = pipe(prompt, audio_length_in_s=seconds, window_seconds=window_seconds, method=method, loop=loop,
                       num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative_prompt or None,
                       seed=seed, progress_bar=progress_bar)
-        stem = self.output_dir / f"{slug(prompt)}-{method}-{seed}"
+        stem = self.output_dir / result_stem(prompt, method, seed, float(seconds), loop, steps, float(guidance),
+                                             negative_prompt, self.model_id("audio", model), window_seconds)
         sound, picture = stem.with_suffix(f".{file_format}"), stem.with_suffix(".png")
         result.save(sound)
         result.save_spectrogram(picture, title=f"{result.method}: {prompt}")
@@ -144,7 +156,9 @@ class Studio:
         result = pipe(prompt, height=height, width=width, method=method, loop=loop, num_inference_steps=steps,
                       guidance_scale=guidance, negative_prompt=negative_prompt or None, seed=seed,
                       progress_bar=progress_bar)
-        path = self.output_dir / f"{slug(prompt)}-{method}-{seed}.png"
+        stem = result_stem(prompt, method, seed, width, height, loop, steps, float(guidance), negative_prompt,
+                           self.model_id("panorama", model))
+        path = self.output_dir / f"{stem}.png"
         result.save(path)
         wall = time.perf_counter() - start
         return str(path), f"{width} x {height}, seed {seed}; {views_summary(result)}; {wall:.1f} s"

@@ -1,6 +1,7 @@
 """The web app: the Studio behind its buttons, the page served on localhost and called as a user's browser would."""
 
 import os
+import re
 import socket
 
 import numpy as np
@@ -25,13 +26,18 @@ def studio(tiny_model_dir, tiny_sd_dir, tmp_path_factory):
 
 def test_audio_writes_the_sound_and_its_spectrogram_and_names_the_seed(studio):
     sound, picture, summary = studio.audio("rain on a tin roof", seed=5, **AUDIO)
-    assert sound.endswith("rain-on-a-tin-roof-safa-5.flac") and os.path.dirname(sound) == str(studio.output_dir)
+    name = os.path.basename(sound)
+    assert re.fullmatch(r"rain-on-a-tin-roof-safa-5-[0-9a-f]{6}\.flac", name), name
+    assert os.path.dirname(sound) == str(studio.output_dir) and picture == sound[:-5] + ".png"
     data, rate = sf.read(sound)
     assert rate == 16000 and len(data) == round(0.15 * 16000) and np.isfinite(data).all()
     assert Image.open(picture).format == "PNG"
     assert "seed 5" in summary and "3 views (+1 reference" in summary
     again, _, _ = studio.audio("rain on a tin roof", seed=5, file_format="wav", **AUDIO)
+    assert again[:-4] == sound[:-5], "the same result, another format"
     np.testing.assert_allclose(sf.read(again)[0], data, atol=1e-6)  # 24-bit FLAC against float WAV
+    looped, _, _ = studio.audio("rain on a tin roof", seed=5, **{**AUDIO, "loop": True})
+    assert looped != sound and os.path.exists(sound), "another setting keeps the first result"
 
 
 def test_a_random_seed_is_reported_and_reproduces_the_result(studio):
