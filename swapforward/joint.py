@@ -194,10 +194,13 @@ def run_joint(
         calls += 1
         evaluations += x.shape[0]
         largest = max(largest, x.shape[0])
-        if compiled:  # a new CUDA-graph iteration; copy the output out of the graph's memory
-            torch.compiler.cudagraph_mark_step_begin()
-            return adapter.denoise(x, t, cond, options.guidance_scale).clone()
-        return adapter.denoise(x, t, cond, options.guidance_scale)
+        if not compiled:
+            return adapter.denoise(x, t, cond, options.guidance_scale)
+        torch.compiler.cudagraph_mark_step_begin()  # a new CUDA-graph iteration
+        try:
+            return adapter.denoise(x, t, cond, options.guidance_scale).clone()  # out of the graph's memory
+        except torch._dynamo.exc.BackendCompilerFailed as error:
+            raise compile_failed(error) from None
 
     steps = len(scheduler.timesteps)
     method = options.method
@@ -275,6 +278,13 @@ def run_joint(
         )
     return JointResult(latents=canvas, model_calls=calls, view_evaluations=evaluations, guide_steps=guide_steps,
                        steps=steps, views_per_call=largest)
+
+
+def compile_failed(error: Exception) -> SwapForwardError:
+    """torch.compile's failure (no C++ compiler, an unsupported GPU, ...) as one sentence."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = (lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__).rstrip(".")
+    return SwapForwardError(f"torch.compile could not compile the denoiser ({reason}); run without compiling.")
 
 
 def _view_hw(view_shape: list[int]) -> tuple[int, int]:

@@ -55,3 +55,17 @@ def test_cli_compile_flag(tiny_model_dir, tmp_path):
     eager = CliRunner().invoke(app, [*args, str(tmp_path / "e.wav")])
     assert eager.exit_code == 0, eager.output
     np.testing.assert_allclose(sf.read(out)[0], sf.read(tmp_path / "e.wav")[0], rtol=0, atol=1e-4)
+
+
+def test_a_failing_compiler_is_one_sentence():
+    """Where torch.compile cannot work (no C++ compiler, an unsupported GPU), the user reads why, not a traceback."""
+
+    def no_compiler(graph, inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    pipe = tiny_audioldm_pipeline()
+    long = LongAudioPipeline.from_pipe(pipe).compile(backend=no_compiler)
+    with pytest.raises(SwapForwardError) as info:
+        long("rain", **KWARGS)
+    assert str(info.value) == ("torch.compile could not compile the denoiser (RuntimeError: no C++ compiler found); "
+                               "run without compiling.")
