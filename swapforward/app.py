@@ -56,8 +56,7 @@ class Studio:
         self.models = {"audio": audio_model, "panorama": image_model}
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="swapforward-app-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.load_options = {"device": device, "torch_dtype": dtype, "scheduler": scheduler}
-        self.compile = compile
+        self.load_options = {"device": device, "torch_dtype": dtype, "scheduler": scheduler, "compile": compile}
         self.pipelines: dict[tuple[str, str], Any] = {}
 
     def model_id(self, kind: str, model: str | None) -> str:
@@ -72,8 +71,7 @@ class Studio:
         key = (kind, self.model_id(kind, model))
         if key not in self.pipelines:
             cls = LongAudioPipeline if kind == "audio" else PanoramaPipeline
-            pipe = cls.from_pretrained(key[1], **self.load_options)
-            self.pipelines[key] = pipe.compile() if self.compile else pipe
+            self.pipelines[key] = cls.from_pretrained(key[1], **self.load_options)
         return self.pipelines[key]
 
     @staticmethod

@@ -180,8 +180,7 @@ def run_jobs(
             key = (job.kind, job.model)
             if key not in pipelines:
                 cls = LongAudioPipeline if job.kind == "audio" else PanoramaPipeline
-                pipe = cls.from_pretrained(job.model, device=device, torch_dtype=dtype)
-                pipelines[key] = pipe.compile() if compile else pipe
+                pipelines[key] = cls.from_pretrained(job.model, device=device, torch_dtype=dtype, compile=compile)
             result = pipelines[key](job.prompt, progress_bar=False, **job.arguments)
             job.out.parent.mkdir(parents=True, exist_ok=True)  # evaluation sets nest folders per method and prompt
             result.save(job.out)

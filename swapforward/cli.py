@@ -59,8 +59,7 @@ def user_errors() -> Iterator[None]:
 
 def load(pipeline_cls: Any, model: str, device: str, dtype: str, scheduler: str, compile: bool = False) -> Any:
     """The pipeline, with device, dtype and scheduler names checked (before any download) by `from_pretrained`."""
-    pipe = pipeline_cls.from_pretrained(model, device=device, torch_dtype=dtype, scheduler=scheduler)
-    return pipe.compile() if compile else pipe
+    return pipeline_cls.from_pretrained(model, device=device, torch_dtype=dtype, scheduler=scheduler, compile=compile)
 
 
 def views_summary(result: Any) -> str:

@@ -333,12 +333,14 @@ class JointPipeline:
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype | str | None = None,
         scheduler: str = "paper",
+        compile: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Load by hub id or local folder; device and dtype default to CUDA + fp16 where there is a GPU.
 
         `scheduler`: "paper" (DDIM as in the SaFa paper; flow-matching models such as SD 3 keep their own),
-        "default" (the model's own), or ddim, dpm, euler, unipc. Other keyword arguments go to diffusers.
+        "default" (the model's own), or ddim, dpm, euler, unipc. `compile`: compile the denoiser with its default
+        mode (see `compile()`). Other keyword arguments go to diffusers.
         """
         check_scheduler_name(scheduler)
         device = resolve_device(device)
@@ -346,7 +348,8 @@ class JointPipeline:
         pipe = load_pipeline(model_id, cls.adapters, torch_dtype=dtype, **kwargs)
         pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
-        return cls.from_pipe(pipe.to(device))
+        loaded = cls.from_pipe(pipe.to(device))
+        return loaded.compile() if compile else loaded
 
     def compile(self, mode: str | None = None, **kwargs: Any) -> Any:
         """Compile the denoiser in place with `torch.compile`, for runs that repeat one shape many times.
