@@ -36,14 +36,11 @@ from swapforward.runtime import resolve_device  # noqa: E402
 PROMPT = "a photo of the dolomites"
 
 
-REPEAT = [1]  # runs per measurement, the fastest kept (--repeat)
-
-
-def measure(device: torch.device, run: Callable[[], tuple], repeat: int | None = None) -> tuple:
+def measure(device: torch.device, run: Callable[[], tuple], repeat: int = 1) -> tuple:
     """(wall seconds, peak memory GiB or None, (views, view evaluations, model calls, most views per call)) of a run:
-    the fastest of `repeat` (default REPEAT[0]) runs, which keeps the ratios meaningful on a shared machine."""
+    the fastest of `repeat` runs, which keeps the ratios meaningful on a shared machine."""
     walls = []
-    for _ in range(repeat or REPEAT[0]):
+    for _ in range(max(1, repeat)):
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -56,6 +53,12 @@ def measure(device: torch.device, run: Callable[[], tuple], repeat: int | None =
         walls.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else host_peak()
     return min(walls), peak, counts
+
+
+def row(device: torch.device, name: str, run: Callable[[], tuple], repeat: int = 1) -> dict:
+    """One table row: `run` measured by `measure`."""
+    wall, peak, (views, evaluations, calls, per_call) = measure(device, run, repeat)
+    return dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls, per_call=per_call)
 
 
 def host_peak(reset: bool = False) -> float | None:
@@ -158,16 +161,12 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
     ours("safa", 0.2)()  # warm-up
     rows = []
     for name, run in runs:
-        wall, peak, (views, evaluations, calls, per_call) = measure(device, run)
-        rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls,
-                             per_call=per_call))
-        print(f"  {name}: {wall:.2f} s", file=sys.stderr)
+        rows.append(row(device, name, run, args.repeat))
+        print(f"  {name}: {rows[-1]['wall']:.2f} s", file=sys.stderr)
     if args.compile:
         pano.compile()
-        first, _, _ = measure(device, ours("safa", 0.2), repeat=1)
-        wall, peak, (views, evaluations, calls, per_call) = measure(device, ours("safa", 0.2))
-        rows.append(dict(name=f"SaFa (0.2), compiled (first run {first:.1f} s)", wall=wall, peak=peak, views=views,
-                         evaluations=evaluations, calls=calls, per_call=per_call))
+        first, _, _ = measure(device, ours("safa", 0.2))
+        rows.append(row(device, f"SaFa (0.2), compiled (first run {first:.1f} s)", ours("safa", 0.2), args.repeat))
     kind = "SD 2 base U-Net (866 M), random weights" if args.full else "tiny SD pipeline"
     print(f"\n### Panorama {height} x {width}, {steps} DDIM steps, {kind}, {device} {str(dtype).split('.')[-1]}\n")
     print(table(rows, "SaFa (overlap 0.2)"))
@@ -210,10 +209,8 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
             runs += [("MAD", ours("mad", seconds)), ("SyncDiffusion", ours("syncd", seconds))]
             timing_lpips("syncd", device)
         for name, run in runs:
-            wall, peak, (views, evaluations, calls, per_call) = measure(device, run)
-            rows.append(dict(name=name, wall=wall, peak=peak, views=views, evaluations=evaluations, calls=calls,
-                             per_call=per_call))
-            print(f"  {seconds} s {name}: {wall:.2f} s", file=sys.stderr)
+            rows.append(row(device, name, run, args.repeat))
+            print(f"  {seconds} s {name}: {rows[-1]['wall']:.2f} s", file=sys.stderr)
         safa = rows[0]
         curve.append((seconds, safa["wall"], safa["peak"], safa["views"], safa["per_call"]))
         label = f"{seconds} s" if args.full else f"{seconds * scale:.3f} s (as {seconds} s of 10.24 s windows)"
@@ -226,8 +223,8 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
         print("| length (s, as 10.24 s windows) | first run, compiling (s) | wall (s) | eager wall (s) | "
               "eager / compiled |\n| ---: | ---: | ---: | ---: | ---: |")
         for seconds, eager, *_ in curve:
-            first, _, _ = measure(device, ours("safa", seconds), repeat=1)
-            wall, _, _ = measure(device, ours("safa", seconds))
+            first, _, _ = measure(device, ours("safa", seconds))
+            wall, _, _ = measure(device, ours("safa", seconds), args.repeat)
             print(f"| {seconds} | {first:.2f} | {wall:.2f} | {eager:.2f} | {eager / wall:.2f} |")
     print("\n### SaFa: length against time and memory\n")
     print("| length (s, as 10.24 s windows) | audio (s) | views | views per call | wall (s) | real-time factor | "
@@ -254,7 +251,6 @@ def main() -> None:
                         help="cap this process's GPU memory, e.g. 24 to stand for a 24 GB card on a larger one")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    REPEAT[0] = max(1, args.repeat)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     if args.memory_gib and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
