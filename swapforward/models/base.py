@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers.utils.torch_utils import is_compiled_module
 
 from ..core.tiling import decode_tiled
 
@@ -39,7 +40,7 @@ class LatentAdapter(ABC):
         """Whether the denoiser is compiled (`module.compile()` or `torch.compile(module)`): with CUDA graphs its
         outputs live in memory that its next call overwrites, so they must be copied out."""
         module = self.denoiser_module
-        return getattr(module, "_compiled_call_impl", None) is not None or hasattr(module, "_orig_mod")
+        return is_compiled_module(module) or getattr(module, "_compiled_call_impl", None) is not None
 
     @property
     def scheduler(self) -> Any:
