@@ -104,57 +104,93 @@ def counting(unet: torch.nn.Module) -> list[int]:
     return calls
 
 
-def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
+def panorama_run(pano: PanoramaPipeline, device: torch.device, method: str, overlap: float, *, height: int,
+                 width: int, view: int, steps: int) -> Callable[[], tuple]:
+    """A swapforward panorama from prompt to PNG file, as a timed run."""
+    def run():
+        out = pano(PROMPT, height=height, width=width, view_width=view, method=method, overlap=overlap,
+                   num_inference_steps=steps, seed=0, progress_bar=False, lpips=timing_lpips(method, device))
+        with tempfile.TemporaryDirectory() as tmp:
+            out.save(os.path.join(tmp, "p.png"))
+        return out.layout.num_views, out.info["view_evaluations"], out.model_calls, out.info["views_per_call"]
+    return run
+
+
+def diffusers_views(view: int | None = None):
+    """diffusers' MultiDiffusion pipeline class: its defaults, or (with `view` pixels) the paper's MD views, windows
+    of `view` pixels with a 128-pixel stride."""
     from diffusers import StableDiffusionPanoramaPipeline
 
+    if view is None:
+        return StableDiffusionPanoramaPipeline
+
+    class PaperViews(StableDiffusionPanoramaPipeline):
+        def get_views(self, panorama_height, panorama_width, window_size=64, stride=8, circular_padding=False):
+            return super().get_views(panorama_height, panorama_width, view // 8, 16, circular_padding)
+
+    return PaperViews
+
+
+def diffusers_run(cls, base, view_batch_size: int | None, *, height: int, width: int,
+                  steps: int) -> tuple[Callable[[], tuple], int]:
+    """diffusers' own MultiDiffusion pipeline from prompt to PNG file (`view_batch_size` None: all views in one
+    call), as a timed run; and its number of views."""
+    pipe = cls(**base.components)
+    pipe.set_progress_bar_config(disable=True)
+    views = len(pipe.get_views(height, width))
+    batch = view_batch_size or views
+    calls = counting(pipe.unet)
+
+    def run():
+        calls[0] = 0
+        image = pipe(PROMPT, height=height, width=width, num_inference_steps=steps, view_batch_size=batch,
+                     generator=torch.Generator().manual_seed(0)).images[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            image.save(os.path.join(tmp, "p.png"))
+        return views, views * steps, calls[0], batch
+    return run, views
+
+
+def audio_run(long: LongAudioPipeline, device: torch.device, method: str, seconds: float, *, window: float,
+              steps: int, overlap: float = 0.2, keep: dict | None = None) -> Callable[[], tuple]:
+    """swapforward audio from prompt to WAV file, as a timed run; `keep` receives the last output."""
+    def run():
+        out = long("rain on a tin roof", audio_length_in_s=seconds, window_seconds=window, method=method,
+                   overlap=overlap, num_inference_steps=steps, seed=0, progress_bar=False,
+                   lpips=timing_lpips(method, device))
+        with tempfile.TemporaryDirectory() as tmp:
+            out.save(os.path.join(tmp, "a.wav"))
+        if keep is not None:
+            keep["out"] = out
+        return out.layout.num_views, out.info["view_evaluations"], out.model_calls, out.info["views_per_call"]
+    return run
+
+
+def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
     if args.full:
         from architectures import sd2_base_pipeline
 
-        base = sd2_base_pipeline(dtype).to(device)
+        base = sd2_base_pipeline(dtype, device)
     else:
         from swapforward.testing import tiny_sd_pipeline
 
         base = tiny_sd_pipeline().to(device)
     base.set_progress_bar_config(disable=True)
     pano = PanoramaPipeline.from_pipe(base)
-    height, width, view = 512, args.width, 640
+    size = dict(height=512, width=args.width)
     steps = args.steps or (50 if args.full else 10)
 
     def ours(method: str, overlap: float) -> Callable[[], tuple]:
-        def run():
-            out = pano(PROMPT, height=height, width=width, view_width=view, method=method, overlap=overlap,
-                       num_inference_steps=steps, seed=0, progress_bar=False, lpips=timing_lpips(method, device))
-            with tempfile.TemporaryDirectory() as tmp:
-                out.save(os.path.join(tmp, "p.png"))
-            return out.layout.num_views, out.info["view_evaluations"], out.model_calls, out.info["views_per_call"]
-        return run
+        return panorama_run(pano, device, method, overlap, view=640, steps=steps, **size)
 
-    class PaperViews(StableDiffusionPanoramaPipeline):
-        """diffusers' MultiDiffusion with the paper's MD views: 640-pixel windows, 128-pixel stride."""
-
-        def get_views(self, panorama_height, panorama_width, window_size=64, stride=8, circular_padding=False):
-            return super().get_views(panorama_height, panorama_width, view // 8, 16, circular_padding)
-
-    def theirs(cls, view_batch_size: int, views: int) -> Callable[[], tuple]:
-        pipe = cls(**base.components)
-        pipe.set_progress_bar_config(disable=True)
-        calls = counting(pipe.unet)
-
-        def run():
-            calls[0] = 0
-            pipe(PROMPT, height=height, width=width, num_inference_steps=steps, view_batch_size=view_batch_size,
-                 generator=torch.Generator().manual_seed(0))
-            return views, views * steps, calls[0], view_batch_size
-        return run
-
-    md_views = len(PaperViews(**base.components).get_views(height, width))
-    default_views = len(StableDiffusionPanoramaPipeline(**base.components).get_views(height, width))
+    paper, md_views = diffusers_run(diffusers_views(640), base, 1, steps=steps, **size)
     runs = [("SaFa (overlap 0.2)", ours("safa", 0.2)), ("SaFa* (0.2)", ours("safa-selfloop", 0.2)),
             ("MD (0.8)", ours("md", 0.8)), ("MD* (0.8)", ours("md-tri", 0.8)),
-            ("diffusers MD, paper views, 1 view/call", theirs(PaperViews, 1, md_views)),
-            (f"diffusers MD, paper views, {md_views} views/call", theirs(PaperViews, md_views, md_views)),
+            ("diffusers MD, paper views, 1 view/call", paper),
+            (f"diffusers MD, paper views, {md_views} views/call",
+             diffusers_run(diffusers_views(640), base, None, steps=steps, **size)[0]),
             ("diffusers MD, its defaults (64 px stride 8), 1 view/call",
-             theirs(StableDiffusionPanoramaPipeline, 1, default_views))]
+             diffusers_run(diffusers_views(), base, 1, steps=steps, **size)[0])]
     if args.baselines:
         runs += [("MAD (0.8)", ours("mad", 0.8)), ("SyncDiffusion (0.8)", ours("syncd", 0.8))]
         timing_lpips("syncd", device)
@@ -168,7 +204,7 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
         first, _, _ = measure(device, ours("safa", 0.2))
         rows.append(row(device, f"SaFa (0.2), compiled (first run {first:.1f} s)", ours("safa", 0.2), args.repeat))
     kind = "SD 2 base U-Net (866 M), random weights" if args.full else "tiny SD pipeline"
-    print(f"\n### Panorama {height} x {width}, {steps} DDIM steps, {kind}, {device} {str(dtype).split('.')[-1]}\n")
+    print(f"\n### Panorama 512 x {args.width}, {steps} DDIM steps, {kind}, {device} {str(dtype).split('.')[-1]}\n")
     print(table(rows, "SaFa (overlap 0.2)"))
 
 
@@ -176,7 +212,7 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     if args.full:
         from architectures import audioldm_s_pipeline
 
-        base, window, scale = audioldm_s_pipeline(dtype).to(device), 10.24, 1.0
+        base, window, scale = audioldm_s_pipeline(dtype, device), 10.24, 1.0
     else:
         from swapforward.testing import tiny_audioldm_pipeline
 
@@ -187,14 +223,7 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     steps = args.steps or (200 if args.full else 50)
 
     def ours(method: str, seconds: float, overlap: float = 0.2) -> Callable[[], tuple]:
-        def run():
-            out = long("rain on a tin roof", audio_length_in_s=seconds * scale, window_seconds=window, method=method,
-                       overlap=overlap, num_inference_steps=steps, seed=0, progress_bar=False,
-                       lpips=timing_lpips(method, device))
-            with tempfile.TemporaryDirectory() as tmp:
-                out.save(os.path.join(tmp, "a.wav"))
-            return out.layout.num_views, out.info["view_evaluations"], out.model_calls, out.info["views_per_call"]
-        return run
+        return audio_run(long, device, method, seconds * scale, window=window, steps=steps, overlap=overlap)
 
     ours("safa", 24)()  # warm-up
     kind = "AudioLDM-S architecture (185 M U-Net), random weights" if args.full else "tiny AudioLDM pipeline"
