@@ -7,6 +7,9 @@ layers (the prompt is encoded once per run, so this does not change what is meas
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 from diffusers import (
     AudioLDMPipeline,
@@ -24,7 +27,8 @@ from transformers import (
     SpeechT5HifiGanConfig,
 )
 
-from swapforward.testing import eval_mode, tiny_clip_tokenizer, tiny_roberta_tokenizer
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
+from tiny_pipelines import eval_mode, tiny_clip_tokenizer, tiny_roberta_tokenizer  # noqa: E402
 
 
 def _ddim() -> DDIMScheduler:

@@ -9,7 +9,7 @@ Panoramas compare SaFa, SaFa*, MD and MD* through swapforward (the paper's overl
 diffusers' own MultiDiffusion pipeline on the same U-Net, at its defaults and at the paper's MD settings. Audio
 compares the methods at each length; its rows for SaFa also give the curve of length against time and peak memory.
 With --full, the full-size architectures of benchmarks/architectures.py are used; otherwise the tiny pipelines of
-swapforward.testing, with lengths scaled so that each run has as many views as the full-size one would.
+tests/tiny_pipelines.py, with lengths scaled so that each run has as many views as the full-size one would.
 Peak memory is what PyTorch allocated on the GPU, or on the CPU the process's peak resident set (weights, Python
 and libraries included).
 """
@@ -27,11 +27,11 @@ from collections.abc import Callable
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), os.pardir, "tests")]
 warnings.filterwarnings("ignore")
 
 from swapforward import LongAudioPipeline, PanoramaPipeline  # noqa: E402
-from swapforward.runtime import resolve_device  # noqa: E402
+from swapforward.pipelines.runtime import resolve_device  # noqa: E402
 
 PROMPT = "a photo of the dolomites"
 
@@ -172,7 +172,7 @@ def bench_panorama(args: argparse.Namespace, device: torch.device, dtype: torch.
 
         base = sd2_base_pipeline(dtype, device)
     else:
-        from swapforward.testing import tiny_sd_pipeline
+        from tiny_pipelines import tiny_sd_pipeline
 
         base = tiny_sd_pipeline().to(device)
     base.set_progress_bar_config(disable=True)
@@ -214,7 +214,7 @@ def bench_audio(args: argparse.Namespace, device: torch.device, dtype: torch.dty
 
         base, window, scale = audioldm_s_pipeline(dtype, device), 10.24, 1.0
     else:
-        from swapforward.testing import tiny_audioldm_pipeline
+        from tiny_pipelines import tiny_audioldm_pipeline
 
         base, window = tiny_audioldm_pipeline().to(device), 0.064
         scale = window / 10.24  # the same number of views as the full-size model at each length

@@ -29,14 +29,14 @@ from collections.abc import Callable
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), os.pardir, "tests")]
 warnings.filterwarnings("ignore")
 
 from compare import audio_run, diffusers_run, diffusers_views, measure, panorama_run, row, table  # noqa: E402
 
-import swapforward.joint  # noqa: E402
+import swapforward.pipelines.denoiser  # noqa: E402
 from swapforward import LongAudioPipeline, PanoramaPipeline  # noqa: E402
-from swapforward.memory import DeviceMemory  # noqa: E402
+from swapforward.pipelines.memory import DeviceMemory  # noqa: E402
 
 
 class Report:
@@ -84,7 +84,7 @@ def free_cuda() -> None:
 
 def panorama(args, report: Report, device, dtype, state: dict) -> None:
     if args.tiny:
-        from swapforward.testing import tiny_sd_pipeline
+        from tiny_pipelines import tiny_sd_pipeline
 
         base, steps, kind = tiny_sd_pipeline().to(device), args.steps or 2, "tiny SD"
     else:
@@ -121,7 +121,7 @@ def panorama(args, report: Report, device, dtype, state: dict) -> None:
 
 def audio_pipeline(args, device, dtype) -> tuple[LongAudioPipeline, float, float, str]:
     if args.tiny:
-        from swapforward.testing import tiny_audioldm_pipeline
+        from tiny_pipelines import tiny_audioldm_pipeline
 
         base, window = tiny_audioldm_pipeline().to(device), 0.064
         return LongAudioPipeline.from_pipe(base), window, window / 10.24, "tiny AudioLDM"
@@ -229,7 +229,7 @@ def memory(args, report: Report, device, dtype, state: dict) -> None:
             return DeviceMemory(start=real.start, peak=real.peak, free=lambda: 2**40)
 
     adapter.denoise = counted
-    swapforward.joint.DeviceMemory = Lying
+    swapforward.pipelines.denoiser.DeviceMemory = Lying
     free_cuda()
     torch.cuda.set_per_process_memory_fraction(8 * 2**30 / total, device)
     try:
@@ -241,7 +241,7 @@ def memory(args, report: Report, device, dtype, state: dict) -> None:
         outcome = f"failed: {type(error).__name__}: {str(error)[:300]}"
     finally:
         adapter.denoise = denoise
-        swapforward.joint.DeviceMemory = DeviceMemory
+        swapforward.pipelines.denoiser.DeviceMemory = DeviceMemory
         torch.cuda.set_per_process_memory_fraction(1.0, device)
     attempts = [s for i, s in enumerate(sizes) if i == 0 or s != sizes[i - 1]]
     report.write(f"\nOut-of-memory halving under the 8 GB cap (MD at overlap 0.8, 10 minutes, 3 steps, free memory "

@@ -1,5 +1,5 @@
 """`python -m swapforward ...` (and `accelerate launch -m swapforward batch ...`) run the command line."""
 
-from .cli import main
+from .frontends.cli import main
 
 main()

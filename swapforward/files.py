@@ -13,6 +13,7 @@ from .errors import SwapForwardError
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 IMAGE_FORMATS = {".png": "PNG"}
+PANORAMA_FORMATS = {**IMAGE_FORMATS, ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
 def check_output_path(path: str | os.PathLike, formats: dict[str, str]) -> Path:

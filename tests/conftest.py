@@ -7,8 +7,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-from swapforward.testing import tiny_audioldm2_pipeline, tiny_audioldm_pipeline  # noqa: E402
+from tiny_pipelines import tiny_audioldm2_pipeline, tiny_audioldm_pipeline  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -38,21 +37,21 @@ def tiny_model_dir(tmp_path_factory, audioldm):
 
 @pytest.fixture(scope="session")
 def sd():
-    from swapforward.testing import tiny_sd_pipeline
+    from tiny_pipelines import tiny_sd_pipeline
 
     return tiny_sd_pipeline()
 
 
 @pytest.fixture(scope="session")
 def sdxl():
-    from swapforward.testing import tiny_sdxl_pipeline
+    from tiny_pipelines import tiny_sdxl_pipeline
 
     return tiny_sdxl_pipeline()
 
 
 @pytest.fixture(scope="session")
 def sd3():
-    from swapforward.testing import tiny_sd3_pipeline
+    from tiny_pipelines import tiny_sd3_pipeline
 
     return tiny_sd3_pipeline()
 
@@ -71,6 +70,6 @@ def tiny_sd_dir(tmp_path_factory, sd):
 
 @pytest.fixture(scope="session")
 def stable_audio():
-    from swapforward.testing import tiny_stable_audio_pipeline
+    from tiny_pipelines import tiny_stable_audio_pipeline
 
     return tiny_stable_audio_pipeline()

@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from swapforward.analysis import region_patches, relative_log_amplitude
-from swapforward.cli import app
 from swapforward.core import ViewLayout
+from swapforward.evaluation.analysis import region_patches, relative_log_amplitude
+from swapforward.frontends.cli import app
 
 
 def test_relative_log_amplitude_is_zero_at_dc_and_peaks_at_a_cosines_frequency():

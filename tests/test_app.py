@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from swapforward import SwapForwardError
-from swapforward.app import MAX_SEED, Studio, build_app, slug
-from swapforward.cli import app
+from swapforward.frontends.app import Studio, app_options, build_app, slug
+from swapforward.frontends.cli import app
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -22,6 +22,13 @@ AUDIO = {"seconds": 0.15, "steps": 3, "method": "safa", "window_seconds": 0.064}
 @pytest.fixture(scope="module")
 def studio(tiny_model_dir, tiny_sd_dir, tmp_path_factory):
     return Studio(tiny_model_dir, tiny_sd_dir, tmp_path_factory.mktemp("app-results"), device="cpu")
+
+
+def app_arguments(**values):
+    """The audio tab's inputs in their order on the page, the spec's defaults where `values` says nothing."""
+    shown = {o.key: o.default_for("audio") for o in app_options("audio")}
+    shown.update(values)
+    return [shown.get(o.key) for o in app_options("audio")] + [values.get("file_format", "flac")]
 
 
 def test_audio_writes_the_sound_and_its_spectrogram_and_names_the_seed(studio):
@@ -43,7 +50,7 @@ def test_audio_writes_the_sound_and_its_spectrogram_and_names_the_seed(studio):
 def test_a_random_seed_is_reported_and_reproduces_the_result(studio):
     sound, _, summary = studio.audio("wind", seed=-1, **AUDIO)
     seed = int(summary.split("seed ")[1].split(";")[0])
-    assert 0 <= seed <= MAX_SEED
+    assert 0 <= seed < 2**31
     again, _, _ = studio.audio("wind", seed=float(seed), **AUDIO)  # browsers send numbers as floats
     assert again == sound and studio.pipelines, "same file name, and the model stayed loaded"
 
@@ -58,10 +65,13 @@ def test_panorama(studio):
     "kwargs,message",
     [
         ({"prompt": " "}, "The prompt is empty"),
-        ({"seconds": 0}, "audio_length_in_s must be"),
-        ({"seed": "abc"}, "seed must be a whole number up to 2147483647 (or -1 for a random one), got 'abc'."),
+        ({"seconds": 0}, "seconds must be a finite number > 0 and <= 86400, got 0."),
+        ({"seed": "abc"}, "seed must be a whole number from 0 to 2^64-1, or -1 for a random one, got 'abc'."),
+        ({"seed": 2**64}, "seed must be a whole number from 0 to 2^64-1"),
+        ({"steps": 2.5}, "steps must be a whole number >= 1 and <= 10000, got 2.5."),
         ({"file_format": "mp3"}, "file_format must be flac or wav, got 'mp3'."),
         ({"method": "fast"}, "Unknown method 'fast'"),
+        ({"r_guide": float("nan")}, "r_guide must be a finite number between 0 and 1, got nan."),
     ],
 )
 def test_bad_input_is_one_sentence_before_any_work(studio, kwargs, message):
@@ -93,12 +103,13 @@ def test_the_served_page_makes_audio_and_reports_mistakes(studio):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        sound, picture, summary = client.predict("rain", 0.15, "md", False, 3, 3.5, 7, "", "wav", "", 0.064,
-                                                 api_name="/audio")
+        values = dict(prompt="rain", seconds=0.15, method="md", steps=3, seed=7, window_seconds=0.064,
+                      file_format="wav", negative_prompt="")
+        sound, picture, summary = client.predict(*app_arguments(**values), api_name="/audio")
         data, rate = sf.read(sound)
         assert rate == 16000 and len(data) == 2400 and "seed 7; 3 views;" in summary
         with pytest.raises(Exception, match="The prompt is empty"):
-            client.predict("", 0.15, "md", False, 3, 3.5, 7, "", "wav", "", None, api_name="/audio")
+            client.predict(*app_arguments(**{**values, "prompt": ""}), api_name="/audio")
     finally:
         demo.close()
 

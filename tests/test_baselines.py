@@ -14,8 +14,8 @@ from swapforward.baselines.mad import (
     merged_attention,
 )
 from swapforward.baselines.syncdiffusion import predict_x0, sync_views
-from swapforward.cli import app
 from swapforward.core import ViewLayout
+from swapforward.frontends.cli import app
 
 PROMPT = "rain on a tin roof"
 WINDOW_S = 0.064
@@ -219,8 +219,10 @@ def test_cli_syncdiffusion_names_the_missing_lpips_weights(tiny_sd_dir, tiny_mod
     assert audio.exit_code == 2 and "SyncDiffusion needs the VGG16 weights" in audio.stderr
 
 
-@pytest.mark.parametrize("option,value,message", [("--mad-ratio", "2", "mad_ratio must be between 0 and 1, got 2.0."),
-                                                  ("--sync-weight", "-1", "sync_weight must be a finite number >= 0")])
+@pytest.mark.parametrize("option,value,message", [
+    ("--mad-ratio", "2", "--mad-ratio must be a finite number between 0 and 1, got '2'."),
+    ("--sync-weight", "-1", "--sync-weight must be a finite number >= 0"),
+])
 def test_cli_refuses_bad_baseline_options(tmp_path, option, value, message):
     result = runner.invoke(app, ["audio", "rain", option, value, "--out", str(tmp_path / "a.wav")])
     assert result.exit_code == 2 and message in result.stderr

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from swapforward import SwapForwardError
-from swapforward.batch import load_jobs
-from swapforward.cli import app
+from swapforward.frontends.batch import load_jobs
+from swapforward.frontends.cli import app
 
 runner = CliRunner()
 
@@ -25,8 +25,9 @@ def write_jobs(path, model_dir, sd_dir, count=5, bad=True):
         else:
             jobs.append({"prompt": f"rain {i}", "out": f"out/a{i}.wav", "model": model_dir, "seconds": 0.1,
                          "window_seconds": 0.064, "steps": 2, "seed": i, "loop": i == 2})
-    if bad:
-        jobs.append({"prompt": "wind", "out": "out/bad.wav", "model": model_dir, "method": "nope", "seconds": 0.1})
+    if bad:  # valid as a job, but fails on the model: its tail shift is not shorter than its window
+        jobs.append({"prompt": "wind", "out": "out/bad.wav", "model": model_dir, "seconds": 0.1, "tail_shift": 40,
+                     "window_seconds": 0.064, "steps": 2})
     path.write_text("\n".join(json.dumps(j) for j in jobs) + "\n")
     return jobs
 
@@ -34,16 +35,46 @@ def write_jobs(path, model_dir, sd_dir, count=5, bad=True):
 def test_jobs_from_csv_and_jsonl(tmp_path):
     csv_path = tmp_path / "jobs.csv"
     csv_path.write_text("prompt,out,seconds,loop,kind\nrain,a.wav,12.5,true,audio\nsea,b.png,,,panorama\n")
-    jobs, invalid = load_jobs(csv_path)
-    assert invalid == [] and [j.kind for j in jobs] == ["audio", "panorama"]
-    assert jobs[0].arguments == {"audio_length_in_s": 12.5, "loop": True} and jobs[0].out == tmp_path / "a.wav"
+    jobs = load_jobs(csv_path)
+    assert [j.kind for j in jobs] == ["audio", "panorama"]
+    assert jobs[0].request.audio_length_in_s == 12.5 and jobs[0].request.loop is True
+    assert jobs[0].out == tmp_path / "a.wav" and jobs[1].request.overlap == 0.2
     jsonl = tmp_path / "jobs.jsonl"
     jsonl.write_text('{"prompt": "x", "out": "x.wav"}\nnot json\n{"prompt": "y"}\n{"prompt": "z", "out": "z.wav", '
-                     '"colour": 1}\n')
-    jobs, invalid = load_jobs(jsonl)
-    assert [j.index for j in jobs] == [0]
-    assert [i for i, _ in invalid] == [1, 2, 3]
-    assert "unknown field 'colour'" in invalid[2][1]
+                     '"colour": 1}\n{"prompt": "w", "out": "w.wav", "seconds": -1}\n')
+    with pytest.raises(SwapForwardError) as info:
+        load_jobs(jsonl)
+    message = str(info.value)
+    assert message.startswith("4 of 5 jobs in") and "so none was run" in message and "\n" not in message
+    assert "job 1: not valid JSON" in message and "job 2: every job needs a prompt and an out path" in message
+    assert "job 3: unknown field 'colour'" in message and "job 4: seconds must be a finite number > 0" in message
+
+
+def test_a_job_can_set_every_option_the_command_line_can():
+    from swapforward.frontends.batch import job_fields
+    from swapforward.frontends.cli import generation_flags
+    from swapforward.registry import KINDS
+
+    for kind in KINDS.values():
+        flags = {p.name for p in generation_flags(kind)} - {"device"}  # the device is the process's
+        assert flags <= set(job_fields(kind.name)), flags - set(job_fields(kind.name))
+        assert {"sync_weight", "sync_decay", "sync_ratio", "mad_ratio", "eta"} <= set(job_fields(kind.name))
+
+
+def test_a_csv_with_a_bad_header_names_what_it_found_and_needs(tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text("text,file\nrain,a.wav\n")
+    with pytest.raises(SwapForwardError, match="has the columns text, file; it needs prompt and out, and may also"):
+        load_jobs(path)
+
+
+def test_bad_jobs_are_refused_before_any_model_loads(tiny_model_dir, tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(json.dumps({"prompt": "rain", "out": "a.wav", "model": tiny_model_dir, "seconds": 0.1}) + "\n"
+                    + json.dumps({"prompt": "wind", "out": "b.wav", "method": "nope"}) + "\n")
+    result = runner.invoke(app, ["batch", str(path)])
+    assert result.exit_code == 2 and "job 1: Unknown method 'nope'" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["jobs.jsonl"]
 
 
 def test_duplicate_outputs_and_missing_files_are_refused(tmp_path):
@@ -61,7 +92,7 @@ def test_batch_runs_resumes_and_reports_failures(tiny_model_dir, tiny_sd_dir, tm
     first = runner.invoke(app, ["batch", str(path)])
     assert first.exit_code == 1, first.output
     assert "3 done, 0 skipped, 1 failed" in first.stdout
-    assert "job 3 FAILED" in first.stderr and "Unknown method 'nope'" in first.stderr
+    assert "job 3 FAILED" in first.stderr and "tail_shift must be smaller than the window" in first.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["a0.wav", "a2.wav", "pano"], "output folders are made"
     assert os.listdir(tmp_path / "out" / "pano") == ["p1.png"]
     again = runner.invoke(app, ["batch", str(path)])

@@ -10,7 +10,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from swapforward import SwapForwardError
-from swapforward.cli import app
+from swapforward.frontends.cli import app
 from swapforward.models import AUDIO_ADAPTERS, load_pipeline
 
 runner = CliRunner()
@@ -55,20 +55,28 @@ def test_cli_is_reproducible_with_a_seed(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--seconds", "-5"], "audio_length_in_s must be more than 0 seconds, got -5.0."),
-        (["--seconds", "nan"], "audio_length_in_s must be a number, got nan."),
-        (["--seconds", "1e12"], "needs about"),
-        (["--method", "foo"], "Unknown method 'foo'; choose one of: safa, safa-selfloop, md, md-tri, mad, syncd."),
-        (["--overlap", "1"], "overlap must be between 0 and 1 (exclusive), got 1.0."),
-        (["--r-guide", "2"], "r_guide must be between 0 and 1, got 2.0."),
-        (["--swap-interval", "0"], "swap_interval must be a whole number >= 1, got 0."),
+        (["--seconds", "-5"], "--seconds must be a finite number > 0 and <= 86400, got '-5'."),
+        (["--seconds", "nan"], "--seconds must be a finite number > 0 and <= 86400, got 'nan'."),
+        (["--seconds", "inf"], "--seconds must be a finite number"),
+        (["--seconds", "ten"], "--seconds must be a finite number"),
+        (["--seconds", "1e12"], "--seconds must be a finite number > 0 and <= 86400, got '1e12'."),
+        (["--seconds", "80000"], "needs about"),
+        (["--method", "foo"], "Unknown --method 'foo'; use one of: safa, safa-selfloop, md, md-tri, mad, syncd."),
+        (["--overlap", "1"], "--overlap must be a finite number between 0 and 1 (exclusive), got '1'."),
+        (["--r-guide", "2"], "--r-guide must be a finite number between 0 and 1, got '2'."),
+        (["--swap-interval", "0"], "--swap-interval must be a whole number >= 1 and <= 4096, got '0'."),
+        (["--steps", "1e9"], "--steps must be a whole number >= 1 and <= 10000, got '1e9'."),
+        (["--seed", "99999999999999999999"], "--seed must be a whole number from 0 to 2^64-1, or -1 for a random"),
+        (["--seed", "-2"], "--seed must be a whole number from 0 to 2^64-1"),
+        (["--guidance", "inf"], "--guidance must be a finite number"),
         (["--out", "x.mp3"], "unsupported format '.mp3'; use .wav, .flac."),
         (["--out", "/no/such/folder/x.wav"], "folder '/no/such/folder' does not exist."),
         (["--spectrogram", "x.jpg"], "unsupported format '.jpg'; use .png."),
         (["--model", "./no-such-folder"], "Model folder './no-such-folder' does not exist."),
         (["--model", "someone/not-cached"], "Model 'someone/not-cached' is not in the local Hugging Face cache"),
-        (["--dtype", "int3"], "Unknown dtype 'int3'"),
-        (["--scheduler", "magic"], "Unknown scheduler 'magic'; use paper, default, ddim, dpm, euler, unipc."),
+        (["--dtype", "int3"], "Unknown --dtype 'int3'"),
+        (["--device", "tpu"], "Unknown --device 'tpu'; use auto, cpu, mps, cuda or cuda:N."),
+        (["--scheduler", "magic"], "Unknown --scheduler 'magic'; use one of: paper, default, ddim, dpm, euler, unipc."),
     ],
 )
 def test_cli_bad_input_is_one_line_without_traceback_or_file(tiny_model_dir, tmp_path, args, message):
@@ -87,18 +95,18 @@ def test_cli_empty_prompt(tmp_path):
 
 
 def test_cli_leaves_no_partial_file_when_interrupted(tiny_model_dir, tmp_path, monkeypatch):
-    import swapforward.joint
+    import swapforward.pipelines.joint
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(swapforward.joint, "joint_denoise", interrupt)
+    monkeypatch.setattr(swapforward.pipelines.joint, "joint_denoise", interrupt)
     result = run("audio", "rain", "--model", tiny_model_dir, "--seconds", "0.2", "--out", tmp_path / "x.wav", *FAST)
     assert result.exit_code == 130 and os.listdir(tmp_path) == []
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "swapforward.cli", "methods"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "swapforward", "methods"], capture_output=True, text=True)
     assert result.returncode == 0 and "safa-selfloop" in result.stdout
 
 
@@ -145,7 +153,7 @@ def test_scheduler_choice_follows_the_paper_unless_asked_otherwise():
         UniPCMultistepScheduler,
     )
 
-    from swapforward.runtime import make_scheduler
+    from swapforward.pipelines.runtime import make_scheduler
 
     pndm, flow = PNDMScheduler(skip_prk_steps=True, steps_offset=1), FlowMatchEulerDiscreteScheduler(shift=3.0)
     paper = make_scheduler("paper", pndm)

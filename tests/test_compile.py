@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from tiny_pipelines import tiny_audioldm_pipeline
 from typer.testing import CliRunner
 
 from swapforward import LongAudioPipeline, SwapForwardError
-from swapforward.cli import app
-from swapforward.testing import tiny_audioldm_pipeline
+from swapforward.frontends.cli import app
 
 # MD keeps one batch shape through the run (SaFa adds the reference for its first steps): one compilation, which
 # the CLI test below finds in inductor's cache.

@@ -223,6 +223,59 @@ def test_view_batch_size_bounds_each_model_call():
     assert torch.allclose(out, run_loop(3, []), atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["safa", "md", "md-tri"])
+def test_a_batch_of_canvases_equals_each_canvas_alone(method):
+    """Several takes in one call: each canvas keeps its own noise, reference and result, bit for bit."""
+    from swapforward.core import METHODS, plan_joint
+
+    layout = ViewLayout.build(84, 32, stride=26, loop=method == "safa")
+    plan = plan_joint(METHODS[method], layout, 10, view_shape=(1, 2, 32, 3), axis=2, swap_axis=2)
+    torch.manual_seed(1)
+    canvases, refs = torch.randn(3, 2, 84, 3), torch.randn(3, 2, 32, 3)
+
+    def run(canvas, ref, calls):
+        return joint_denoise(canvas, toy_denoiser(calls), make_scheduler(), layout, axis=2, weights=plan.weights,
+                             reference=ref, reference_mask=plan.reference_mask, guide_steps=plan.guide_steps)
+
+    together_calls = []
+    together = run(canvases, refs, together_calls)
+    alone = [run(canvases[b : b + 1], refs[b : b + 1], []) for b in range(3)]
+    assert together.shape == canvases.shape
+    assert all(torch.equal(together[b : b + 1], alone[b]) for b in range(3))
+    views = layout.num_views * 3
+    assert together_calls[0] == views + (3 if plan.guide_steps else 0) and together_calls[-1] == views
+
+
+def test_the_plan_guides_the_first_steps_of_safa_only():
+    from swapforward.core import METHODS, plan_joint
+
+    layout = ViewLayout.build(84, 32, stride=26)
+    safa = plan_joint(METHODS["safa"], layout, 200, view_shape=(1, 8, 32, 16), axis=2, swap_axis=2)
+    assert safa.guide_steps == 60 and safa.reference_mask.shape == (3, 1, 32, 1)
+    assert torch.equal(safa.weights, swap_weights(layout))
+    star = plan_joint(METHODS["safa-selfloop"], layout, 200, view_shape=(1, 8, 32, 16), axis=2, swap_axis=2)
+    assert star.guide_steps == 0 and star.reference_mask is None
+    one = plan_joint(METHODS["safa"], ViewLayout.build(20, 32, stride=26), 200, view_shape=(1, 8, 20, 16), axis=2,
+                     swap_axis=2)
+    assert one.guide_steps == 0, "one view is the plain model"
+    image = plan_joint(METHODS["safa"], ViewLayout.build(26, 8, stride=6), 50, view_shape=(1, 4, 8, 8), axis=3,
+                       swap_axis=2, r_guide=0.3)
+    assert image.guide_steps == 15 and image.reference_mask.shape == (4, 1, 8, 8)
+
+
+def test_a_callback_may_replace_the_canvas():
+    layout = ViewLayout.build(84, 32, stride=26)
+    seen = []
+
+    def zero_after_first(k, t, canvas):
+        seen.append(canvas.abs().sum().item())
+        return torch.zeros_like(canvas) if k == 0 else None
+
+    joint_denoise(torch.randn(1, 2, 84, 3), toy_denoiser([]), make_scheduler(3), layout, axis=2,
+                  weights=swap_weights(layout), callback=zero_after_first)
+    assert seen[0] > 0 and seen[1] == 0.0
+
+
 def test_joint_loop_leaves_the_callers_scheduler_untouched():
     scheduler = DPMSolverMultistepScheduler()
     scheduler.set_timesteps(10)

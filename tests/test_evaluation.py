@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from swapforward.cli import app
 from swapforward.evaluation import metrics
 from swapforward.evaluation.crops import (
     audio_windows,
@@ -34,6 +33,7 @@ from swapforward.evaluation.features import (
     mel_picture,
     vggish_examples,
 )
+from swapforward.frontends.cli import app
 
 # --- formulas against closed forms -----------------------------------------------------------------------------------
 

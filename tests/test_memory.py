@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from swapforward import LongAudioPipeline, SwapForwardError
-from swapforward.memory import HOST_VIEW_BATCH, DeviceMemory, batch_limit, fit_in_memory, fixed_batches
+from swapforward.pipelines.memory import HOST_VIEW_BATCH, DeviceMemory, batch_limit, fit_in_memory, fixed_batches
 
 WINDOW_S = 0.064
 

@@ -8,8 +8,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from typer.testing import CliRunner
 
 from swapforward import PanoramaPipeline, SwapForwardError
-from swapforward.cli import app
 from swapforward.core import METHODS
+from swapforward.frontends.cli import app
 
 PROMPT = "a photo of the dolomites"
 
@@ -78,13 +78,13 @@ def test_loop_makes_one_circular_latent(image_pipe, method):
     [
         (dict(width=3201), "width=3201 is not a multiple of 8; use 3200 or 3208."),
         (dict(height=60), "height=60 is not a multiple of 8; use 56 or 64."),
-        (dict(width=4), "width must be a whole number >= 8, got 4."),
+        (dict(width=4), "width must be a whole number >= 8 and <= 1000000, got 4."),
         (dict(view_width=70), "view_width=70 is not a multiple of 8; use 64 or 72."),
         (dict(view_width=512, width=256), "view_width=512 is wider than the panorama (width=256)"),
         (dict(method="foo"), "Unknown method 'foo'"),
-        (dict(overlap=0.0), "overlap must be between 0 and 1 (exclusive), got 0.0"),
-        (dict(r_guide=3), "r_guide must be between 0 and 1, got 3"),
-        (dict(swap_interval=0), "swap_interval must be a whole number >= 1, got 0"),
+        (dict(overlap=0.0), "overlap must be a finite number between 0 and 1 (exclusive), got 0.0"),
+        (dict(r_guide=3), "r_guide must be a finite number between 0 and 1, got 3"),
+        (dict(swap_interval=0), "swap_interval must be a whole number >= 1 and <= 4096, got 0"),
     ],
 )
 def test_bad_sizes_and_options_get_one_sentence(sd, kwargs, message):

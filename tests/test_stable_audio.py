@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from swapforward import LongAudioPipeline, SwapForwardError
-from swapforward.cli import app
+from swapforward.frontends.cli import app
 
 WINDOW_S = 0.016  # the tiny model's 32 latent frames of 8 samples at 16 kHz
 

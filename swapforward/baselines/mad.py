@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core.layout import ViewLayout
+from ..errors import SwapForwardError
+from . import Baseline, LoopContext
 
 
 @dataclass(frozen=True)
@@ -183,3 +185,31 @@ def merged_attention(denoiser: torch.nn.Module, geometry: CanvasGeometry) -> Ite
     finally:
         for module, original in originals.items():
             module.processor = original
+
+
+class MergedAttention(Baseline):
+    """MAD as a plug-in of the joint loop: merged attention during its first `steps` steps, all views in one call."""
+
+    one_call = "MAD attends over all views at once: ask for a shorter output or use another method."
+
+    def __init__(self, steps: int):
+        self.steps = steps
+        self._stack = ExitStack()
+
+    def check(self, adapter: Any, scheduler: Any) -> None:
+        if not adapter.supports_merged_attention:
+            raise SwapForwardError(
+                f"MAD is not available for {type(adapter.pipe).__name__}: its attention applies rotary positions "
+                f"inside each view; use safa, safa-selfloop, md or md-tri."
+            )
+
+    def running(self, loop: LoopContext) -> ExitStack:
+        shape = loop.view_shape
+        long_dim = 0 if loop.axis % len(shape) == len(shape) - 2 else 1
+        geometry = CanvasGeometry(loop.layout, (int(shape[-2]), int(shape[-1])), long_dim, loop.adapter.patch_size)
+        self._stack.enter_context(merged_attention(loop.adapter.denoiser_module, geometry))
+        return self._stack
+
+    def after_step(self, k: int) -> None:
+        if k + 1 == self.steps:
+            self._stack.close()  # MAD's steps are over: the model's own attention again

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 
 from ..errors import SwapForwardError
+from . import Baseline, LoopContext
 
 VGG_FILE = "vgg16-397923af.pth"
 VGG_URL = f"https://download.pytorch.org/models/{VGG_FILE}"
@@ -85,3 +87,35 @@ def sync_views(
             (grad,) = torch.autograd.grad(loss, x)
         updated.append((view - weight * grad).detach())
     return torch.cat(updated)
+
+
+class GradientSync(Baseline):
+    """SyncDiffusion as a plug-in of the joint loop: a gradient step on the views during its first `steps` steps."""
+
+    def __init__(self, steps: int, weight: float, decay: float, lpips: torch.nn.Module | None):
+        self.steps, self.weight, self.decay, self.lpips = steps, weight, decay, lpips
+
+    def check(self, adapter: Any, scheduler: Any) -> None:
+        if torch.is_inference_mode_enabled():
+            raise SwapForwardError("SyncDiffusion needs gradients; call the pipeline outside torch.inference_mode().")
+        if getattr(scheduler, "init_noise_sigma", 1.0) != 1.0:
+            raise SwapForwardError(
+                f"SyncDiffusion needs a scheduler whose samples are x_t itself (ddim, dpm, unipc, flow matching), "
+                f"not {type(scheduler).__name__}."
+            )
+        self.lpips = (default_lpips() if self.lpips is None else self.lpips).to(adapter.device)
+
+    def running(self, loop: LoopContext) -> nullcontext:
+        self.loop = loop
+        return nullcontext()
+
+    def prepare(self, k: int, t: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        if k >= self.steps:
+            return views
+        loop = self.loop
+        weight = self.weight * self.decay**k
+        return torch.cat([
+            sync_views(group, t, weight, denoise=loop.denoiser, scheduler=loop.scheduler,
+                       decode=loop.adapter.decode_preview, lpips=self.lpips)
+            for group in views.split(views.shape[0] // loop.canvases)  # each canvas has its own anchor view
+        ])

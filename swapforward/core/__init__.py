@@ -1,31 +1,36 @@
-"""The method, independent of any model library (pure torch): view layout, merge operators, the joint loop."""
+"""The method, independent of any model library (pure torch): view layout, merge operators, the plan of Algorithm 1,
+the joint loop, tiled decoding.
 
-from .layout import ViewLayout
-from .merge import (
-    average_weights,
-    merge_views,
-    reference_swap,
-    reference_swap_mask,
-    swap_mask,
-    swap_weights,
-    triangular_weights,
-)
-from .methods import METHODS, Method, get_method
-from .sampler import joint_denoise
-from .tiling import decode_tiled
+Names are loaded on first use, so that `swapforward.core.methods` (plain data) imports without torch.
+"""
 
-__all__ = [
-    "METHODS",
-    "Method",
-    "ViewLayout",
-    "average_weights",
-    "decode_tiled",
-    "get_method",
-    "joint_denoise",
-    "merge_views",
-    "reference_swap",
-    "reference_swap_mask",
-    "swap_mask",
-    "swap_weights",
-    "triangular_weights",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ViewLayout": "layout",
+    "average_weights": "merge",
+    "merge_views": "merge",
+    "reference_swap": "merge",
+    "reference_swap_mask": "merge",
+    "swap_mask": "merge",
+    "swap_weights": "merge",
+    "triangular_weights": "merge",
+    "METHODS": "methods",
+    "Method": "methods",
+    "get_method": "methods",
+    "JointPlan": "plan",
+    "plan_joint": "plan",
+    "joint_denoise": "sampler",
+    "decode_tiled": "tiling",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -82,6 +82,7 @@ class ViewLayout:
         return self.coverage[self.indices] == 1
 
     def crop(self, canvas: torch.Tensor, axis: int) -> torch.Tensor:
-        """Stack the views of a batch-1 canvas along the batch axis: (1, ..., length, ...) -> (n, ..., window, ...)."""
+        """Stack the views of every canvas along the batch axis, canvas by canvas:
+        (B, ..., length, ...) -> (B * num_views, ..., window, ...)."""
         idx = self.indices.to(canvas.device)
-        return torch.cat([canvas.index_select(axis, idx[i]) for i in range(self.num_views)])
+        return torch.stack([canvas.index_select(axis, idx[i]) for i in range(self.num_views)], dim=1).flatten(0, 1)

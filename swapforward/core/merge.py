@@ -78,18 +78,21 @@ def swap_weights(layout: ViewLayout, interval: int = 1, tail_shift: int = 0) -> 
 
 
 def merge_views(views: torch.Tensor, layout: ViewLayout, weights: torch.Tensor, axis: int) -> torch.Tensor:
-    """Eq. 4: write the stacked views (n, ..., window, ...) back to a batch-1 canvas as a weighted mean."""
+    """Eq. 4: write the stacked views (B * n, ..., window, ...) of B canvases back as weighted means (B, ..., length,
+    ...)."""
     axis = axis % views.ndim
+    n = layout.num_views
+    grouped = views.view(views.shape[0] // n, n, *views.shape[1:])
     shape = list(views.shape)
-    shape[0], shape[axis] = 1, layout.length
+    shape[0], shape[axis] = grouped.shape[0], layout.length
     numerator = views.new_zeros(shape)
     denominator = views.new_zeros(layout.length)
     idx = layout.indices.to(views.device)
     w = weights.to(device=views.device, dtype=views.dtype)
     view_shape = [1] * views.ndim
     view_shape[axis] = layout.window
-    for i in range(layout.num_views):
-        numerator.index_add_(axis, idx[i], views[i : i + 1] * w[i].view(view_shape))
+    for i in range(n):
+        numerator.index_add_(axis, idx[i], grouped[:, i] * w[i].view(view_shape))
         denominator.index_add_(0, idx[i], w[i])
     canvas_shape = [1] * views.ndim
     canvas_shape[axis] = layout.length
@@ -119,5 +122,10 @@ def reference_swap_mask(
 
 
 def reference_swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Eq. 10: M_i = W_refer * Middle(X^0) + (1 - W_refer) * Middle(X^i), with X^0 the reference view."""
-    return torch.where(mask.to(views.device), reference, views)
+    """Eq. 10: M_i = W_refer * Middle(X^0) + (1 - W_refer) * Middle(X^i), with X^0 the reference view.
+
+    `views` (B * n, ...) are the n views of B canvases, `reference` (B, ...) each canvas's reference view and `mask`
+    (n, ...) the per-view W_refer of `reference_swap_mask`.
+    """
+    grouped = views.view(reference.shape[0], -1, *views.shape[1:])
+    return torch.where(mask.to(views.device)[None], reference[:, None], grouped).flatten(0, 1)

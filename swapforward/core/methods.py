@@ -1,14 +1,17 @@
-"""The joint-diffusion methods: which merge operator each uses and whether it follows a reference view."""
+"""The joint-diffusion methods: which merge operator each uses and whether it follows a reference view.
+
+Plain data, importable without torch (the command line lists the methods without loading it).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from ..errors import SwapForwardError
-from .layout import ViewLayout
-from .merge import average_weights, swap_weights, triangular_weights
+    from .layout import ViewLayout
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class Method:
     gradient_sync: bool = False
 
     def weights(self, layout: ViewLayout, swap_interval: int = 1, tail_shift: int = 0) -> torch.Tensor:
+        """Per-view merge weights W_i of Eq. 4 for this method's operator."""
+        from .merge import average_weights, swap_weights, triangular_weights
+
         if self.merge == "swap":
             return swap_weights(layout, swap_interval, tail_shift)
         if self.merge == "triangular":
@@ -48,5 +54,5 @@ METHODS: dict[str, Method] = {
 def get_method(name: str) -> Method:
     method = METHODS.get(str(name).lower())
     if method is None:
-        raise SwapForwardError(f"Unknown method {name!r}; choose one of: {', '.join(METHODS)}.")
+        raise ValueError(f"Unknown method {name!r}; choose one of: {', '.join(METHODS)}.")
     return method

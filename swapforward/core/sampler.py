@@ -47,20 +47,21 @@ def joint_denoise(
     guide_steps: int = 0,
     view_batch_size: int | None = None,
     step_kwargs: dict | None = None,
-    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
     prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Denoise a batch-1 canvas `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
+    """Denoise a batch of B canvases `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
 
-    `scheduler` must have had `set_timesteps` called. `reference` is the reference view's x_T (batch 1,
-    window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps`
-    timesteps. `callback(step_index, t, canvas)` is called after every step. `prepare(step_index, t, views)` may
-    adjust the cropped views before they are denoised (SyncDiffusion's gradient step).
+    `scheduler` must have had `set_timesteps` called. `reference` holds each canvas's reference view x_T (B,
+    window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps` timesteps.
+    The views of all canvases share the denoiser's batches. `callback(step_index, t, canvas)` is called after every
+    step; a tensor it returns replaces the canvas. `prepare(step_index, t, views)` may adjust the cropped views
+    (B * n, canvas by canvas) before they are denoised (SyncDiffusion's gradient step).
     """
     step_kwargs = step_kwargs or {}
     view_scheduler = copy.deepcopy(scheduler)
     ref_scheduler = copy.deepcopy(scheduler) if reference is not None and guide_steps > 0 else None
-    n = layout.num_views
+    n = layout.num_views * latents.shape[0]
     canvas, ref = latents, reference
     for k, t in enumerate(view_scheduler.timesteps):
         views = layout.crop(canvas, axis)
@@ -79,5 +80,6 @@ def joint_denoise(
             views = reference_swap(views, ref, reference_mask)
         canvas = merge_views(views, layout, weights, axis)
         if callback is not None:
-            callback(k, t, canvas)
+            replaced = callback(k, t, canvas)
+            canvas = canvas if replaced is None else replaced
     return canvas

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .core.layout import ViewLayout
-from .files import write_atomic
+from ..core.layout import ViewLayout
+from ..errors import SwapForwardError
+from ..files import write_atomic
 
 
 def relative_log_amplitude(patch: torch.Tensor, bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -141,9 +142,14 @@ class SpectralAnalysis:
 
 
 def analyze(
-    pipe: Any, prompt: str, methods: list[str], every: int = 1, bins: int = 16, **kwargs: Any
+    pipe: Any, request: Any, methods: list[str], every: int = 1, bins: int = 16, **options: Any
 ) -> SpectralAnalysis:
-    """Run `pipe` (LongAudioPipeline or PanoramaPipeline) once per method, recording the canvas every `every` steps."""
+    """Run `pipe` (LongAudioPipeline or PanoramaPipeline) once per method, recording the canvas every `every` steps.
+
+    `request` is a checked request of the pipeline's spec, or a prompt with the other `options` as keywords.
+    """
+    if isinstance(request, str):
+        request = pipe.spec.check({"prompt": request, **options})
     axis = pipe.adapter.long_axis
     result: SpectralAnalysis | None = None
     for method in methods:
@@ -155,13 +161,11 @@ def analyze(
             if (k + 1) % every == 0:
                 recorded[k + 1] = canvas.detach().float().cpu()
 
-        out = pipe(prompt, method=method, callback=record, progress_bar=False, **kwargs)
+        out = pipe.generate(request.replace(method=method), callback=record, progress_bar=False)
         if steps_total[0] not in recorded:
             recorded[steps_total[0]] = out.latents.detach().float().cpu()
         layout = out.layout
         if not (layout.coverage > 1).any():
-            from .errors import SwapForwardError
-
             raise SwapForwardError("The layout has no overlaps to analyse; ask for an output longer than one view.")
         curves = {}
         for step, canvas in sorted(recorded.items()):

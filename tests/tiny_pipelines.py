@@ -1,4 +1,5 @@
-"""Tiny, randomly initialised diffusers pipelines built from configs in code.
+"""Tiny, randomly initialised diffusers pipelines built from configs in code (beside the tests, as diffusers keeps
+its dummy components; the benchmarks import them from here).
 
 They have the real architectures (same classes, same call paths) at a few thousand parameters, so tests
 and CPU benchmarks run the real code end to end without downloading anything. Their sound is noise.

@@ -1,4 +1,5 @@
-"""How many views go in one denoiser call when the user does not say: sized from the device's free memory.
+"""Memory: how many views go in one denoiser call when the user does not say (sized from the device's free
+memory), and how much host memory is available for the decoded output.
 
 On a GPU the first call of a run evaluates one view alone and measures what it cost; the batch limit is then the
 free memory (with headroom) over that cost, so the denoiser's memory stays bounded whatever the length. If a call
@@ -8,12 +9,13 @@ cannot be measured (CPU, MPS) take `HOST_VIEW_BATCH` views per call: larger batc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .errors import SwapForwardError
+from ..errors import SwapForwardError
 
 #: Views per denoiser call on devices without memory statistics.
 HOST_VIEW_BATCH = 8
@@ -113,3 +115,18 @@ def out_of_memory() -> SwapForwardError:
         "The GPU runs out of memory even with one view per model call; use a smaller window, --dtype float16, "
         "or a GPU with more memory."
     )
+
+
+def available_memory_bytes() -> int:
+    """Host memory available now (MemAvailable), or the physical total where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30

@@ -1,27 +1,41 @@
-"""Device, dtype and memory: `auto` means CUDA with fp16 when there is a GPU, else CPU with fp32."""
+"""Device, dtype and scheduler by name: `auto` means CUDA (fp16), then Apple's MPS, then the CPU (fp32)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
-from .errors import SwapForwardError
+from ..errors import SwapForwardError
+from ..options import SCHEDULER_CHOICES
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device named, or for "auto" the best one here: CUDA, then MPS (Apple silicon), then the CPU."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise SwapForwardError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
+        raise SwapForwardError(f"Unknown device {device!r}; use auto, cpu, mps, cuda or cuda:N.") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise SwapForwardError(f"Device {device!r} was asked for but this machine has no CUDA GPU; use cpu or auto.")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise SwapForwardError(
+            f"Device {device!r} does not exist; this machine has {torch.cuda.device_count()} CUDA GPU(s)."
+        )
+    if resolved.type == "mps" and not mps_available():
+        raise SwapForwardError(f"Device {device!r} was asked for but MPS is not available here; use cpu or auto.")
     return resolved
 
 
@@ -35,21 +49,6 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torc
     return DTYPES[dtype]
 
 
-def available_memory_bytes() -> int:
-    """Host memory available now (MemAvailable), or the physical total where that cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 16 * 2**30
-
-
 #: Scheduler names accepted by `from_pretrained(scheduler=...)` and the CLI -> diffusers class name.
 SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -57,7 +56,6 @@ SCHEDULERS = {
     "euler": "EulerDiscreteScheduler",
     "unipc": "UniPCMultistepScheduler",
 }
-SCHEDULER_CHOICES = ("paper", "default", *SCHEDULERS)
 
 
 def check_scheduler_name(name: str) -> str:

@@ -1,0 +1,180 @@
+"""The web app (`swapforward app`): long audio and panoramas from a browser, on the pipelines the CLI uses.
+
+A `Studio` holds the loaded pipelines (each model is loaded once, on first use) and writes every result to its output
+folder atomically; `build_app` lays it out with gradio, one tab per kind, with an input for every option of the
+kind's specification (`swapforward.options`): the everyday ones in view, the method's under "More". A user mistake
+is shown as one sentence; the seed of every result is reported, so any result can be made again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core.methods import METHODS
+from ..errors import SwapForwardError
+from ..options import LOAD, OUTPUT, RANDOM_SEED, Option, Request
+from ..registry import KINDS
+from .common import load_model, save_result
+from .summary import views_summary
+
+#: What the app's fields show before the user types (the spec's defaults otherwise).
+SHOWN = {
+    "audio": {"prompt": "rain on a tin roof, distant thunder", "negative_prompt": "low quality", "seed": RANDOM_SEED},
+    "panorama": {"prompt": "a photo of the dolomites", "height": 512, "seed": RANDOM_SEED},
+}
+AUDIO_FILE_FORMATS = ("flac", "wav")
+
+
+def slug(prompt: str, limit: int = 40) -> str:
+    """A file-name-safe stem from a prompt: 'Rain on a tin roof!' -> 'rain-on-a-tin-roof'."""
+    words = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
+    return words[:limit].rstrip("-") or "untitled"
+
+
+def result_stem(request: Request, seed: int, model: str) -> str:
+    """'rain-on-a-tin-roof-safa-5-3f9a1c': readable, and different whenever any setting differs, so that a result
+    kept in the output folder is replaced only by the same result made again."""
+    settings = sorted((k, v) for k, v in request.items() if k != "seed")
+    digest = hashlib.sha1(repr((settings, seed, model)).encode()).hexdigest()[:6]
+    return f"{slug(request.prompt)}-{request.method}-{seed}-{digest}"
+
+
+def app_options(kind: str) -> list[Option]:
+    """The options the app shows for `kind`, in their order on the page: the spec's everyday ones, then under "More"
+    the rest of them (none is left out) and the model."""
+    options = [o for o in KINDS[kind].spec.options if o.app] + [LOAD["model"]]
+    return [o for o in options if o.app == "main"] + [o for o in options if o.app != "main"]
+
+
+class Studio:
+    """Loaded pipelines and an output folder: what the app's buttons call, usable without a browser too."""
+
+    def __init__(
+        self,
+        audio_model: str,
+        image_model: str,
+        output_dir: str | Path | None = None,
+        load: Request | None = None,
+        **load_options: Any,
+    ):
+        self.models = {"audio": audio_model, "panorama": image_model}
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="swapforward-app-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.load = load if load is not None else LOAD.check(load_options)
+        self.pipelines: dict[tuple[str, str], Any] = {}
+
+    def model_id(self, kind: str, model: str | None) -> str:
+        """The model asked for, or the studio's default for `kind` when the field is empty."""
+        return (model or "").strip() or self.models[kind]
+
+    def pipeline(self, kind: str, model: str | None) -> Any:
+        """The pipeline of `kind` for `model` (default: the studio's), loaded on first use."""
+        key = (kind, self.model_id(kind, model))
+        if key not in self.pipelines:
+            self.pipelines[key] = load_model(KINDS[kind], self.load.replace(model=key[1]))
+        return self.pipelines[key]
+
+    def request(self, kind: str, prompt: str, values: dict[str, Any]) -> Request:
+        """The checked request from the app's fields (an empty seed field asks for a random seed)."""
+        values = {k: v for k, v in values.items() if v is not None or k == "seed"}
+        if values.get("seed") in (None, ""):
+            values["seed"] = RANDOM_SEED
+        return KINDS[kind].spec.check({**values, "prompt": prompt}, "app")
+
+    def audio(self, prompt: str, file_format: str = "flac", model: str | None = None, progress_bar: bool = True,
+              **values: Any) -> tuple[str, str, str]:
+        """Generate audio; (sound file path, spectrogram PNG path, one-line summary). `values` are the audio
+        options by field name (seconds, method, loop, steps, ...)."""
+        if file_format not in AUDIO_FILE_FORMATS:
+            raise SwapForwardError(f"file_format must be flac or wav, got {file_format!r}.")
+        request = self.request("audio", prompt, values)
+        start = time.perf_counter()
+        result = self.pipeline("audio", model).generate(request, progress_bar=progress_bar)
+        stem = self.output_dir / result_stem(request, result.info["seed"], self.model_id("audio", model))
+        sound, picture = stem.with_suffix(f".{file_format}"), stem.with_suffix(".png")
+        save_result(result, OUTPUT["audio"].check({"out": sound, "spectrogram": picture}), request.prompt)
+        wall = time.perf_counter() - start
+        summary = (f"{result.seconds:.2f} s of audio, seed {result.info['seed']}; {views_summary(result)}; "
+                   f"{wall:.1f} s ({wall / result.seconds:.2f}x real time)")
+        return str(sound), str(picture), summary
+
+    def panorama(self, prompt: str, model: str | None = None, progress_bar: bool = True,
+                 **values: Any) -> tuple[str, str]:
+        """Generate a panorama; (PNG path, one-line summary). `values` are the panorama options by field name."""
+        request = self.request("panorama", prompt, values)
+        start = time.perf_counter()
+        result = self.pipeline("panorama", model).generate(request, progress_bar=progress_bar)
+        path = self.output_dir / f"{result_stem(request, result.info['seed'], self.model_id('panorama', model))}.png"
+        result.save(path)
+        wall = time.perf_counter() - start
+        w, h = result.image.size
+        return str(path), f"{w} x {h}, seed {result.info['seed']}; {views_summary(result)}; {wall:.1f} s"
+
+
+def _component(gr: Any, kind: str, option: Option) -> Any:
+    """The gradio input of one option, labelled by its field name and described by its help."""
+    value = SHOWN[kind].get(option.name, option.default_for(kind))
+    common = dict(label=option.key.replace("_", " "), info=option.describe(kind), elem_id=f"{kind}-{option.key}")
+    if option.name == "model":
+        return gr.Textbox(value=None, placeholder="(the studio's default)", **common)
+    if option.type == "bool":
+        return gr.Checkbox(value=bool(value), **common)
+    if option.name == "method":
+        return gr.Dropdown([(m.summary, m.name) for m in METHODS.values()], value=value, **common)
+    if option.choices:
+        return gr.Dropdown(list(option.choices), value=value, **common)
+    if option.type in ("float", "int", "seed"):
+        return gr.Number(value=value, precision=0 if option.type != "float" else None, **common)
+    return gr.Textbox(value=value, **common)
+
+
+def build_app(studio: Studio) -> Any:
+    """The gradio Blocks of the app, a tab per kind calling `studio`, one generation at a time (the buttons share one
+    queue: the model runs on one device)."""
+    try:
+        import gradio as gr
+    except ImportError:
+        raise SwapForwardError("The web app needs gradio: pip install 'swapforward[app]'.") from None
+
+    def shown(run, keys: list[str]):
+        """Call a studio method with the fields by name and gradio's progress bar; a mistake is one sentence."""
+
+        def call(*args, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio injects it by default value
+            try:
+                return run(**dict(zip(keys, args, strict=True)))
+            except SwapForwardError as error:
+                raise gr.Error(str(error)) from None
+
+        return call
+
+    with gr.Blocks(title="swapforward") as demo:
+        gr.Markdown("# swapforward\nArbitrarily long, loopable audio and panoramas from pretrained latent diffusion "
+                    "models (SaFa and its baselines). Leave the seed at -1 for a random one; the summary says which.")
+        for kind, title in (("audio", "Audio"), ("panorama", "Panorama")):
+            with gr.Tab(title):
+                with gr.Row():
+                    with gr.Column():
+                        options = app_options(kind)
+                        inputs = {o.key: _component(gr, kind, o) for o in options if o.app == "main"}
+                        with gr.Accordion("More", open=False):
+                            inputs.update({o.key: _component(gr, kind, o) for o in options if o.app != "main"})
+                            if kind == "audio":
+                                inputs["file_format"] = gr.Radio(list(AUDIO_FILE_FORMATS), value="flac",
+                                                                 label="file format", elem_id="audio-file_format")
+                        run = gr.Button(f"Generate {kind}", variant="primary")
+                    with gr.Column():
+                        if kind == "audio":
+                            outputs = [gr.Audio(label="Audio", type="filepath"),
+                                       gr.Image(label="Mel spectrogram", type="filepath")]
+                        else:
+                            outputs = [gr.Image(label="Panorama", type="filepath")]
+                        outputs.append(gr.Textbox(label="Summary", interactive=False))
+                method = studio.audio if kind == "audio" else studio.panorama
+                run.click(shown(method, list(inputs)), list(inputs.values()), outputs, api_name=kind,
+                          concurrency_id="gpu", concurrency_limit=1)
+    return demo

@@ -1,0 +1,248 @@
+"""Batch generation from a JSON Lines or CSV file of jobs, resumable and spread over processes (one GPU each).
+
+A job's fields are the command line's: any option of `swapforward audio` or `panorama` by its flag's name (seconds,
+steps, r_guide, sync_decay, ...), how to load its model (model, scheduler, dtype, compile), where to write (out,
+and spectrogram for audio), and its kind. Every job is checked by the option specification when the file is read,
+and a file with bad jobs is refused as a whole, naming each, before any model is loaded.
+
+Every process started by `accelerate launch` (or `torchrun`) reads the whole file and takes the jobs whose index
+modulo the number of processes is its rank, on GPU LOCAL_RANK when there is one. A job whose output file already
+exists is skipped: outputs are written atomically, so an existing file is a complete one, and an interrupted run
+resumes where it stopped. A job that fails while running is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SwapForwardError
+from ..options import LOAD, OUTPUT, Request
+from ..registry import KINDS
+
+#: Fields every job has besides its kind's options.
+REQUIRED = ("prompt", "out")
+#: Loading options a job may set; the device is the process's.
+JOB_LOAD = tuple(o for o in LOAD.options if o.name != "device")
+
+
+def job_fields(kind: str) -> list[str]:
+    """Every field a job of `kind` may have."""
+    keys = [o.key for o in KINDS[kind].spec.options] + [o.key for o in JOB_LOAD]
+    return ["kind", *keys, *(o.key for o in OUTPUT[kind].options)]
+
+
+@dataclass
+class Job:
+    """One line of the jobs file: what to generate, with which model, and where to write it."""
+
+    index: int
+    kind: str
+    request: Request
+    load: Request
+    output: Request
+
+    @property
+    def out(self) -> Path:
+        return self.output.out
+
+
+def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request) -> Job:
+    """A job from one record (JSON values, or text from CSV); one sentence for a bad record."""
+    record = {k.strip(): v for k, v in record.items() if k is not None and v not in (None, "")}
+    kind = str(record.pop("kind", "audio")).strip().lower()
+    if kind not in KINDS:
+        raise SwapForwardError(f"kind must be audio or panorama, got {kind!r}")
+    missing = [name for name in REQUIRED if name not in record]
+    if missing:
+        raise SwapForwardError(f"every job needs a prompt and an out path; this one has no {missing[0]}")
+    fields = set(job_fields(kind))
+    unknown = sorted(set(record) - fields)
+    if unknown:
+        raise SwapForwardError(f"unknown field {unknown[0]!r} for a {kind} job; known: {', '.join(sorted(fields))}")
+    spec, outputs = KINDS[kind].spec, OUTPUT[kind]
+
+    def share(keys: set[str]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if k in keys}
+
+    request = spec.check(share({o.key for o in spec.options}), "job")
+    load_values = {o.key: defaults[o.name] for o in JOB_LOAD if defaults[o.name] is not None}
+    load = LOAD.check({**load_values, **share({o.key for o in JOB_LOAD})}, "job")
+    output = outputs.check(share({o.key for o in outputs.options}), "job")
+    paths = {o.name: output[o.name] for o in outputs.options if output[o.name] is not None}
+    output = output.replace(**{name: p if p.is_absolute() else base / p for name, p in paths.items()})
+    return Job(index, kind, request, load, output)
+
+
+def read_records(path: Path) -> list[Any]:
+    """The records of a .jsonl or .csv jobs file (an exception in place of a line that is not a JSON object)."""
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            if not set(REQUIRED) <= set(header):
+                allowed = sorted(set(job_fields("audio")) | set(job_fields("panorama")))
+                raise SwapForwardError(
+                    f"Jobs file {str(path)!r} has the columns {', '.join(header) or '(none)'}; it needs "
+                    f"{' and '.join(REQUIRED)}, and may also have {', '.join(allowed)}."
+                )
+            return list(reader)
+    records: list[Any] = []
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                record = SwapForwardError(f"not valid JSON ({error.msg})")
+            records.append(record if isinstance(record, (dict, Exception)) else
+                           SwapForwardError("a job must be a JSON object"))
+    return records
+
+
+def load_jobs(path: str | os.PathLike, defaults: Request | None = None) -> list[Job]:
+    """Every job of a .jsonl or .csv file, checked; one sentence naming every bad job if there is any."""
+    path = Path(path)
+    if not path.is_file():
+        raise SwapForwardError(f"Jobs file {str(path)!r} does not exist.")
+    if path.suffix.lower() not in (".jsonl", ".csv"):
+        raise SwapForwardError(f"Jobs file {str(path)!r} must be JSON Lines (.jsonl) or CSV (.csv).")
+    defaults = defaults or LOAD.check({})
+    jobs, bad = [], []
+    for index, record in enumerate(read_records(path)):
+        try:
+            if isinstance(record, Exception):
+                raise record
+            jobs.append(parse_job(index, record, path.parent, defaults))
+        except SwapForwardError as error:
+            bad.append(f"job {index}: {str(error).rstrip('.')}")
+    if bad:
+        listed = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise SwapForwardError(f"{len(bad)} of {len(jobs) + len(bad)} jobs in {str(path)!r} are not valid, "
+                               f"so none was run: {listed}.")
+    seen: dict[Path, int] = {}
+    for job in jobs:
+        other = seen.setdefault(job.out.resolve(), job.index)
+        if other != job.index:
+            raise SwapForwardError(f"Jobs {other} and {job.index} both write {str(job.out)!r}; give each its own out.")
+    return jobs
+
+
+def process_slot() -> tuple[int, int, str | None]:
+    """(rank, number of processes, device) of this process under accelerate launch / torchrun, else (0, 1, None)."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    device = None
+    import torch
+
+    if world > 1 and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
+    return rank, world, device
+
+
+@dataclass
+class BatchReport:
+    done: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+
+def run_jobs(
+    jobs: list[Job],
+    rank: int = 0,
+    world: int = 1,
+    device: str | None = None,
+    on_job: Callable[[Job, str, str], None] | None = None,
+    report: BatchReport | None = None,
+) -> BatchReport:
+    """Run this process's share of `jobs`, loading each model once; `on_job(job, status, detail)` after each."""
+    from .common import load_model, save_result
+
+    pipelines: dict[tuple, Any] = {}
+    report = report if report is not None else BatchReport()
+    for job in jobs:
+        if job.index % world != rank:
+            continue
+        if job.out.exists():
+            report.skipped.append(job.index)
+            if on_job:
+                on_job(job, "skipped", "output exists")
+            continue
+        start = time.perf_counter()
+        try:
+            key = (job.kind, *job.load.values())
+            if key not in pipelines:
+                pipelines[key] = load_model(KINDS[job.kind], job.load, device=device)
+            result = pipelines[key].generate(job.request, progress_bar=False)
+            job.out.parent.mkdir(parents=True, exist_ok=True)  # evaluation sets nest folders per method and prompt
+            save_result(result, job.output, job.request.prompt)
+        except SwapForwardError as error:
+            report.failed.append((job.index, str(error)))
+            if on_job:
+                on_job(job, "failed", str(error))
+            continue
+        except Exception as error:  # a crash in one job must not stop the others
+            detail = f"{type(error).__name__}: {error}".splitlines()[0]
+            report.failed.append((job.index, detail))
+            if on_job:
+                on_job(job, "failed", detail)
+            continue
+        report.done.append(job.index)
+        if on_job:
+            on_job(job, "done", f"{time.perf_counter() - start:.1f} s")
+    return report
+
+
+def run_batch(jobs: list[Job], defaults: Request, echo: Callable[..., None]) -> int:
+    """Run this process's share with a progress bar, print the counts (all processes' too), return the exit status:
+    0, 1 if a job failed, 130 if interrupted (the finished jobs are kept, the one in flight is not written)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    rank, world, device = process_slot()
+    device = device or (defaults.device if defaults.device != "auto" else None)
+    tag = f"[{rank + 1}/{world}] " if world > 1 else ""
+    mine = [job for job in jobs if job.index % world == rank]
+    bar = tqdm(total=len(mine), desc=f"{tag}jobs", unit="job")
+
+    def on_job(job: Job, status: str, detail: str) -> None:
+        bar.update(1)
+        line = f"{tag}job {job.index} {status if status != 'failed' else 'FAILED'}: {job.out} ({detail})"
+        tqdm.write(line, file=sys.stderr if status == "failed" else sys.stdout)
+
+    report = BatchReport()
+    try:
+        with bar:
+            run_jobs(jobs, rank, world, device=device, on_job=on_job, report=report)
+    except KeyboardInterrupt:
+        echo(f"{tag}interrupted: {len(report.done)} finished job(s) were kept, the job in flight was not written.",
+             err=True)
+        echo(f"{tag}{len(report.done)} done, {len(report.skipped)} skipped, {len(report.failed)} failed")
+        return 130
+    counts = [len(report.done), len(report.skipped), len(report.failed)]
+    echo(f"{tag}{counts[0]} done, {counts[1]} skipped, {counts[2]} failed")
+    if world > 1:  # wait for every process, so that no failure stops another's jobs, then agree on the total
+        counts = gather_counts(counts)
+        if rank == 0:
+            echo(f"all processes: {counts[0]} done, {counts[1]} skipped, {counts[2]} failed")
+    return 1 if counts[2] else 0
+
+
+def gather_counts(counts: list[int]) -> list[int]:
+    """Sum per-process counts over all processes (gloo, so it also works on CPU), which waits for all of them."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    total = torch.tensor(counts)
+    dist.all_reduce(total)
+    dist.destroy_process_group()
+    return total.tolist()

@@ -1,0 +1,383 @@
+"""The `swapforward` command line: `swapforward audio PROMPT --seconds 60 --out rain.wav`.
+
+The flags of every option of a request are made from the option specification (`swapforward.options`), where each
+one's name, help, default and checks are declared once. Their values arrive as text and are checked by the spec, so
+a bad value gets the spec's one sentence. Torch, diffusers and transformers are imported only when a model is
+needed: `--help`, `methods` and a bad flag answer at once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..core.methods import METHODS
+from ..errors import SwapForwardError
+from ..options import AUDIO, LOAD, OUTPUT, PANORAMA, SPECS, Option, Request, Spec
+from ..registry import KINDS, Kind
+from .common import check_outputs, load_model, quiet_libraries, save_result
+from .summary import seed_summary, views_summary
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Arbitrarily long, loopable audio and panoramas from pretrained latent diffusion models (SaFa and baselines).",
+)
+
+METAVARS = {"float": "NUMBER", "int": "INTEGER", "seed": "SEED", "str": "TEXT", "path": "PATH"}
+
+
+def fail(message: str) -> None:
+    """A user mistake: one sentence on stderr, exit status 2, no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user mistake into one line and exit status 2, and an interrupt into 130; nothing half-written."""
+    try:
+        yield
+    except SwapForwardError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        typer.echo("interrupted; nothing was written.", err=True)
+        raise typer.Exit(code=130) from None
+
+
+def flag(option: Option, kind: str, default: Any = None) -> inspect.Parameter:
+    """The command-line parameter of `option`: a text flag the spec checks (a switch for booleans)."""
+    shown = option.describe(kind, default)
+    if option.type == "bool":
+        info = typer.Option(None, f"{option.flag}/--no-{option.flag[2:]}", help=shown)
+        annotation: Any = Optional[bool]
+    else:
+        names = [option.flag, option.short] if option.short else [option.flag]
+        metavar = "|".join(option.choices) if option.choices else METAVARS[option.type]
+        info = typer.Option(None, *names, help=shown, metavar=metavar, show_default=False)
+        annotation = Optional[str]
+    return inspect.Parameter(option.key, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
+
+
+def command(name: str, flags: Sequence[inspect.Parameter]) -> Callable[[Callable], Callable]:
+    """Register `func(given, **explicit)` as the command `name`, with its own parameters plus `flags`; `given` holds
+    the flags the user typed (as text), keyed by field name."""
+
+    def decorate(func: Callable) -> Callable:
+        hints = typing.get_type_hints(func)
+        explicit = [p.replace(annotation=hints.get(p.name, p.annotation))
+                    for p in list(inspect.signature(func).parameters.values())[1:]]
+        keys = {p.name for p in flags}
+
+        def run(**values: Any) -> Any:
+            given = {k: v for k, v in values.items() if k in keys and v is not None}
+            return func(given, **{k: v for k, v in values.items() if k not in keys})
+
+        params = explicit + list(flags)
+        run.__signature__ = inspect.Signature(params)
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        run.__name__, run.__doc__ = func.__name__, func.__doc__
+        app.command(name=name)(run)
+        return func
+
+    return decorate
+
+
+def pick(given: Mapping[str, Any], spec: Spec, source: str = "cli") -> Request:
+    """`spec`'s share of the typed values, checked by it."""
+    keys = {o.key for o in spec.options}
+    return spec.check({k: v for k, v in given.items() if k in keys}, source)
+
+
+def load_flags(kind: Kind | None = None) -> list[inspect.Parameter]:
+    """The flags of how a model is loaded (--model only with a kind, whose default model it shows)."""
+    return [flag(o, "load", kind.default_model if o.name == "model" and kind else None)
+            for o in LOAD.options if o.name != "model" or kind is not None]
+
+
+def generation_flags(kind: Kind) -> list[inspect.Parameter]:
+    """Every flag of `swapforward audio|panorama`: the request's options, how to load the model, where to write."""
+    request = [flag(o, kind.name) for o in kind.spec.options if o.name != "prompt"]
+    output = [flag(o, kind.name) for o in OUTPUT[kind.name].options]
+    return request + load_flags(kind) + output
+
+
+def summary(kind: Kind, result: Any, out: Path, wall: float) -> str:
+    """The line a finished generation prints."""
+    seed = seed_summary(result)
+    if kind.name == "audio":
+        return (f"{out}: {result.seconds:.2f} s of {result.method} audio at {result.sample_rate} Hz from "
+                f"{views_summary(result)}, {wall:.1f} s wall, real-time factor {wall / result.seconds:.2f}"
+                + (f", {seed}" if seed else ""))
+    w, h = result.image.size
+    return f"{out}: {w} x {h} {result.method} panorama from {views_summary(result)}, {wall:.1f} s wall" + (
+        f", {seed}" if seed else "")
+
+
+def generate(kind: Kind, prompt: str | None, given: dict[str, Any]) -> None:
+    """Check everything, load the model, generate, write, and print one summary line."""
+    with user_errors():
+        request = pick({**given, "prompt": prompt}, kind.spec)
+        load = pick(given, LOAD)
+        output = pick(given, OUTPUT[kind.name])
+        check_outputs(kind, output)
+        pipe = load_model(kind, load)
+        start = time.perf_counter()
+        result = pipe.generate(request, progress_bar=True)
+        save_result(result, output, request.prompt)
+        wall = time.perf_counter() - start
+    typer.echo(summary(kind, result, output.out, wall))
+    if kind.name == "audio" and abs(result.seconds - request.audio_length_in_s) > 0.5 / result.sample_rate:
+        typer.echo(f"note: the loop's length was rounded to {result.seconds:.3f} s (whole latent frames).")
+
+
+@command("audio", generation_flags(KINDS["audio"]))
+def audio(given: dict, prompt: Optional[str] = typer.Argument(None, help="What the audio should sound like.")) -> None:
+    """Generate long audio from a text prompt and write it as WAV or FLAC."""
+    generate(KINDS["audio"], prompt, given)
+
+
+@command("panorama", generation_flags(KINDS["panorama"]))
+def panorama(given: dict, prompt: Optional[str] = typer.Argument(None, help="What the panorama should show.")) -> None:
+    """Generate a wide (or 360-degree) panorama from a text prompt and write it as PNG, JPEG or WebP."""
+    generate(KINDS["panorama"], prompt, given)
+
+
+@command("batch", load_flags())
+def batch(
+    given: dict,
+    jobs: Path = typer.Argument(..., help="Jobs file: JSON Lines (.jsonl) or CSV (.csv), one job per line."),
+) -> None:
+    """Run many jobs, skipping those whose output exists; under `accelerate launch` each process takes its share.
+
+    A job sets any option of `swapforward audio` or `panorama` by its flag's name (seconds, steps, r_guide, ...),
+    plus prompt, out and kind; the flags here are the defaults of every job (the device is the process's).
+    """
+    from .batch import load_jobs, run_batch
+
+    with user_errors():
+        defaults = pick(given, LOAD)
+        all_jobs = load_jobs(jobs, defaults)
+    code = run_batch(all_jobs, defaults, echo=typer.echo)
+    if code:
+        raise typer.Exit(code=code)
+
+
+def analysis_flags() -> list[inspect.Parameter]:
+    """The request options the analysis takes (the kind's own apply), and how to load the model."""
+    names = ("audio_length_in_s", "window_seconds", "overlap", "num_inference_steps", "seed")
+    own = [flag(AUDIO[n], "audio") for n in names]
+    own += [flag(PANORAMA[n], "panorama") for n in ("width", "height", "view_width")]
+    return own + load_flags(KINDS["audio"])
+
+
+@command("analyze", analysis_flags())
+def analyze(
+    given: dict,
+    prompt: str = typer.Argument(..., help="What to generate while recording the latents."),
+    out_dir: Path = typer.Option(Path("analysis"), "--out-dir", "-o", help="Folder for analysis.png, .csv, .json."),
+    kind: str = typer.Option("audio", "--kind", help="audio or panorama."),
+    methods_: list[str] = typer.Option(["safa", "safa-selfloop", "md", "md-tri"], "--method", "-m",
+                                       help="Methods to compare (repeat the option)."),
+    every: int = typer.Option(10, "--every", help="Record the latent every this many steps."),
+) -> None:
+    """The paper's Fig. 2(b): the overlaps' Fourier spectrum against the non-overlap reference, per method.
+
+    Every method runs with the same seed (default 0) and the same overlap (default 0.2), so the regions match.
+    """
+    from ..evaluation.analysis import analyze as run_analysis
+
+    with user_errors():
+        if kind not in KINDS:
+            raise SwapForwardError(f"kind must be audio or panorama, got {kind!r}.")
+        if every < 1:
+            raise SwapForwardError(f"every must be a whole number >= 1, got {every}.")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SwapForwardError(f"Cannot write into {str(out_dir)!r}: it is a file.")
+        spec = SPECS[kind]
+        keys = {o.key for o in spec.options}
+        stray = [k for k in given if k not in keys and k not in {o.key for o in LOAD.options}]
+        if stray:
+            raise SwapForwardError(f"--{stray[0].replace('_', '-')} does not apply to --kind {kind}.")
+        values = {"seed": "0", "overlap": "0.2", **given, "prompt": prompt}
+        for method in methods_:
+            spec.check({**{k: v for k, v in values.items() if k in keys}, "method": method}, "cli")
+        request = pick(values, spec)
+        pipe = load_model(KINDS[kind], pick(given, LOAD))
+        result = run_analysis(pipe, request, list(methods_), every=every)
+        paths = result.save(out_dir, title=f"{kind}: {prompt}")
+    last = result.steps[-1]
+    for method, by_step in result.curves.items():
+        gap = by_step[last]["overlap"][-1] - by_step[last]["reference"][-1]
+        typer.echo(f"{method:15s} overlap - reference at pi after step {last}: {gap:+.3f}")
+    typer.echo("wrote " + ", ".join(paths))
+
+
+@app.command()
+def weights(
+    only: list[str] = typer.Option([], "--only", help="Fetch only these checkpoints (repeat the option)."),
+    folder: Optional[Path] = typer.Option(None, "--dir", help="Cache folder (default: $SWAPFORWARD_WEIGHTS or "
+                                                             "~/.cache/swapforward/weights)."),
+) -> None:
+    """Download every checkpoint the evaluation metrics need into one cache folder."""
+    from ..evaluation.weights import CHECKPOINTS, fetch
+
+    with user_errors():
+        for name in only:
+            if name not in CHECKPOINTS:
+                raise SwapForwardError(f"Unknown checkpoint {name!r}; known: {', '.join(CHECKPOINTS)}.")
+        try:
+            fetch(list(only) or None, folder, log=typer.echo)
+        except OSError as error:
+            raise SwapForwardError(f"Could not download the weights ({error}); check the network.") from None
+
+
+@command("eval", [flag(LOAD["device"], "load")])
+def evaluate(
+    given: dict,
+    generated: Path = typer.Argument(..., help="Folder of generated long outputs (audio files or panoramas)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Folder of reference clips or images."),
+    kind: str = typer.Option("audio", "--kind", help="audio or panorama."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="The prompt, for the CLAP / CLIP score."),
+    out: Path = typer.Option(Path("metrics.json"), "--out", "-o", help="JSON report."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Also a Markdown table."),
+    window_seconds: float = typer.Option(10.0, "--window-seconds", help="Audio crop length."),
+    overlap: float = typer.Option(0.2, "--overlap", help="Overlap of successive audio crops (Table 2)."),
+    step_seconds: Optional[float] = typer.Option(None, "--step-seconds", help="Fixed crop step instead (Table 5: 8)."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Panorama crop size (default: the height)."),
+    reference_model: Optional[str] = typer.Option(
+        None, "--reference-model", help="Without --reference: generate the reference set with this base model."
+    ),
+    reference_samples: int = typer.Option(500, "--reference-samples", help="Size of a generated reference set."),
+) -> None:
+    """Compute the paper's metrics for a folder of outputs and write a JSON (and Markdown) report.
+
+    The reference set is a folder (--reference) or the base model's own one-view outputs for the same prompt
+    (--reference-model, written to reference/ beside the report and reused on later runs).
+    """
+    from ..evaluation import evaluate as ev
+    from ..evaluation.features import default_audio_extractors, default_image_extractors
+    from ..files import check_output_path
+    from ..pipelines.runtime import resolve_device
+
+    with user_errors():
+        load = pick(given, LOAD)
+        if kind not in KINDS:
+            raise SwapForwardError(f"kind must be audio or panorama, got {kind!r}.")
+        check_output_path(out, {".json": "JSON"})
+        if markdown_out is not None:
+            check_output_path(markdown_out, {".md": "Markdown"})
+        quiet_libraries()
+        torch_device = str(resolve_device(load.device))
+        suffixes = ev.AUDIO_SUFFIXES if kind == "audio" else ev.IMAGE_SUFFIXES
+        files = ev.list_files(generated, suffixes)
+        references = ev.list_files(reference, suffixes) if reference is not None else None
+        if references is None and reference_model is not None:
+            if not prompt:
+                raise SwapForwardError("Generating a reference set needs the --prompt it was made for.")
+            if reference_samples < 2:
+                raise SwapForwardError(f"reference-samples must be at least 2, got {reference_samples}.")
+            base = load_model(KINDS[kind], load.replace(model=reference_model, dtype="auto", scheduler="paper"))
+            references = ev.generate_reference(
+                base, kind, prompt, out.parent / "reference", reference_samples,
+                size=window_seconds if kind == "audio" else crop,
+                progress=lambda done, total: typer.echo(f"reference {done}/{total}", err=True),
+            )
+        if kind == "audio":
+            result = ev.evaluate_audio(files, references, default_audio_extractors(torch_device), prompt,
+                                       window_seconds, overlap, step_seconds)
+        else:
+            result = ev.evaluate_panoramas(files, references, default_image_extractors(torch_device), prompt, crop)
+        results = {generated.name: result}
+        ev.write_reports(results, out, markdown_out)
+    typer.echo(ev.markdown(results), nl=False)
+
+
+@command("app", load_flags())
+def web_app(
+    given: dict,
+    audio_model: str = typer.Option(KINDS["audio"].default_model, "--audio-model",
+                                    help="Default audio model (hub id, folder)."),
+    image_model: str = typer.Option(KINDS["panorama"].default_model, "--image-model",
+                                    help="Default image model (hub id, folder)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for every interface."),
+    port: int = typer.Option(7860, "--port", help="Port to listen on."),
+    share: bool = typer.Option(False, "--share/--no-share", help="Also open a temporary public gradio.live link."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", help="Folder that keeps every result (default: a new temporary folder)."
+    ),
+) -> None:
+    """Serve the web app: long audio and panoramas from a browser (needs `pip install 'swapforward[app]'`)."""
+    from .app import Studio, build_app
+
+    with user_errors():
+        load = pick(given, LOAD)
+        if not 1 <= port <= 65535:
+            raise SwapForwardError(f"port must be between 1 and 65535, got {port}.")
+        if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
+            raise SwapForwardError(f"--output-dir {str(output_dir)!r} is a file, not a folder.")
+        quiet_libraries()
+        studio = Studio(audio_model, image_model, output_dir, load=load)
+        demo = build_app(studio)
+    typer.echo(f"results are kept in {studio.output_dir}")
+    demo.launch(server_name=host, server_port=port, share=share, allowed_paths=[str(studio.output_dir)])
+
+
+@app.command()
+def methods() -> None:
+    """List the joint-diffusion methods."""
+    for method in METHODS.values():
+        typer.echo(f"{method.name:15s} {method.summary}")
+
+
+@app.command()
+def options() -> None:
+    """Every option of a request, as a Markdown table: API argument, flag and job field, defaults, allowed values."""
+    from ..options import markdown_table
+
+    typer.echo(markdown_table())
+
+
+def _click() -> Any:
+    """click's exception classes as typer uses them (typer 0.29 and newer carry their own copy of click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line; a usage mistake (unknown flag, missing argument) is one line and exit status 2."""
+    errors = _click()
+    command_line = typer.main.get_command(app)
+    try:
+        code = command_line.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="swapforward",
+                                 standalone_mode=False)
+    except errors.NoArgsIsHelpError as error:
+        typer.echo(error.format_message())
+        sys.exit(0)
+    except errors.UsageError as error:
+        hint = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
+        typer.echo(f"error: {error.format_message().rstrip('.')}{hint}.", err=True)
+        sys.exit(2)
+    except errors.Abort:
+        typer.echo("interrupted; nothing was written.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; nothing was written.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,448 @@
+"""Every option of a request, declared once: name, type, default, range or choices, help, and the methods using it.
+
+From these declarations, and nowhere else, come the one validation of a request (`Spec.check`, run once per
+generation before any model work, every bad value one sentence), the command line's flags, the batch jobs' fields
+and the web app's inputs. Adding an option means adding one `Option` below (and using it in the pipeline).
+
+Plain frozen dataclasses, not pydantic: the checks are a few lines each, the messages must be one sentence naming
+the value the way the user typed it (`--seconds`, a job's `seconds`, the API's `audio_length_in_s`), and this module
+must import nothing heavy, so that the command line answers `--help` and bad flags without loading torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .core.methods import METHODS
+from .errors import SwapForwardError
+
+#: Seeds run from 0 to 2**64 - 1 (what torch.Generator takes); -1 asks for a random one, reported with the result.
+MAX_SEED = 2**64 - 1
+RANDOM_SEED = -1
+
+#: Where a request comes from decides how options are named in messages and whether values arrive as text.
+SOURCES = ("api", "cli", "job", "app")
+
+SWAP_METHODS = tuple(m.name for m in METHODS.values() if m.merge == "swap")
+REFERENCE_METHODS = tuple(m.name for m in METHODS.values() if m.reference)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: how it is named, typed, bounded and explained, and where it applies."""
+
+    name: str
+    """The pipelines' keyword argument (diffusers' names: num_inference_steps, guidance_scale, ...)."""
+    type: str
+    """float, int, bool, str, choice, seed or path."""
+    default: Any
+    """The default, or {kind: default} where audio and panoramas differ."""
+    help: str
+    field: str = ""
+    """The command line's flag (--field) and the batch jobs' and app's field, when shorter than `name`."""
+    minimum: float | None = None
+    maximum: float | None = None
+    above: bool = False
+    """The minimum itself is not allowed."""
+    below: bool = False
+    """The maximum itself is not allowed."""
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    """None is allowed: the default is decided later (the model's size, free memory, a random seed)."""
+    methods: tuple[str, ...] = ()
+    """The methods that use the option; empty: every method."""
+    short: str = ""
+    app: str = "more"
+    """Where the web app shows it: "main", "more" (folded away), or "" (not in the app)."""
+    metavar: str = ""
+
+    @property
+    def key(self) -> str:
+        """The field name (command line, batch jobs, app)."""
+        return self.field or self.name
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    def label(self, source: str) -> str:
+        """How a message names the option: as the user wrote it."""
+        return {"api": self.name, "cli": self.flag}.get(source, self.key)
+
+    def default_for(self, kind: str) -> Any:
+        return self.default.get(kind) if isinstance(self.default, dict) else self.default
+
+    def allowed(self) -> str:
+        """What values are allowed, in words, for help texts and messages."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.type == "seed":
+            return f"a whole number from 0 to 2^64-1, or {RANDOM_SEED} for a random one"
+        if self.type == "bool":
+            return "true or false"
+        if self.type in ("str", "path"):
+            return "text" if self.type == "str" else "a file path"
+        noun = "a whole number" if self.type == "int" else "a finite number"
+        if self.type == "float" and (self.minimum, self.maximum) == (0, 1):
+            return f"{noun} between 0 and 1" + (" (exclusive)" if self.above and self.below else "")
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f"{'>' if self.above else '>='} {_num(self.minimum)}")
+        if self.maximum is not None:
+            bounds.append(f"{'<' if self.below else '<='} {_num(self.maximum)}")
+        return " ".join([noun, " and ".join(bounds)]) if bounds else noun
+
+    def describe(self, kind: str, default: Any = None, show_default: bool = True) -> str:
+        """One line of help: what it does, which methods use it, its default."""
+        default = self.default_for(kind) if default is None else default
+        parts = [self.help.rstrip(".")]
+        if self.methods:
+            parts.append(f"{', '.join(self.methods)} only")
+        if show_default and default is not None and self.type != "bool":
+            parts.append(f"default {default}")
+        return "; ".join(parts) + "."
+
+    def convert(self, value: Any, source: str = "api") -> Any:
+        """`value` checked and converted, or one sentence saying what is allowed. Text is parsed from every
+        source but the API, where Python values are expected."""
+        label = self.label(source)
+        text = isinstance(value, str) and source != "api"
+        if value is None or (text and value.strip() == "" and self.type != "str"):
+            if self.optional:
+                return None
+            raise SwapForwardError(f"{label} needs a value: {self.allowed()}.")
+        converter = _CONVERTERS[self.type]
+        return converter(self, value, label, text)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _bad(option: Option, label: str, value: Any) -> SwapForwardError:
+    return SwapForwardError(f"{label} must be {option.allowed()}, got {value!r}.")
+
+
+def _bounded(option: Option, label: str, value: Any, number: float) -> None:
+    low, high = option.minimum, option.maximum
+    if (low is not None and (number < low or (option.above and number == low))) or (
+        high is not None and (number > high or (option.below and number == high))
+    ):
+        raise _bad(option, label, value)
+
+
+def _float(option: Option, value: Any, label: str, text: bool) -> float:
+    if isinstance(value, bool):
+        raise _bad(option, label, value)
+    try:
+        number = float(value.strip()) if text else float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _bad(option, label, value) from None
+    if not math.isfinite(number) or (isinstance(value, str) and not text):
+        raise _bad(option, label, value)
+    _bounded(option, label, value, number)
+    return number
+
+
+def _int(option: Option, value: Any, label: str, text: bool) -> int:
+    if isinstance(value, bool):
+        raise _bad(option, label, value)
+    number: Any = value
+    if text:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise _bad(option, label, value) from None
+    elif isinstance(value, float) and value.is_integer():  # browsers and JSON send 200.0
+        number = int(value)
+    if not hasattr(number, "__index__") or isinstance(number, str):
+        raise _bad(option, label, value)
+    _bounded(option, label, value, int(number))
+    return int(number)
+
+
+def _seed(option: Option, value: Any, label: str, text: bool) -> int:
+    number = _int(option, value, label, text)
+    if number != RANDOM_SEED and not 0 <= number <= MAX_SEED:
+        raise _bad(option, label, value)
+    return number
+
+
+def _bool(option: Option, value: Any, label: str, text: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if text and value.strip().lower() in ("1", "true", "yes", "y", "on"):
+        return True
+    if text and value.strip().lower() in ("0", "false", "no", "n", "off"):
+        return False
+    raise _bad(option, label, value)
+
+
+def _str(option: Option, value: Any, label: str, text: bool) -> str | None:
+    if not isinstance(value, str):
+        raise _bad(option, label, value)
+    if value.strip():
+        return value
+    if option.optional:
+        return None
+    raise SwapForwardError(f"{label} is empty; give some text.")
+
+
+def _choice(option: Option, value: Any, label: str, text: bool) -> str:
+    if isinstance(value, str) and value.strip().lower() in option.choices:
+        return value.strip().lower()
+    raise SwapForwardError(f"Unknown {label} {value!r}; use one of: {', '.join(option.choices)}.")
+
+
+def _path(option: Option, value: Any, label: str, text: bool) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise _bad(option, label, value)
+    return Path(value).expanduser()
+
+
+_CONVERTERS: dict[str, Callable[[Option, Any, str, bool], Any]] = {
+    "float": _float, "int": _int, "seed": _seed, "bool": _bool, "str": _str, "choice": _choice, "path": _path,
+}
+
+
+class Request(Mapping[str, Any]):
+    """A checked request: every option of its spec by name, read as `request.r_guide` or `request["r_guide"]`."""
+
+    def __init__(self, kind: str, values: dict[str, Any]):
+        self._kind, self._values = kind, dict(values)
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def replace(self, **changes: Any) -> Request:
+        return Request(self._kind, {**self._values, **changes})
+
+    def __repr__(self) -> str:
+        return f"Request({self._kind!r}, {self._values!r})"
+
+
+Rule = Callable[[dict[str, Any], Callable[[str], str]], None]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The options of one kind of request, and the rules that relate them (checked after each option alone)."""
+
+    kind: str
+    options: tuple[Option, ...]
+    rules: tuple[Rule, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        keys = [o.key for o in self.options] + [o.name for o in self.options if o.field]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"duplicate option names in the {self.kind} spec")
+
+    def __getitem__(self, name: str) -> Option:
+        return next(o for o in self.options if o.name == name or o.key == name)
+
+    def names(self) -> list[str]:
+        return [o.name for o in self.options]
+
+    def defaults(self) -> dict[str, Any]:
+        return {o.name: o.default_for(self.kind) for o in self.options}
+
+    def check(self, values: Mapping[str, Any], source: str = "api") -> Request:
+        """Every value checked once (missing ones take their defaults); one sentence for the first bad one.
+
+        `values` are keyed by option name (API) or field name (command line, jobs, app); unknown keys are refused.
+        """
+        by_key = {o.name if source == "api" else o.key: o for o in self.options}
+        unknown = [k for k in values if k not in by_key]
+        if unknown:
+            known = ", ".join(sorted(by_key))
+            raise SwapForwardError(f"Unknown option {unknown[0]!r} for {self.kind}; known: {known}.")
+        checked = {}
+        for key, option in by_key.items():
+            checked[option.name] = (option.convert(values[key], source) if key in values
+                                    else option.default_for(self.kind))
+        for rule in self.rules:
+            rule(checked, lambda name: self[name].label(source))
+        return Request(self.kind, checked)
+
+
+def _prompt_given(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    if values["prompt"] is None:
+        raise SwapForwardError("The prompt is empty; describe what to generate.")
+
+
+#: The paper's panorama overlaps (Table 3): SaFa's reference guidance lets it use 0.2; the baselines take 0.8.
+PANORAMA_OVERLAP = {"safa": 0.2, "safa-selfloop": 0.2, "md": 0.8, "md-tri": 0.8, "mad": 0.8, "syncd": 0.8}
+
+
+def _panorama_overlap(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    if values["overlap"] is None:
+        values["overlap"] = PANORAMA_OVERLAP[values["method"]]
+
+
+def check_multiple(label: str, value: int, multiple: int) -> None:
+    """Refuse a size that is not a multiple of `multiple` pixels, naming the nearest ones allowed."""
+    if value % multiple:
+        lower, upper = value - value % multiple, value - value % multiple + multiple
+        nearest = f"{lower} or {upper}" if lower else f"{upper}"
+        raise SwapForwardError(f"{label}={value} is not a multiple of {multiple}; use {nearest}.")
+
+
+def _panorama_sizes(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    for name in ("height", "width", "view_width"):
+        if values[name] is not None:
+            check_multiple(label(name), values[name], 8)
+    if values["view_width"] is not None and values["view_width"] > values["width"]:
+        raise SwapForwardError(
+            f"{label('view_width')}={values['view_width']} is wider than the panorama ({label('width')}="
+            f"{values['width']}); use a view width <= {values['width']} or a wider panorama."
+        )
+
+
+PROMPT = Option("prompt", "str", None, "What to generate.", optional=True, app="main")  # required by a rule
+NEGATIVE_PROMPT = Option("negative_prompt", "str", None, "What to steer away from.", optional=True, app="main")
+
+#: The joint-diffusion options every kind shares, in the order the help lists them.
+METHOD_OPTIONS = (
+    Option("method", "choice", "safa", "Joint-diffusion method.", choices=tuple(METHODS), short="-m", app="main"),
+    Option("loop", "bool", False, "Make the output a seamless loop (panoramas: 360 degrees).", app="main"),
+    Option("overlap", "float", {"audio": 0.2, "panorama": None},
+           "Overlap rate of adjacent views (panoramas default to the paper's: 0.2 for SaFa/SaFa*, else 0.8).",
+           minimum=0, maximum=1, above=True, below=True, optional=True),
+    Option("r_guide", "float", 0.3, "Fraction of the steps with the Reference-Guided Latent Swap (Eq. 10).",
+           minimum=0, maximum=1, methods=REFERENCE_METHODS),
+    Option("swap_interval", "int", 1, "Swap interval w of Eq. 9, in latent frames or columns.", minimum=1,
+           maximum=4096, methods=SWAP_METHODS),
+    Option("tail_shift", "int", 0, "SaFa+: each overlap's last N latent frames come from the right view.",
+           minimum=0, maximum=4096, methods=SWAP_METHODS),
+    Option("num_inference_steps", "int", {"audio": 200, "panorama": 50}, "Denoising steps.", field="steps",
+           minimum=1, maximum=10000),
+    Option("guidance_scale", "float", {"audio": 3.5, "panorama": 7.5}, "Classifier-free guidance scale.",
+           field="guidance", minimum=-1000, maximum=1000),
+    Option("eta", "float", 0.0, "DDIM's eta (0: deterministic).", minimum=0, maximum=1),
+    Option("view_batch_size", "int", None,
+           "Views per model call (default: as many as fit in the GPU's free memory; 8 on the CPU).",
+           minimum=1, maximum=100000, optional=True),
+    Option("seed", "seed", None, "Random seed for reproducible output; -1 draws one and reports it.",
+           minimum=RANDOM_SEED, optional=True, app="main"),
+    Option("mad_ratio", "float", 0.3, "MAD: fraction of the steps with self-attention over the whole canvas.",
+           minimum=0, maximum=1, methods=("mad",)),
+    Option("sync_weight", "float", 20.0, "SyncDiffusion: weight of the LPIPS gradient step.", minimum=0,
+           maximum=1e6, methods=("syncd",)),
+    Option("sync_decay", "float", 0.95, "SyncDiffusion: decay of the weight per step.", minimum=0, maximum=1,
+           methods=("syncd",)),
+    Option("sync_ratio", "float", 1.0, "SyncDiffusion: fraction of the steps with the gradient step.", minimum=0,
+           maximum=1, methods=("syncd",)),
+)
+
+AUDIO = Spec(
+    "audio",
+    (
+        PROMPT,
+        NEGATIVE_PROMPT,
+        Option("audio_length_in_s", "float", 24.0, "Length of the output in seconds.", field="seconds", short="-s",
+               minimum=0, above=True, maximum=86400, app="main"),
+        Option("window_seconds", "float", None, "View length in seconds (default: the model's training length).",
+               minimum=0, above=True, maximum=86400, optional=True),
+        *METHOD_OPTIONS,
+    ),
+    rules=(_prompt_given,),
+)
+
+PANORAMA = Spec(
+    "panorama",
+    (
+        PROMPT,
+        NEGATIVE_PROMPT,
+        Option("width", "int", 3200, "Panorama width in pixels.", short="-W", minimum=8, maximum=1_000_000,
+               app="main"),
+        Option("height", "int", None, "Height in pixels (default: the model's native size).", short="-H",
+               minimum=8, maximum=100_000, optional=True, app="main"),
+        Option("view_width", "int", None, "View width in pixels (default: the model's native size; the paper: 640).",
+               minimum=8, maximum=100_000, optional=True),
+        *METHOD_OPTIONS,
+    ),
+    rules=(_prompt_given, _panorama_sizes, _panorama_overlap),
+)
+
+SCHEDULER_CHOICES = ("paper", "default", "ddim", "dpm", "euler", "unipc")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _device_name(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    if not DEVICE_PATTERN.fullmatch(values["device"]):
+        raise SwapForwardError(f"Unknown {label('device')} {values['device']!r}; use auto, cpu, mps, cuda or cuda:N.")
+
+
+#: How a model is loaded: the same for the command line, batch jobs (per job) and the app (per studio).
+LOAD = Spec(
+    "load",
+    (
+        Option("model", "str", None, "Hugging Face hub id or local folder (default per kind).", optional=True),
+        Option("scheduler", "choice", "paper", "paper (DDIM; SD 3 keeps flow matching), default (the model's own), "
+               "ddim, dpm, euler or unipc.", choices=SCHEDULER_CHOICES, app=""),
+        Option("device", "str", "auto", "auto (CUDA, then MPS, then CPU), cpu, mps, cuda or cuda:N.", app=""),
+        Option("dtype", "choice", "auto", "auto (float16 on CUDA, else float32), float32, float16 or bfloat16.",
+               choices=("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"), app=""),
+        Option("compile", "bool", False, "torch.compile the denoiser (CUDA graphs on a GPU): pays for long runs and "
+               "batches, costs a compile first.", app=""),
+    ),
+    rules=(_device_name,),
+)
+
+SPECS = {"audio": AUDIO, "panorama": PANORAMA}
+
+#: Where a command line run or a batch job writes its result.
+OUTPUT = {
+    "audio": Spec("audio output", (
+        Option("out", "path", "swapforward.wav", "Output file: .wav (float32) or .flac (24-bit), by extension.",
+               short="-o", app=""),
+        Option("spectrogram", "path", None, "Also write a PNG of the mel spectrogram with the views marked.",
+               optional=True, app=""),
+    )),
+    "panorama": Spec("panorama output", (
+        Option("out", "path", "panorama.png", "Output file: .png, .jpg or .webp, by extension.", short="-o", app=""),
+    )),
+}
+
+
+def markdown_table() -> str:
+    """Every option of both kinds, as a Markdown table: the README's, and `swapforward options`."""
+    rows = ["| API argument | flag / job field | audio default | panorama default | allowed | used by | what |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    seen: dict[str, Option] = {}
+    for spec in (AUDIO, PANORAMA):
+        for option in spec.options:
+            seen.setdefault(option.name, option)
+    for name, option in seen.items():
+        defaults = []
+        for spec in (AUDIO, PANORAMA):
+            known = any(o.name == name for o in spec.options)
+            value = spec[name].default_for(spec.kind) if known else "-"
+            defaults.append("none" if value is None else f"`{value}`" if value != "-" else "-")
+        flag = "`PROMPT` (argument), `prompt`" if name == "prompt" else f"`{option.flag}`" + (
+            f", `{option.short}`" if option.short else "") + (f", `{option.key}`" if option.field else "")
+        rows.append(f"| `{name}` | {flag} | {defaults[0]} | {defaults[1]} | {option.allowed()} | "
+                    f"{', '.join(option.methods) or 'all'} | {option.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,139 @@
+"""`LongAudioPipeline`: long, optionally looping audio from AudioLDM, AudioLDM2 and Stable Audio Open."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.layout import ViewLayout
+from ..errors import SwapForwardError
+from ..files import save_spectrogram, write_audio
+from ..models import AUDIO_ADAPTERS
+from ..options import AUDIO, Request
+from .base import JointPipeline, spec_signature
+from .joint import JointResult
+from .memory import available_memory_bytes
+
+
+@dataclass
+class LongAudioOutput:
+    """What a generation returns: the waveform and everything needed to inspect or reuse it."""
+
+    audio: np.ndarray
+    """float32 waveform, (channels, samples)."""
+    sample_rate: int
+    latents: torch.Tensor
+    """Final long latent x_0, batch 1."""
+    mel_spectrogram: np.ndarray
+    """Decoded mel spectrogram, (frames, bins), covering the returned audio."""
+    layout: ViewLayout
+    method: str
+    model_calls: int
+    frame_seconds: float
+    """Seconds per latent frame (view boundaries in seconds are layout frames times this)."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.audio.shape[-1] / self.sample_rate
+
+    def overlap_spans(self) -> list[tuple[float, float]]:
+        """(start, end) in seconds of every run of frames that more than one view covers."""
+        covered = (self.layout.coverage > 1).int().tolist()
+        edges = np.flatnonzero(np.diff([0] + covered + [0]))
+        pairs = zip(edges[::2], edges[1::2], strict=True)
+        return [(lo * self.frame_seconds, min(hi * self.frame_seconds, self.seconds)) for lo, hi in pairs]
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the audio as WAV or FLAC (by extension), atomically."""
+        return str(write_audio(path, self.audio, self.sample_rate))
+
+    def save_spectrogram(self, path: str | os.PathLike, title: str = "") -> str:
+        """Write a PNG of the mel spectrogram with view starts and overlaps marked."""
+        starts = [s * self.frame_seconds for s in self.layout.starts]
+        return str(save_spectrogram(path, self.mel_spectrogram, self.seconds, starts, self.overlap_spans(), title))
+
+
+#: Host memory per output sample at the end of a run: the waveform, its cross-fade buffers, the spectrogram
+#: (fewer values than samples) and their copies, at 4 bytes each.
+_BYTES_PER_SAMPLE = 32
+
+
+class LongAudioPipeline(JointPipeline):
+    """Long-form text-to-audio by joint diffusion over window-sized views of one long latent.
+
+    Build it with `from_pretrained(model_id)` (e.g. cvssp/audioldm-s-full-v2) or `from_pipe(pipeline)` with a
+    loaded `AudioLDMPipeline`, `AudioLDM2Pipeline` or `StableAudioPipeline`, then call it with a prompt.
+    """
+
+    adapters = AUDIO_ADAPTERS
+    kind = "audio"
+    spec = AUDIO
+
+    def frames_for(self, seconds: float, loop: bool) -> tuple[int, int]:
+        """(latent frames, output samples) for `seconds` of audio; a loop's period is whole latent frames."""
+        sr, per_frame = self.adapter.sample_rate, self.adapter.frame_samples
+        samples = max(1, round(seconds * sr))
+        if loop:
+            frames = max(1, round(samples / per_frame))
+            return frames, frames * per_frame
+        return math.ceil(samples / per_frame), samples
+
+    @spec_signature(AUDIO)
+    def __call__(self, prompt: str | None = None, **arguments: Any) -> LongAudioOutput:
+        """Generate `audio_length_in_s` seconds for `prompt`.
+
+        Views are `window_seconds` long (default: the model's training length, 10.24 s for AudioLDM/AudioLDM2),
+        `overlap` (rate) apart. With `loop` the output is circular: its end continues into its start (the length is
+        rounded to whole latent frames, 40 ms for AudioLDM). A length shorter than one window is generated as a
+        single view of that length (the plain model).
+        """
+        return self.call(prompt, **arguments)
+
+    def layout(self, request: Request) -> tuple[ViewLayout, tuple[int, ...]]:
+        adapter = self.adapter
+        seconds = request.audio_length_in_s
+        per_second = _BYTES_PER_SAMPLE * adapter.sample_rate
+        available = available_memory_bytes()
+        if seconds * per_second > 0.8 * available:
+            raise SwapForwardError(
+                f"audio_length_in_s={seconds!r} needs about {seconds * per_second / 2**30:.1f} GiB of memory and "
+                f"{available / 2**30:.1f} GiB is free; ask for at most {int(0.8 * available / per_second)} s."
+            )
+        frames, _ = self.frames_for(seconds, request.loop)
+        window = self.window_frames(request)
+        if request.tail_shift >= window:
+            raise SwapForwardError(
+                f"tail_shift must be smaller than the window ({window} frames), got {request.tail_shift}."
+            )
+        layout = ViewLayout.build(frames, window, overlap=request.overlap, loop=request.loop)
+        return layout, adapter.latent_shape(frames)
+
+    def window_frames(self, request: Request) -> int:
+        """The view length in latent frames: `window_seconds`, or the model's training length."""
+        seconds = self.adapter.trained_window_seconds if request.window_seconds is None else request.window_seconds
+        return self.frames_for(seconds, False)[0]
+
+    def output(self, request: Request, layout: ViewLayout, result: JointResult, seed: int | None) -> LongAudioOutput:
+        adapter = self.adapter
+        _, samples = self.frames_for(request.audio_length_in_s, request.loop)
+        canvas = result.latents
+        audio, mel = adapter.decode(canvas, window=layout.window, loop=request.loop)
+        mel = mel[: math.ceil(samples * mel.shape[0] / audio.shape[-1])]
+        audio = audio[:, :samples]
+        return LongAudioOutput(
+            audio=np.ascontiguousarray(audio, dtype=np.float32),
+            sample_rate=adapter.sample_rate,
+            latents=canvas,
+            mel_spectrogram=mel,
+            layout=layout,
+            method=request.method,
+            model_calls=result.model_calls,
+            frame_seconds=adapter.frame_samples / adapter.sample_rate,
+            info={**result.info(), "requested_seconds": request.audio_length_in_s, "seed": seed},
+        )

@@ -1,0 +1,206 @@
+"""What the audio and panorama pipelines share: loading, wrapping, compiling and moving a diffusers pipeline, the
+diffusers-style call (options checked once by the spec, step callbacks), and the skeleton of a generation (layout,
+joint run, output) whose kind-specific steps the subclasses fill in."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ..core.layout import ViewLayout
+from ..errors import SwapForwardError
+from ..models import adapter_for, load_pipeline
+from ..options import Request, Spec
+from .joint import Generators, JointResult, generators, run_joint
+from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
+
+#: torch.compile's modes; the first two replay CUDA graphs.
+COMPILE_MODES = ("reduce-overhead", "max-autotune", "default", "max-autotune-no-cudagraphs")
+
+#: Tensors a `callback_on_step_end` may read and replace.
+CALLBACK_TENSOR_INPUTS = ("latents",)
+
+
+class JointPipeline:
+    """An adapter around a diffusers pipeline, with loading, compiling and the steps every generation takes.
+
+    Subclasses name the diffusers pipeline classes they accept (`adapters`) and their option spec (`spec`), lay out
+    a checked request's canvas (`layout`) and turn the denoised canvas into their output (`output`).
+    """
+
+    adapters: dict[str, type] = {}
+    kind: str = ""
+    spec: Spec
+
+    def __init__(self, adapter: Any):
+        self.adapter = adapter
+
+    @property
+    def pipe(self) -> Any:
+        """The wrapped diffusers pipeline."""
+        return self.adapter.pipe
+
+    @property
+    def scheduler(self) -> Any:
+        return self.adapter.pipe.scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: Any) -> None:
+        self.adapter.pipe.scheduler = scheduler
+
+    @classmethod
+    def from_pipe(cls, pipe: Any) -> Any:
+        """Wrap an already loaded diffusers pipeline (sharing its modules and keeping its scheduler)."""
+        return cls(adapter_for(pipe, cls.adapters, cls.kind))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str,
+        device: str | torch.device | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        scheduler: str = "paper",
+        compile: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Load by hub id or local folder; the device defaults to CUDA (fp16), then MPS, then the CPU (fp32).
+
+        `scheduler`: "paper" (DDIM as in the SaFa paper; flow-matching models such as SD 3 keep their own),
+        "default" (the model's own), or ddim, dpm, euler, unipc. `compile`: compile the denoiser with its default
+        mode (see `compile()`). Other keyword arguments go to diffusers.
+        """
+        check_scheduler_name(scheduler)
+        device = resolve_device(device)
+        dtype = resolve_dtype(torch_dtype, device)
+        pipe = load_pipeline(model_id, cls.adapters, torch_dtype=dtype, **kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
+        loaded = cls.from_pipe(pipe.to(device))
+        return loaded.compile() if compile else loaded
+
+    def compile(self, mode: str | None = None, **kwargs: Any) -> Any:
+        """Compile the denoiser in place with `torch.compile`, for runs that repeat one shape many times.
+
+        The default mode on CUDA is "reduce-overhead": the model is replayed from CUDA graphs, which removes the
+        per-call launch overhead that dominates small audio latents on a large GPU. Elsewhere it is torch's default.
+        Shapes are static by default (`dynamic=False`): CUDA graphs need them, and on the CPU inductor's
+        dynamic-shape kernels ran 30x slower than eager here. So every new batch shape compiles first (seconds to
+        minutes), and past torch's recompile limit (8) new shapes run eagerly. Results equal eager ones up to rounding.
+        """
+        kwargs.setdefault("dynamic", False)
+        if mode is None and self.adapter.device.type == "cuda":
+            mode = "reduce-overhead"
+        if mode is not None and mode not in COMPILE_MODES:
+            raise SwapForwardError(f"Unknown compile mode {mode!r}; use one of: {', '.join(COMPILE_MODES)}.")
+        self.adapter.denoiser_module.compile(mode=mode, **kwargs)
+        return self
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Any:
+        self.adapter.pipe.to(device, dtype) if dtype is not None else self.adapter.pipe.to(device)
+        return self
+
+    def call(
+        self,
+        prompt: Any = None,
+        *,
+        generator: Generators = None,
+        latents: torch.Tensor | None = None,
+        callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+        callback_on_step_end: Callable[[Any, int, torch.Tensor, dict], dict | None] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = CALLBACK_TENSOR_INPUTS,
+        progress_bar: bool = True,
+        lpips: torch.nn.Module | None = None,
+        **options: Any,
+    ) -> Any:
+        """What `__call__` does: check the options with the spec (once), then generate.
+
+        `seed` or `generator` (one, or a list with one per canvas) fix the noise; `latents` replaces the initial
+        canvas noise. `callback(step, t, latents)` or diffusers' `callback_on_step_end(pipe, step, t,
+        callback_kwargs)` (whose returned "latents" replace the canvas) run after every step; `lpips` is
+        SyncDiffusion's perceptual network (default: VGG LPIPS).
+        """
+        request = self.spec.check({"prompt": prompt, **options})
+        hook = self.step_callback(callback, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        return self.generate(request, generator=generator, latents=latents, callback=hook, progress_bar=progress_bar,
+                             lpips=lpips)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        request: Request,
+        *,
+        generator: Generators = None,
+        latents: torch.Tensor | None = None,
+        callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
+        progress_bar: bool = True,
+        lpips: torch.nn.Module | None = None,
+    ) -> Any:
+        """Generate a request already checked by this pipeline's spec (what `__call__` and the front ends do): the
+        model-dependent checks and the layout, the joint loop, the output."""
+        layout, canvas_shape = self.layout(request)
+        generator, seed = generators(generator, request.seed)
+        result = run_joint(self.adapter, request, layout, canvas_shape, generator=generator, latents=latents,
+                           callback=callback, progress_bar=progress_bar, lpips=lpips)
+        return self.output(request, layout, result, seed)
+
+    def layout(self, request: Request) -> tuple[ViewLayout, tuple[int, ...]]:
+        """The views and the canvas shape for `request`, after the checks that need the model."""
+        raise NotImplementedError
+
+    def output(self, request: Request, layout: ViewLayout, result: JointResult, seed: int | None) -> Any:
+        """The denoised canvas decoded into the pipeline's output."""
+        raise NotImplementedError
+
+    def step_callback(
+        self,
+        callback: Callable[[int, torch.Tensor, torch.Tensor], Any] | None,
+        callback_on_step_end: Callable[[Any, int, torch.Tensor, dict], dict | None] | None,
+        tensor_inputs: Sequence[str],
+    ) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None:
+        """One per-step hook from the old `callback(step, t, latents)` and diffusers'
+        `callback_on_step_end(pipe, step, timestep, callback_kwargs)`, whose returned "latents" replace the canvas."""
+        unknown = [name for name in tensor_inputs if name not in CALLBACK_TENSOR_INPUTS]
+        if unknown:
+            raise SwapForwardError(
+                f"callback_on_step_end_tensor_inputs may name {', '.join(CALLBACK_TENSOR_INPUTS)}, got {unknown[0]!r}."
+            )
+        if callback is None and callback_on_step_end is None:
+            return None
+
+        def on_step(k: int, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor | None:
+            if callback is not None:
+                callback(k, t, latents)
+            if callback_on_step_end is None:
+                return None
+            returned = callback_on_step_end(self, k, t, {name: latents for name in tensor_inputs}) or {}
+            return returned.get("latents")
+
+        return on_step
+
+
+def spec_signature(spec: Spec) -> Callable[[Callable], Callable]:
+    """Give a pipeline's `__call__(self, prompt, **arguments)` the signature and docstring of every option of `spec`
+    and of `JointPipeline.call`'s run arguments, so that `help()`, `inspect.signature` and IDEs list them with their
+    defaults although they are declared once, in `swapforward.options`."""
+
+    def decorate(func: Callable) -> Callable:
+        own = inspect.signature(func)
+        head = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        run = [p for p in inspect.signature(JointPipeline.call).parameters.values()
+               if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        options = [
+            inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default_for(spec.kind))
+            for o in spec.options if o.name != "prompt"
+        ]
+        func.__signature__ = own.replace(parameters=head + options + run)
+        lines = [f"    {o.name} ({o.default_for(spec.kind)!r}): {o.describe(spec.kind, show_default=False)}"
+                 for o in spec.options]
+        run_doc = inspect.cleandoc(JointPipeline.call.__doc__).split("\n\n", 1)[1]
+        func.__doc__ = (f"{inspect.cleandoc(func.__doc__ or '')}\n\n{run_doc}\n\nOptions (swapforward.options):\n"
+                        + "\n".join(lines))
+        return func
+
+    return decorate

@@ -1,0 +1,68 @@
+"""The denoiser the joint loop calls: the adapter's model with its conditioning, counted, safe under CUDA graphs, and
+fed in batches that fit the device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..core.sampler import Denoiser
+from ..errors import SwapForwardError
+from .memory import DeviceMemory, fit_in_memory, fixed_batches
+
+
+@dataclass
+class CallCount:
+    """What the denoiser did over a run."""
+
+    calls: int = 0
+    """Forward calls (each holds a batch of views, doubled for guidance)."""
+    evaluations: int = 0
+    """Views (and reference views) evaluated over all calls: the work, whatever the batching."""
+    largest: int = 0
+    """The most views one call held: what bounds the denoiser's memory."""
+
+
+def counted_model(
+    adapter: Any, cond: dict[str, torch.Tensor], guidance_scale: float, count: CallCount
+) -> Denoiser:
+    """`adapter.denoise` with the run's conditioning, counting its calls into `count`.
+
+    A compiled denoiser may replay CUDA graphs, whose outputs live in memory that the next call overwrites: each call
+    then marks a new graph step and copies its output out.
+    """
+    compiled = adapter.compiled
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        count.calls += 1
+        count.evaluations += x.shape[0]
+        count.largest = max(count.largest, x.shape[0])
+        if not compiled:
+            return adapter.denoise(x, t, cond, guidance_scale)
+        torch.compiler.cudagraph_mark_step_begin()
+        try:
+            return adapter.denoise(x, t, cond, guidance_scale).clone()
+        except torch._dynamo.exc.BackendCompilerFailed as error:
+            raise compile_failed(error) from None
+
+    return model
+
+
+def batched(model: Denoiser, device: torch.device, view_batch_size: int | None, one_call: str | None) -> Denoiser:
+    """Batching policy: one call for everything when a baseline needs it (`one_call` says why), the user's fixed
+    `view_batch_size`, or batches sized from the device's free memory."""
+    if one_call:
+        return fixed_batches(model, one_call)
+    if view_batch_size:
+        return fixed_batches(model, "use a smaller view_batch_size, or none to size batches from free memory.")
+    return fit_in_memory(model, DeviceMemory.of(device))
+
+
+def compile_failed(error: Exception) -> SwapForwardError:
+    """torch.compile's failure (no C++ compiler, an unsupported GPU, ...) as one sentence."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = (lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__).rstrip(".")
+    return SwapForwardError(f"torch.compile could not compile the denoiser ({reason}); run without compiling.")
+
