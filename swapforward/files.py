@@ -28,15 +28,26 @@ def check_output_path(path: str | os.PathLike, formats: dict[str, str]) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise SwapForwardError(f"Cannot write {str(path)!r}: folder {str(folder)!r} does not exist.")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if path.exists() and not os.access(path, os.W_OK):
         raise SwapForwardError(f"Cannot write {str(path)!r}: permission denied.")
+    try:  # the only sure test (root passes os.access; /proc and read-only mounts refuse files anyway)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        message = f"Cannot write {str(path)!r}: the folder does not accept new files ({reason})."
+        raise SwapForwardError(message) from None
     return path
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`: never a partial file."""
     path = Path(path).expanduser()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent or ".")
+    except OSError as error:
+        raise SwapForwardError(f"Cannot write {str(path)!r}: {error.strerror or error}.") from None
     os.close(fd)
     try:
         write(Path(tmp))
@@ -44,6 +55,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as error:
+        raise SwapForwardError(f"Cannot write {str(path)!r}: {error.strerror or error}.") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

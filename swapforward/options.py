@@ -218,7 +218,8 @@ class Request(Mapping[str, Any]):
         self._kind, self._values = kind, dict(values)
 
     @property
-    def kind(self) -> str:
+    def spec_kind(self) -> str:
+        """Which spec checked it (audio, panorama, load, ...); options are read by name, `kind` included."""
         return self._kind
 
     def __getitem__(self, name: str) -> Any:
@@ -387,6 +388,8 @@ PANORAMA = Spec(
 )
 
 SCHEDULER_CHOICES = ("paper", "default", "ddim", "dpm", "euler", "unipc")
+#: The model each kind loads when none is named.
+DEFAULT_MODELS = {"audio": "cvssp/audioldm-s-full-v2", "panorama": "stabilityai/stable-diffusion-2-base"}
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -425,6 +428,48 @@ OUTPUT = {
         Option("out", "path", "panorama.png", "Output file: .png, .jpg or .webp, by extension.", short="-o", app=""),
     )),
 }
+
+
+def _kind_choice(help_text: str) -> Option:
+    return Option("kind", "choice", "audio", help_text, choices=("audio", "panorama"), app="")
+
+
+#: The other commands' options, declared and checked the same way.
+ANALYZE = Spec("analyze", (
+    _kind_choice("What to analyse: audio or panorama."),
+    Option("out_dir", "path", "analysis", "Folder for analysis.png, .csv and .json.", short="-o", app=""),
+    Option("every", "int", 10, "Record the latent every this many steps.", minimum=1, maximum=10000, app=""),
+))
+
+EVALUATE = Spec("eval", (
+    _kind_choice("What the folder holds: audio or panorama."),
+    Option("reference", "path", None, "Folder of reference clips or images.", optional=True, app=""),
+    Option("prompt", "str", None, "The prompt, for the CLAP / CLIP score.", optional=True, app=""),
+    Option("out", "path", "metrics.json", "JSON report.", short="-o", app=""),
+    Option("markdown", "path", None, "Also a Markdown table.", optional=True, app=""),
+    Option("window_seconds", "float", 10.0, "Audio crop length in seconds.", minimum=0, above=True, maximum=3600,
+           app=""),
+    Option("overlap", "float", 0.2, "Overlap rate of successive audio crops (Table 2).", minimum=0, maximum=1,
+           below=True, app=""),
+    Option("step_seconds", "float", None, "A fixed crop step in seconds instead (Table 5: 8).", minimum=0,
+           above=True, maximum=3600, optional=True, app=""),
+    Option("crop", "int", None, "Panorama crop size in pixels (default: the height).", minimum=8, maximum=100_000,
+           optional=True, app=""),
+    Option("reference_model", "str", None, "Without --reference: make the reference set with this base model.",
+           optional=True, app=""),
+    Option("reference_samples", "int", 500, "Size of a generated reference set.", minimum=2, maximum=1_000_000,
+           app=""),
+))
+
+SERVE = Spec("app", (
+    Option("audio_model", "str", DEFAULT_MODELS["audio"], "Default audio model (hub id or folder).", app=""),
+    Option("image_model", "str", DEFAULT_MODELS["panorama"], "Default image model (hub id or folder).", app=""),
+    Option("host", "str", "127.0.0.1", "Address to listen on; 0.0.0.0 for every interface.", app=""),
+    Option("port", "int", 7860, "Port to listen on.", minimum=1, maximum=65535, app=""),
+    Option("share", "bool", False, "Also open a temporary public gradio.live link.", app=""),
+    Option("output_dir", "path", None, "Folder that keeps every result (default: a new temporary folder).",
+           optional=True, app=""),
+))
 
 
 def markdown_table() -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .files import AUDIO_FORMATS, PANORAMA_FORMATS
-from .options import AUDIO, PANORAMA, Spec
+from .options import AUDIO, DEFAULT_MODELS, PANORAMA, Spec
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class Kind:
 
 
 KINDS = {
-    "audio": Kind("audio", "swapforward.pipelines.audio:LongAudioPipeline", "cvssp/audioldm-s-full-v2", AUDIO,
+    "audio": Kind("audio", "swapforward.pipelines.audio:LongAudioPipeline", DEFAULT_MODELS["audio"], AUDIO,
                   AUDIO_FORMATS, "swapforward.wav"),
-    "panorama": Kind("panorama", "swapforward.pipelines.panorama:PanoramaPipeline",
-                     "stabilityai/stable-diffusion-2-base", PANORAMA, PANORAMA_FORMATS, "panorama.png"),
+    "panorama": Kind("panorama", "swapforward.pipelines.panorama:PanoramaPipeline", DEFAULT_MODELS["panorama"],
+                     PANORAMA, PANORAMA_FORMATS, "panorama.png"),
 }

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -61,4 +62,26 @@ def test_analyze_panorama_and_bad_input(tiny_sd_dir, tmp_path):
                                   "--out-dir", str(tmp_path / "p")])
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(app, ["analyze", "x", "--kind", "video", "--out-dir", str(tmp_path / "v")])
-    assert bad.exit_code == 2 and "kind must be audio or panorama, got 'video'." in bad.stderr
+    assert bad.exit_code == 2 and "Unknown --kind 'video'; use one of: audio, panorama." in bad.stderr
+
+
+@pytest.mark.parametrize("width", [72, 96, 128, 136])
+def test_small_panoramas_have_both_regions(sd, width, tmp_path):
+    from swapforward import PanoramaPipeline
+    from swapforward.evaluation.analysis import analyze
+
+    result = analyze(PanoramaPipeline.from_pipe(sd), "x", ["safa", "md"], every=1, height=64, width=width,
+                     view_width=64, num_inference_steps=2, overlap=0.2, seed=0)
+    assert all(set(by_step[2]) == {"overlap", "reference"} for by_step in result.curves.values())
+    paths = result.save(tmp_path)
+    assert all(os.path.exists(p) for p in paths)
+
+
+def test_a_layout_without_a_reference_region_is_one_sentence(tiny_sd_dir, tmp_path):
+    result = CliRunner().invoke(app, ["analyze", "x", "--kind", "panorama", "--width", "80", "--view-width", "64",
+                                      "--model", tiny_sd_dir,
+                                      "--height", "64", "--overlap", "0.9", "--loop", "--steps", "1",
+                                      "--out-dir", str(tmp_path / "a")])
+    assert result.exit_code == 2, result.output
+    assert "error: The layout has no frames that only one view covers" in result.stderr
+    assert not (tmp_path / "a").exists()

@@ -117,7 +117,7 @@ def test_the_served_page_makes_audio_and_reports_mistakes(studio):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--port", "0"], "port must be between 1 and 65535, got 0."),
+        (["--port", "0"], "--port must be a whole number >= 1 and <= 65535, got '0'."),
         (["--device", "tpu"], "device"),
         (["--scheduler", "fast"], "scheduler"),
     ],

@@ -45,13 +45,12 @@ def guided_eps(pipe, x, t, embeds, scale=3.5):
     return uncond + scale * (text - uncond)
 
 
-def plain_multidiffusion(pipe, frames, window, stride, steps, seed):
+def plain_multidiffusion(pipe, frames, window, starts, steps, seed):
     """MultiDiffusion as its paper writes it: every view has its own scheduler; overlaps are averaged."""
     embeds = pipe._encode_prompt(PROMPT, "cpu", 1, True, None)
     scheduler = copy.deepcopy(pipe.scheduler)
     scheduler.set_timesteps(steps)
     x = randn_tensor((1, 4, frames, 8), generator=generator(seed)) * scheduler.init_noise_sigma
-    starts = list(range(0, frames - window, stride)) + [frames - window]
     schedulers = [copy.deepcopy(scheduler) for _ in starts]
     for t in scheduler.timesteps:
         value, count = torch.zeros_like(x), torch.zeros_like(x)
@@ -72,8 +71,8 @@ def test_md_equals_plain_per_view_multidiffusion(audioldm, scheduler_cls):
     long = LongAudioPipeline.from_pipe(pipe)
     out = long(PROMPT, audio_length_in_s=0.15, window_seconds=WINDOW_S, method="md", overlap=0.5,
                num_inference_steps=5, seed=3, view_batch_size=1, progress_bar=False)
-    expected = plain_multidiffusion(pipe, frames=75, window=32, stride=16, steps=5, seed=3)
-    assert out.layout.starts == (0, 16, 32, 43)
+    expected = plain_multidiffusion(pipe, frames=75, window=32, starts=(0, 14, 29, 43), steps=5, seed=3)
+    assert out.layout.starts == (0, 14, 29, 43), "the fewest views with overlap >= 16 frames, evenly spread"
     assert torch.equal(out.latents, expected)
 
 
@@ -85,11 +84,12 @@ def plain_safa(pipe, frames, window, stride, steps, seed, r_guide, loop):
     gen = generator(seed)
     x = randn_tensor((1, 4, frames, 8), generator=gen) * scheduler.init_noise_sigma
     ref = randn_tensor((1, 4, window, 8), generator=gen) * scheduler.init_noise_sigma
-    if loop:
+    if loop:  # the fewest views whose overlaps are all >= window - stride, spread evenly (halves rounded up)
         n = -(-frames // stride)
-        starts = [round(i * frames / n) for i in range(n)]
+        starts = [int(i * frames / n + 0.5) for i in range(n)]
     else:
-        starts = list(range(0, frames - window, stride)) + [frames - window]
+        n = -(-(frames - window) // stride) + 1
+        starts = [int(i * (frames - window) / (n - 1) + 0.5) for i in range(n)]
     frames_of = [[(s + o) % frames for o in range(window)] for s in starts]
     guide = round(r_guide * steps)
     for k, t in enumerate(scheduler.timesteps):

@@ -162,3 +162,87 @@ def test_scheduler_choice_follows_the_paper_unless_asked_otherwise():
     assert isinstance(make_scheduler("unipc", pndm), UniPCMultistepScheduler)
     with pytest.raises(SwapForwardError, match="has no DDPM noise schedule"):
         make_scheduler("ddim", flow)
+
+
+BAD_VALUES = ["abc", "-1", "0", "nan", "inf", "", "1e309", "99999999999999999999", "2.5"]
+
+
+def guarded_commands(tmp_path):
+    """Each command with arguments that make it stop with one sentence after its options are checked (a missing
+    model, folder or file), so that every option can be fed bad values without running a model."""
+    missing = str(tmp_path / "no-such-model")
+    return {
+        "audio": ["audio", "rain", "--model", missing, "--out", str(tmp_path / "a.wav")],
+        "panorama": ["panorama", "x", "--model", missing, "--out", str(tmp_path / "p.png")],
+        "analyze": ["analyze", "x", "--model", missing, "--out-dir", str(tmp_path / "analysis")],
+        "batch": ["batch", str(tmp_path / "no-such-jobs.jsonl")],
+        "eval": ["eval", str(tmp_path / "no-such-folder"), "--out", str(tmp_path / "m.json")],
+        "app": ["app"],
+        "weights": ["weights", "--only", "no-such-checkpoint"],
+    }
+
+
+def test_every_option_of_every_command_answers_a_bad_value_in_one_sentence(tmp_path, capsys, monkeypatch):
+    """Wrong types, out of range, non-finite, empty and huge values, for every flag of every command, in-process."""
+    import typer
+
+    from swapforward.frontends import app as web
+    from swapforward.frontends.cli import main
+    from swapforward.options import ANALYZE, AUDIO, EVALUATE, LOAD, OUTPUT, PANORAMA, SERVE
+
+    def stop(*args, **kwargs):
+        raise SwapForwardError("stopped before serving")
+
+    monkeypatch.setattr(web, "build_app", stop)
+    specs = {"audio": (AUDIO, LOAD, OUTPUT["audio"]), "panorama": (PANORAMA, LOAD, OUTPUT["panorama"]),
+             "analyze": (ANALYZE, PANORAMA, AUDIO, LOAD), "eval": (EVALUATE, LOAD), "app": (SERVE, LOAD)}
+    command_line = typer.main.get_command(app)
+    checked = 0
+    for name, base in guarded_commands(tmp_path).items():
+        for param in command_line.commands[name].params:
+            flags = [f for f in param.opts if f.startswith("--")]
+            if param.param_type_name != "option" or param.is_flag or not flags or flags[0] == "--help":
+                continue
+            for value in BAD_VALUES:
+                with pytest.raises(SystemExit) as exit_info:
+                    main([*base, flags[0], value])
+                err = capsys.readouterr().err
+                lines = [line for line in err.splitlines() if line.strip() and not line.startswith("note:")]
+                assert exit_info.value.code == 2, (name, flags[0], value, err)
+                assert len(lines) == 1 and lines[0].startswith("error: "), (name, flags[0], value, err)
+                declared = {o.flag: o for spec in specs.get(name, ()) for o in spec.options}
+                option = declared.get(flags[0])
+                if option is not None:
+                    try:
+                        option.convert(value, "cli")
+                    except SwapForwardError:
+                        assert flags[0] in lines[0], (name, flags[0], value, lines[0])
+                checked += 1
+    assert checked > 400
+    assert not list(tmp_path.glob("*.wav")) and not list(tmp_path.glob("*.png"))
+
+
+def test_an_output_folder_that_refuses_files_is_found_before_any_model_work(tmp_path, capsys):
+    from swapforward.frontends.cli import main
+
+    for target in ("/proc/x.wav", "/sys/x.wav"):
+        with pytest.raises(SystemExit) as info:
+            main(["audio", "rain", "--out", target, "--model", str(tmp_path / "never-loaded")])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.startswith(f"error: Cannot write '{target}': the folder does not accept")
+        assert err.count("\n") == 1
+
+
+def test_half_precision_on_the_cpu_runs_with_a_note(tiny_model_dir, tmp_path):
+    out = tmp_path / "half.wav"
+    result = run("audio", "rain", "--model", tiny_model_dir, "--out", out, "--dtype", "float16", "--device", "cpu",
+                 "--seconds", "0.05", "--steps", "1")
+    assert result.exit_code == 0, result.output
+    assert "note: float16 on the CPU runs several times slower than float32" in result.stderr and out.exists()
+
+
+def test_weights_dir_that_is_a_file_is_named(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    result = run("weights", "--dir", path)
+    assert result.exit_code == 2 and f"--dir '{path}' is a file, not a folder." in result.stderr

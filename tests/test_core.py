@@ -31,11 +31,31 @@ def owners(layout, weights):
 # --- layout -------------------------------------------------------------------------------------------------
 
 
-def test_layout_covers_every_frame_and_aligns_last_view_to_end():
+def test_layout_spreads_the_fewest_views_evenly_from_start_to_end():
     layout = ViewLayout.build(100, 32, overlap=0.2)
-    assert layout.starts == (0, 26, 52, 68)
+    assert layout.starts == (0, 23, 45, 68)
     assert layout.indices[-1, -1].item() == 99
     assert (layout.coverage >= 1).all()
+    assert ViewLayout.build(30, 16, overlap=0.2).starts == (0, 7, 14), "not (0, 13, 14): no near-duplicate view"
+    assert ViewLayout.build(320, 64, overlap=0.2).starts == (0, 43, 85, 128, 171, 213, 256)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_every_overlap_is_alike_and_at_least_the_requested_one(loop):
+    for window in (1, 2, 3, 8, 16, 32, 64, 80):
+        for overlap in (0.05, 0.2, 0.5, 0.8, 0.875, 0.95):
+            for length in range(window + 1, 4 * window + 40, 3):
+                layout = ViewLayout.build(length, window, overlap=overlap, loop=loop)
+                stride = max(1, min(window - 1, round(window * (1 - overlap)))) if window > 1 else 1
+                starts = list(layout.starts) + ([length] if loop else [])
+                gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+                if not loop:
+                    assert layout.starts[0] == 0 and layout.starts[-1] == length - layout.window
+                    assert len(gaps) == max(1, -(-(length - window) // stride))  # the fewest views
+                assert max(gaps) - min(gaps) <= 1, (length, window, overlap, layout.starts)
+                assert max(gaps) <= stride, "every overlap at least the requested one"
+                assert int(layout.coverage.max()) <= -(-layout.window // min(gaps)), "no frame in extra views"
+                assert (layout.coverage >= 1).all()
 
 
 def test_layout_stride_and_overlap_agree():

@@ -34,10 +34,11 @@ class ViewLayout:
     ) -> ViewLayout:
         """Cover `length` frames with views of `window` frames, `overlap` (rate) or `stride` (frames) apart.
 
-        Without loop: views start every `stride` frames and the last one is aligned to the end, so every
-        frame is covered; a canvas no longer than the window is one view of the canvas's own length.
-        With loop: n = ceil(length / stride) views are spread evenly round the circle (starts round(i*length/n)),
-        so every overlap, the wrap-around one included, is at least window - stride frames wide.
+        The fewest views whose neighbours overlap by at least `window - stride` frames, spread evenly: without loop
+        n = ceil((length - window) / stride) + 1 views start at round(i * (length - window) / (n - 1)), the first at
+        0 and the last at the end, so every overlap is within one frame of the others and none is a near-duplicate.
+        With loop, n = ceil(length / stride) views are spread evenly round the circle (starts round(i * length / n)),
+        the wrap-around overlap included. A canvas no longer than the window is one view of the canvas's own length.
         """
         if length < 1 or window < 1:
             raise ValueError(f"length and window must be >= 1 frame, got {length} and {window}")
@@ -53,13 +54,11 @@ class ViewLayout:
             window = min(window, length)
             stride = min(stride, max(1, window - 1)) if length > 1 else 1
             n = max(2, math.ceil(length / stride)) if length > 1 else 1
-            starts = tuple(round(i * length / n) for i in range(n))
-            return cls(length=length, window=window, starts=starts, loop=True)
+            return cls(length=length, window=window, starts=_spread(length, n, 0), loop=True)
         if length <= window:
             return cls(length=length, window=length, starts=(0,), loop=False)
         n = math.ceil((length - window) / stride) + 1
-        starts = tuple(min(i * stride, length - window) for i in range(n))
-        return cls(length=length, window=window, starts=starts, loop=False)
+        return cls(length=length, window=window, starts=_spread(length - window, n - 1, 1), loop=False)
 
     @property
     def num_views(self) -> int:
@@ -86,3 +85,9 @@ class ViewLayout:
         (B, ..., length, ...) -> (B * num_views, ..., window, ...)."""
         idx = self.indices.to(canvas.device)
         return torch.stack([canvas.index_select(axis, idx[i]) for i in range(self.num_views)], dim=1).flatten(0, 1)
+
+
+def _spread(span: int, parts: int, closed: int) -> tuple[int, ...]:
+    """parts + closed starts at round(i * span / parts) (halves up), i = 0 .. parts - 1 + closed: evenly spread, so
+    neighbours differ by floor or ceil of span / parts."""
+    return tuple((2 * i * span + parts) // (2 * parts) for i in range(parts + closed))

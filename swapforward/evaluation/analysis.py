@@ -47,14 +47,20 @@ def region_patches(canvas: torch.Tensor, layout: ViewLayout, axis: int) -> dict[
     covered = (layout.coverage > 1).int().tolist()
     edges = np.flatnonzero(np.diff([0] + covered + [0]))
     overlaps = [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2], strict=False)]
-    width = min(hi - lo for lo, hi in overlaps)
+    middles = [m for m in (layout.indices[i][layout.middle[i]].tolist() for i in range(layout.num_views))
+               if m and m == list(range(m[0], m[0] + len(m)))]
+    if not overlaps or not middles:
+        raise SwapForwardError(
+            "The layout has no " + ("overlaps" if not overlaps else "frames that only one view covers (the reference "
+                                    "region)") + " to analyse; ask for a longer output or a smaller overlap."
+        )
+    width = min(min(hi - lo for lo, hi in overlaps), max(len(m) for m in middles))  # patches fit both regions
     patches: dict[str, list[torch.Tensor]] = {"overlap": [], "reference": []}
     for lo, hi in overlaps:
         start = lo + (hi - lo - width) // 2
         patches["overlap"].append(canvas[0].narrow(axis - 1 if axis > 0 else axis, start, width))
-    for i in range(layout.num_views):
-        middle = layout.indices[i][layout.middle[i]].tolist()
-        if len(middle) >= width and middle == list(range(middle[0], middle[0] + len(middle))):
+    for middle in middles:
+        if len(middle) >= width:
             start = middle[0] + (len(middle) - width) // 2
             patches["reference"].append(canvas[0].narrow(axis - 1 if axis > 0 else axis, start, width))
     return patches
@@ -165,8 +171,6 @@ def analyze(
         if steps_total[0] not in recorded:
             recorded[steps_total[0]] = out.latents.detach().float().cpu()
         layout = out.layout
-        if not (layout.coverage > 1).any():
-            raise SwapForwardError("The layout has no overlaps to analyse; ask for an output longer than one view.")
         curves = {}
         for step, canvas in sorted(recorded.items()):
             patches = region_patches(canvas, layout, axis % canvas.ndim)

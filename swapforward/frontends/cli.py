@@ -21,7 +21,7 @@ import typer
 
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
-from ..options import AUDIO, LOAD, OUTPUT, PANORAMA, SPECS, Option, Request, Spec
+from ..options import ANALYZE, AUDIO, EVALUATE, LOAD, OUTPUT, PANORAMA, SERVE, SPECS, Option, Request, Spec
 from ..registry import KINDS, Kind
 from .common import check_outputs, load_model, quiet_libraries, save_result
 from .summary import seed_summary, views_summary
@@ -173,22 +173,20 @@ def batch(
 
 
 def analysis_flags() -> list[inspect.Parameter]:
-    """The request options the analysis takes (the kind's own apply), and how to load the model."""
-    names = ("audio_length_in_s", "window_seconds", "overlap", "num_inference_steps", "seed")
-    own = [flag(AUDIO[n], "audio") for n in names]
-    own += [flag(PANORAMA[n], "panorama") for n in ("width", "height", "view_width")]
+    """The analysis's own options, the request options it takes (each kind's own apply), and how to load."""
+    names = ("audio_length_in_s", "window_seconds", "overlap", "loop", "num_inference_steps", "seed")
+    own = [flag(o, "analyze") for o in ANALYZE.options]
+    own += [flag(AUDIO[n], "audio") for n in names] + [flag(PANORAMA[n], "panorama") for n in ("width", "height",
+                                                                                                "view_width")]
     return own + load_flags(KINDS["audio"])
 
 
 @command("analyze", analysis_flags())
 def analyze(
     given: dict,
-    prompt: str = typer.Argument(..., help="What to generate while recording the latents."),
-    out_dir: Path = typer.Option(Path("analysis"), "--out-dir", "-o", help="Folder for analysis.png, .csv, .json."),
-    kind: str = typer.Option("audio", "--kind", help="audio or panorama."),
+    prompt: Optional[str] = typer.Argument(None, help="What to generate while recording the latents."),
     methods_: list[str] = typer.Option(["safa", "safa-selfloop", "md", "md-tri"], "--method", "-m",
                                        help="Methods to compare (repeat the option)."),
-    every: int = typer.Option(10, "--every", help="Record the latent every this many steps."),
 ) -> None:
     """The paper's Fig. 2(b): the overlaps' Fourier spectrum against the non-overlap reference, per method.
 
@@ -197,24 +195,21 @@ def analyze(
     from ..evaluation.analysis import analyze as run_analysis
 
     with user_errors():
-        if kind not in KINDS:
-            raise SwapForwardError(f"kind must be audio or panorama, got {kind!r}.")
-        if every < 1:
-            raise SwapForwardError(f"every must be a whole number >= 1, got {every}.")
-        if out_dir.exists() and not out_dir.is_dir():
-            raise SwapForwardError(f"Cannot write into {str(out_dir)!r}: it is a file.")
-        spec = SPECS[kind]
+        own = pick(given, ANALYZE)
+        if own.out_dir.exists() and not own.out_dir.is_dir():
+            raise SwapForwardError(f"Cannot write into {str(own.out_dir)!r}: it is a file.")
+        spec = SPECS[own.kind]
         keys = {o.key for o in spec.options}
-        stray = [k for k in given if k not in keys and k not in {o.key for o in LOAD.options}]
+        stray = [k for k in given if k not in keys | {o.key for o in (*LOAD.options, *ANALYZE.options)}]
         if stray:
-            raise SwapForwardError(f"--{stray[0].replace('_', '-')} does not apply to --kind {kind}.")
-        values = {"seed": "0", "overlap": "0.2", **given, "prompt": prompt}
+            raise SwapForwardError(f"--{stray[0].replace('_', '-')} does not apply to --kind {own.kind}.")
+        values = {"seed": "0", "overlap": "0.2", **{k: v for k, v in given.items() if k in keys}, "prompt": prompt}
         for method in methods_:
-            spec.check({**{k: v for k, v in values.items() if k in keys}, "method": method}, "cli")
+            pick({**values, "method": method}, spec)
         request = pick(values, spec)
-        pipe = load_model(KINDS[kind], pick(given, LOAD))
-        result = run_analysis(pipe, request, list(methods_), every=every)
-        paths = result.save(out_dir, title=f"{kind}: {prompt}")
+        pipe = load_model(KINDS[own.kind], pick(given, LOAD))
+        result = run_analysis(pipe, request, list(methods_), every=own.every)
+        paths = result.save(own.out_dir, title=f"{own.kind}: {request.prompt}")
     last = result.steps[-1]
     for method, by_step in result.curves.items():
         gap = by_step[last]["overlap"][-1] - by_step[last]["reference"][-1]
@@ -235,29 +230,18 @@ def weights(
         for name in only:
             if name not in CHECKPOINTS:
                 raise SwapForwardError(f"Unknown checkpoint {name!r}; known: {', '.join(CHECKPOINTS)}.")
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise SwapForwardError(f"--dir {str(folder)!r} is a file, not a folder.")
         try:
             fetch(list(only) or None, folder, log=typer.echo)
         except OSError as error:
             raise SwapForwardError(f"Could not download the weights ({error}); check the network.") from None
 
 
-@command("eval", [flag(LOAD["device"], "load")])
+@command("eval", [flag(o, "eval") for o in EVALUATE.options] + [flag(LOAD["device"], "load")])
 def evaluate(
     given: dict,
     generated: Path = typer.Argument(..., help="Folder of generated long outputs (audio files or panoramas)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Folder of reference clips or images."),
-    kind: str = typer.Option("audio", "--kind", help="audio or panorama."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="The prompt, for the CLAP / CLIP score."),
-    out: Path = typer.Option(Path("metrics.json"), "--out", "-o", help="JSON report."),
-    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Also a Markdown table."),
-    window_seconds: float = typer.Option(10.0, "--window-seconds", help="Audio crop length."),
-    overlap: float = typer.Option(0.2, "--overlap", help="Overlap of successive audio crops (Table 2)."),
-    step_seconds: Optional[float] = typer.Option(None, "--step-seconds", help="Fixed crop step instead (Table 5: 8)."),
-    crop: Optional[int] = typer.Option(None, "--crop", help="Panorama crop size (default: the height)."),
-    reference_model: Optional[str] = typer.Option(
-        None, "--reference-model", help="Without --reference: generate the reference set with this base model."
-    ),
-    reference_samples: int = typer.Option(500, "--reference-samples", help="Size of a generated reference set."),
 ) -> None:
     """Compute the paper's metrics for a folder of outputs and write a JSON (and Markdown) report.
 
@@ -267,69 +251,55 @@ def evaluate(
     from ..evaluation import evaluate as ev
     from ..evaluation.features import default_audio_extractors, default_image_extractors
     from ..files import check_output_path
-    from ..pipelines.runtime import resolve_device
 
     with user_errors():
-        load = pick(given, LOAD)
-        if kind not in KINDS:
-            raise SwapForwardError(f"kind must be audio or panorama, got {kind!r}.")
-        check_output_path(out, {".json": "JSON"})
-        if markdown_out is not None:
-            check_output_path(markdown_out, {".md": "Markdown"})
+        opts, load = pick(given, EVALUATE), pick(given, LOAD)
+        check_output_path(opts.out, {".json": "JSON"})
+        if opts.markdown is not None:
+            check_output_path(opts.markdown, {".md": "Markdown"})
         quiet_libraries()
+        from ..pipelines.runtime import resolve_device
+
         torch_device = str(resolve_device(load.device))
+        kind = opts.kind
         suffixes = ev.AUDIO_SUFFIXES if kind == "audio" else ev.IMAGE_SUFFIXES
         files = ev.list_files(generated, suffixes)
-        references = ev.list_files(reference, suffixes) if reference is not None else None
-        if references is None and reference_model is not None:
-            if not prompt:
+        references = ev.list_files(opts.reference, suffixes) if opts.reference is not None else None
+        if references is None and opts.reference_model is not None:
+            if not opts.prompt:
                 raise SwapForwardError("Generating a reference set needs the --prompt it was made for.")
-            if reference_samples < 2:
-                raise SwapForwardError(f"reference-samples must be at least 2, got {reference_samples}.")
-            base = load_model(KINDS[kind], load.replace(model=reference_model, dtype="auto", scheduler="paper"))
+            base = load_model(KINDS[kind], load.replace(model=opts.reference_model, dtype="auto", scheduler="paper"))
             references = ev.generate_reference(
-                base, kind, prompt, out.parent / "reference", reference_samples,
-                size=window_seconds if kind == "audio" else crop,
+                base, kind, opts.prompt, opts.out.parent / "reference", opts.reference_samples,
+                size=opts.window_seconds if kind == "audio" else opts.crop,
                 progress=lambda done, total: typer.echo(f"reference {done}/{total}", err=True),
             )
         if kind == "audio":
-            result = ev.evaluate_audio(files, references, default_audio_extractors(torch_device), prompt,
-                                       window_seconds, overlap, step_seconds)
+            result = ev.evaluate_audio(files, references, default_audio_extractors(torch_device), opts.prompt,
+                                       opts.window_seconds, opts.overlap, opts.step_seconds)
         else:
-            result = ev.evaluate_panoramas(files, references, default_image_extractors(torch_device), prompt, crop)
+            result = ev.evaluate_panoramas(files, references, default_image_extractors(torch_device), opts.prompt,
+                                           opts.crop)
         results = {generated.name: result}
-        ev.write_reports(results, out, markdown_out)
+        ev.write_reports(results, opts.out, opts.markdown)
     typer.echo(ev.markdown(results), nl=False)
 
 
-@command("app", load_flags())
-def web_app(
-    given: dict,
-    audio_model: str = typer.Option(KINDS["audio"].default_model, "--audio-model",
-                                    help="Default audio model (hub id, folder)."),
-    image_model: str = typer.Option(KINDS["panorama"].default_model, "--image-model",
-                                    help="Default image model (hub id, folder)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for every interface."),
-    port: int = typer.Option(7860, "--port", help="Port to listen on."),
-    share: bool = typer.Option(False, "--share/--no-share", help="Also open a temporary public gradio.live link."),
-    output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", help="Folder that keeps every result (default: a new temporary folder)."
-    ),
-) -> None:
+@command("app", [flag(o, "app") for o in SERVE.options] + load_flags())
+def web_app(given: dict) -> None:
     """Serve the web app: long audio and panoramas from a browser (needs `pip install 'swapforward[app]'`)."""
     from .app import Studio, build_app
 
     with user_errors():
-        load = pick(given, LOAD)
-        if not 1 <= port <= 65535:
-            raise SwapForwardError(f"port must be between 1 and 65535, got {port}.")
-        if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
-            raise SwapForwardError(f"--output-dir {str(output_dir)!r} is a file, not a folder.")
+        server, load = pick(given, SERVE), pick(given, LOAD)
+        if server.output_dir is not None and server.output_dir.exists() and not server.output_dir.is_dir():
+            raise SwapForwardError(f"--output-dir {str(server.output_dir)!r} is a file, not a folder.")
         quiet_libraries()
-        studio = Studio(audio_model, image_model, output_dir, load=load)
+        studio = Studio(server.audio_model, server.image_model, server.output_dir, load=load)
         demo = build_app(studio)
     typer.echo(f"results are kept in {studio.output_dir}")
-    demo.launch(server_name=host, server_port=port, share=share, allowed_paths=[str(studio.output_dir)])
+    demo.launch(server_name=server.host, server_port=server.port, share=server.share,
+                allowed_paths=[str(studio.output_dir)])
 
 
 @app.command()
@@ -370,10 +340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         hint = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
         typer.echo(f"error: {error.format_message().rstrip('.')}{hint}.", err=True)
         sys.exit(2)
-    except errors.Abort:
-        typer.echo("interrupted; nothing was written.", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted; nothing was written.", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

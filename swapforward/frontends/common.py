@@ -3,6 +3,8 @@ loading request says, check and write the outputs."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
 from ..options import Request
@@ -11,17 +13,27 @@ from ..registry import Kind
 
 def quiet_libraries() -> None:
     """Keep the libraries' warnings and download chatter out of the terminal; our own messages say what matters."""
-    import logging
     import warnings
 
     warnings.filterwarnings("ignore")
     for name in ("diffusers", "transformers", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    ours = logging.getLogger("swapforward")  # our notes: one line each on stderr
+    if not any(isinstance(h, _Notes) for h in ours.handlers):
+        ours.addHandler(_Notes())
+        ours.propagate = False
     import diffusers.utils.logging
     import transformers.utils.logging
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+
+
+class _Notes(logging.Handler):
+    """The library's warnings as 'note: ...' lines on whatever stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"note: {record.getMessage()}", file=sys.stderr)
 
 
 def load_model(kind: Kind, load: Request, device: str | None = None) -> Any:
