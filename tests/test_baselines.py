@@ -7,7 +7,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from typer.testing import CliRunner
 
-from swapforward import LongAudioPipeline, PanoramaPipeline
+from swapforward import LongAudioPipeline, PanoramaPipeline, SwapForwardError
 from swapforward.baselines.mad import (
     CanvasGeometry,
     MergedAttentionProcessor,
@@ -226,3 +226,76 @@ def test_cli_syncdiffusion_names_the_missing_lpips_weights(tiny_sd_dir, tiny_mod
 def test_cli_refuses_bad_baseline_options(tmp_path, option, value, message):
     result = runner.invoke(app, ["audio", "rain", option, value, "--out", str(tmp_path / "a.wav")])
     assert result.exit_code == 2 and message in result.stderr
+
+
+# --- as their authors wrote them (issue 18) ----------------------------------------------------------------------
+
+
+def test_syncdiffusion_feeds_lpips_the_authors_clamped_previews(sd):
+    """The authors decode the preview to [0, 1] with a clamp and map it back: LPIPS never sees values beyond [-1, 1]."""
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, a, b):
+            seen.extend([a.detach(), b.detach()])
+            return ((a - b) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+
+    adapter = PanoramaPipeline.from_pipe(sd).adapter
+    cond = adapter.encode_prompt(PROMPT, None, True, (1, 4, 8, 8))
+    scheduler = sd.scheduler
+    scheduler.set_timesteps(10)
+
+    def loud_decode(latents):  # a preview well outside [-1, 1]
+        return 5 * adapter.decode_preview(latents)
+
+    views = torch.randn(3, 4, 8, 8, generator=generator(1))
+    sync_views(views, scheduler.timesteps[0], 1.0, denoise=lambda x, t: adapter.denoise(x, t, cond, 7.5),
+               scheduler=scheduler, decode=loud_decode, lpips=Recorder())
+    assert seen and all(x.min() >= -1 and x.max() <= 1 for x in seen)
+    assert any((x.abs() == 1).any() for x in seen), "the out-of-range preview was clipped"
+
+
+def test_mad_merges_cross_attention_on_every_step_and_self_attention_in_its_steps(sd, monkeypatch):
+    """As the authors' code: after the threshold, self-attention goes back to per view, cross-attention stays merged."""
+    from swapforward.baselines import mad
+
+    merges, step = [], [0]
+    real = mad.merge_tokens
+
+    def counting(*args, **kwargs):
+        merges.append(step[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mad, "merge_tokens", counting)
+
+    def advance(k, t, x):
+        step[0] = k + 1
+
+    out = PanoramaPipeline.from_pipe(sd)(PROMPT, height=64, width=128, view_width=64, method="mad", overlap=0.5,
+                                         mad_ratio=0.5, num_inference_steps=4, seed=0, callback=advance,
+                                         progress_bar=False)
+    per_step = [merges.count(k) for k in range(4)]
+    assert out.model_calls == 4 and per_step[0] == per_step[1] > per_step[2] == per_step[3] > 0, per_step
+    assert per_step[0] == 4 * per_step[2], "self-attention merges q, k and v; cross-attention only q"
+    zero = PanoramaPipeline.from_pipe(sd)(PROMPT, height=64, width=128, view_width=64, method="mad", overlap=0.5,
+                                          mad_ratio=0.0, num_inference_steps=2, seed=0, progress_bar=False)
+    md = PanoramaPipeline.from_pipe(sd)(PROMPT, height=64, width=128, view_width=64, method="md", overlap=0.5,
+                                        num_inference_steps=2, seed=0, progress_bar=False)
+    assert not torch.equal(zero.latents, md.latents), "mad_ratio 0 still merges cross-attention, as the authors do"
+
+
+@pytest.mark.parametrize("method", ["safa", "md"])
+def test_given_latents_without_a_seed_reproduce_the_same_bytes(audioldm, method):
+    pipe = LongAudioPipeline.from_pipe(audioldm)
+    latents = torch.randn(1, 4, 75, 8, generator=generator(9))
+    args = dict(audio_length_in_s=0.15, window_seconds=WINDOW_S, method=method, num_inference_steps=3,
+                progress_bar=False)
+    first, second = pipe(PROMPT, latents=latents, **args), pipe(PROMPT, latents=latents.clone(), **args)
+    assert np.array_equal(first.audio, second.audio)
+    reference = torch.randn(1, 4, 32, 8, generator=generator(2))
+    given = pipe(PROMPT, latents=latents, reference_latents=reference, **args)
+    other = pipe(PROMPT, latents=latents, reference_latents=reference + 1, **args)
+    assert np.array_equal(given.audio, pipe(PROMPT, latents=latents, reference_latents=reference, **args).audio)
+    assert np.array_equal(given.audio, other.audio) == (method == "md"), "only SaFa has a reference view"
+    with pytest.raises(SwapForwardError, match=r"reference_latents must have shape \(1, 4, 32, 8\)"):
+        pipe(PROMPT, latents=latents, reference_latents=torch.zeros(1, 4, 31, 8), **args)

@@ -50,16 +50,15 @@ class Baseline:
 
 
 def baseline_for(request: Any, steps: int, layout: ViewLayout, lpips: torch.nn.Module | None) -> Baseline | None:
-    """The baseline plug-in of `request.method` for a run of `steps` steps; None for the merge-only methods, and
-    when the baseline would act on no step (then it is plain MultiDiffusion)."""
+    """The baseline plug-in of `request.method` for a run of `steps` steps; None for the merge-only methods, and for
+    SyncDiffusion when it would act on no step (then it is plain MultiDiffusion)."""
     from ..core.methods import get_method
 
     method = get_method(request.method)
-    if method.merged_attention:
+    if method.merged_attention:  # cross-attention is merged on every step, even with mad_ratio 0 (the authors' code)
         from .mad import MergedAttention
 
-        mad_steps = round(request.mad_ratio * steps)
-        return MergedAttention(mad_steps) if mad_steps else None
+        return MergedAttention(round(request.mad_ratio * steps))
     if method.gradient_sync and layout.num_views > 1:
         from .syncdiffusion import GradientSync
 

@@ -1,9 +1,11 @@
 """MAD, Merge-Attend-Diffuse (Quattrini et al., ECCV 2024): attention over the whole canvas, not per view.
 
-During its steps an attention processor replaces the denoiser's own on every attention layer. In self-attention the
-views' queries, keys and values are averaged onto the canvas (at that layer's resolution), attended once over all
-canvas tokens, and the result is split back into the views; in cross-attention only the queries are merged. The
-latents are then averaged as in MD. Views map onto a layer's grid by flooring their offsets by its downsampling
+As the authors' code does (aimagelab/MAD, `CrossViewsAttnProcessor2_0`), an attention processor replaces the
+denoiser's own on every attention layer for the whole run. In cross-attention the views' queries are averaged onto
+the canvas (at that layer's resolution), attended against the text once, and split back, on every step. In
+self-attention the views' queries, keys and values are merged the same way and attended once over all canvas tokens
+during the first `mad_ratio` of the steps (the authors' `mad_threshold`), and per view afterwards. The latents are
+averaged as in MD. Views map onto a layer's grid by flooring their offsets by its downsampling
 factor, as the MAD reference does; this is exact when offsets and canvas length are multiples of that factor.
 
 For SD 3's MMDiT (joint attention over image and text tokens) the image tokens are merged the same way and the text
@@ -90,17 +92,22 @@ def _heads(x: torch.Tensor, attn: Any) -> torch.Tensor:
 
 
 class MergedAttentionProcessor:
-    """MAD's attention for U-Net transformer blocks (diffusers `Attention`); other layers keep their processor."""
+    """MAD's attention for U-Net transformer blocks (diffusers `Attention`); other layers keep their processor.
 
-    def __init__(self, original: Any, geometry: CanvasGeometry):
+    Cross-attention is always merged; self-attention only while `state["merge_self"]` is true (MAD's steps).
+    """
+
+    def __init__(self, original: Any, geometry: CanvasGeometry, state: dict | None = None):
         self.original = original
         self.geometry = geometry
+        self.state = state if state is not None else {"merge_self": True}
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         level = self.geometry.level(hidden_states.shape[1]) if hidden_states.ndim == 3 else None
         n = self.geometry.layout.num_views
         plain = attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.shape[0] % n
-        if level is None or plain:
+        per_view_self = encoder_hidden_states is None and not self.state["merge_self"]
+        if level is None or plain or per_view_self:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
         factor, h, w = level
         residual = hidden_states
@@ -134,16 +141,21 @@ class MergedAttentionProcessor:
 
 
 class MergedJointAttentionProcessor:
-    """MAD for SD 3's joint attention: image tokens merged onto the canvas, text tokens attended once per group."""
+    """MAD for SD 3's joint attention: image tokens merged onto the canvas, text tokens attended once per group.
 
-    def __init__(self, original: Any, geometry: CanvasGeometry):
+    Joint attention is self- and cross-attention in one, and the authors' code has no MMDiT version: it is merged
+    while `state["merge_self"]` is true (MAD's steps) and per view afterwards.
+    """
+
+    def __init__(self, original: Any, geometry: CanvasGeometry, state: dict | None = None):
         self.original = original
         self.geometry = geometry
+        self.state = state if state is not None else {"merge_self": True}
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs):
         n = self.geometry.layout.num_views
         level = self.geometry.level(hidden_states.shape[1])
-        if level is None or encoder_hidden_states is None or hidden_states.shape[0] % n:
+        if level is None or encoder_hidden_states is None or hidden_states.shape[0] % n or not self.state["merge_self"]:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
         factor, h, w = level
         image_tokens = []
@@ -171,29 +183,35 @@ class MergedJointAttentionProcessor:
 
 
 @contextmanager
-def merged_attention(denoiser: torch.nn.Module, geometry: CanvasGeometry) -> Iterator[None]:
-    """Install MAD's processor on every attention layer of `denoiser`, and put the originals back afterwards."""
+def merged_attention(denoiser: torch.nn.Module, geometry: CanvasGeometry, state: dict | None = None) -> Iterator[dict]:
+    """Install MAD's processor on every attention layer of `denoiser`, and put the originals back afterwards.
+
+    Yields the processors' shared state: set `state["merge_self"] = False` when MAD's self-attention steps end.
+    """
     from diffusers.models.attention_processor import Attention
 
+    state = state if state is not None else {"merge_self": True}
     originals = {m: m.processor for m in denoiser.modules() if isinstance(m, Attention)}
     try:
         for module, original in originals.items():
             joint = getattr(module, "add_q_proj", None) is not None
             processor_cls = MergedJointAttentionProcessor if joint else MergedAttentionProcessor
-            module.processor = processor_cls(original, geometry)
-        yield
+            module.processor = processor_cls(original, geometry, state)
+        yield state
     finally:
         for module, original in originals.items():
             module.processor = original
 
 
 class MergedAttention(Baseline):
-    """MAD as a plug-in of the joint loop: merged attention during its first `steps` steps, all views in one call."""
+    """MAD as a plug-in of the joint loop: cross-attention merged on every step, self-attention during its first
+    `steps` steps, so all views go in one call."""
 
     one_call = "MAD attends over all views at once: ask for a shorter output or use another method."
 
     def __init__(self, steps: int):
         self.steps = steps
+        self.state = {"merge_self": steps > 0}
         self._stack = ExitStack()
 
     def check(self, adapter: Any, scheduler: Any) -> None:
@@ -207,9 +225,9 @@ class MergedAttention(Baseline):
         shape = loop.view_shape
         long_dim = 0 if loop.axis % len(shape) == len(shape) - 2 else 1
         geometry = CanvasGeometry(loop.layout, (int(shape[-2]), int(shape[-1])), long_dim, loop.adapter.patch_size)
-        self._stack.enter_context(merged_attention(loop.adapter.denoiser_module, geometry))
+        self._stack.enter_context(merged_attention(loop.adapter.denoiser_module, geometry, self.state))
         return self._stack
 
     def after_step(self, k: int) -> None:
-        if k + 1 == self.steps:
-            self._stack.close()  # MAD's steps are over: the model's own attention again
+        if k + 1 >= self.steps:
+            self.state["merge_self"] = False  # MAD's steps are over: self-attention per view again

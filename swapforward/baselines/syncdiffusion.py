@@ -59,6 +59,12 @@ def default_lpips() -> torch.nn.Module:
         ) from None
 
 
+def authors_clamp(image: torch.Tensor) -> torch.Tensor:
+    """The preview as the authors' code feeds LPIPS: decoded to [0, 1] with `(x / 2 + 0.5).clamp(0, 1)`, then mapped
+    back with `* 2 - 1`, the same arithmetic, so early previews outside [-1, 1] are clipped as theirs are."""
+    return (image / 2 + 0.5).clamp(0, 1) * 2.0 - 1.0
+
+
 def sync_views(
     views: torch.Tensor,
     t: torch.Tensor,
@@ -73,7 +79,7 @@ def sync_views(
     anchor_index = views.shape[0] // 2
     with torch.no_grad():
         anchor = views[anchor_index : anchor_index + 1]
-        anchor_image = decode(predict_x0(scheduler, anchor, denoise(anchor, t), t))
+        anchor_image = authors_clamp(decode(predict_x0(scheduler, anchor, denoise(anchor, t), t)))
     updated = []
     for i in range(views.shape[0]):
         view = views[i : i + 1]
@@ -82,7 +88,7 @@ def sync_views(
             continue
         with torch.enable_grad():
             x = view.detach().requires_grad_(True)
-            image = decode(predict_x0(scheduler, x, denoise(x, t), t))
+            image = authors_clamp(decode(predict_x0(scheduler, x, denoise(x, t), t)))
             loss = lpips(image.float(), anchor_image.float()).sum()
             (grad,) = torch.autograd.grad(loss, x)
         updated.append((view - weight * grad).detach())

@@ -108,6 +108,7 @@ class JointPipeline:
         *,
         generator: Generators = None,
         latents: torch.Tensor | None = None,
+        reference_latents: torch.Tensor | None = None,
         callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
         callback_on_step_end: Callable[[Any, int, torch.Tensor, dict], dict | None] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = CALLBACK_TENSOR_INPUTS,
@@ -118,14 +119,15 @@ class JointPipeline:
         """What `__call__` does: check the options with the spec (once), then generate.
 
         `seed` or `generator` (one, or a list with one per canvas) fix the noise; `latents` replaces the initial
-        canvas noise. `callback(step, t, latents)` or diffusers' `callback_on_step_end(pipe, step, t,
-        callback_kwargs)` (whose returned "latents" replace the canvas) run after every step; `lpips` is
-        SyncDiffusion's perceptual network (default: VGG LPIPS).
+        canvas noise and `reference_latents` the reference view's (given latents and no seed, the reference noise
+        is derived from the latents, so the run is reproducible). `callback(step, t, latents)` or diffusers'
+        `callback_on_step_end(pipe, step, t, callback_kwargs)` (whose returned "latents" replace the canvas) run
+        after every step; `lpips` is SyncDiffusion's perceptual network (default: VGG LPIPS).
         """
         request = self.spec.check({"prompt": prompt, **options})
         hook = self.step_callback(callback, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        return self.generate(request, generator=generator, latents=latents, callback=hook, progress_bar=progress_bar,
-                             lpips=lpips)
+        return self.generate(request, generator=generator, latents=latents, reference_latents=reference_latents,
+                             callback=hook, progress_bar=progress_bar, lpips=lpips)
 
     @torch.no_grad()
     def generate(
@@ -134,6 +136,7 @@ class JointPipeline:
         *,
         generator: Generators = None,
         latents: torch.Tensor | None = None,
+        reference_latents: torch.Tensor | None = None,
         callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
         progress_bar: bool = True,
         lpips: torch.nn.Module | None = None,
@@ -143,7 +146,8 @@ class JointPipeline:
         layout, canvas_shape = self.layout(request)
         generator, seed = generators(generator, request.seed)
         result = run_joint(self.adapter, request, layout, canvas_shape, generator=generator, latents=latents,
-                           callback=callback, progress_bar=progress_bar, lpips=lpips)
+                           reference_latents=reference_latents, callback=callback, progress_bar=progress_bar,
+                           lpips=lpips)
         return self.output(request, layout, result, seed)
 
     def layout(self, request: Request) -> tuple[ViewLayout, tuple[int, ...]]:

@@ -8,6 +8,7 @@ fit the device), and the loop itself (core.sampler) with a progress bar and the 
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -45,6 +46,13 @@ def generators(generator: Generators, seed: int | None, count: int = 1) -> tuple
     return (made[0] if count == 1 else made), seed
 
 
+def generator_from(latents: torch.Tensor) -> torch.Generator:
+    """A generator seeded from the bytes of `latents`: given latents and no seed, the reference view's noise (and
+    DDIM's eta noise) are still reproducible, the same latents giving the same output."""
+    data = latents.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes()
+    return torch.Generator("cpu").manual_seed(int.from_bytes(hashlib.sha256(data).digest()[:8], "little"))
+
+
 @dataclass
 class JointResult:
     latents: torch.Tensor
@@ -71,16 +79,26 @@ def run_joint(
     *,
     generator: Generators,
     latents: torch.Tensor | None = None,
+    reference_latents: torch.Tensor | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
     progress_bar: bool = True,
     lpips: torch.nn.Module | None = None,
 ) -> JointResult:
-    """Denoise canvases of `canvas_shape` (batch first), laid out as `layout` along `adapter.long_axis`."""
+    """Denoise canvases of `canvas_shape` (batch first), laid out as `layout` along `adapter.long_axis`.
+
+    `latents` replace the canvases' initial noise and `reference_latents` the reference views'; given `latents` and
+    no generator, the remaining noise comes from a generator seeded by the latents' bytes (`generator_from`).
+    """
     axis = adapter.long_axis % len(canvas_shape)
     canvases = canvas_shape[0]
     view_shape = (1, *canvas_shape[1:axis], layout.window, *canvas_shape[axis + 1:])
+    reference_shape = (canvases, *view_shape[1:])
     if latents is not None and tuple(latents.shape) != tuple(canvas_shape):
         raise SwapForwardError(f"latents must have shape {tuple(canvas_shape)}, got {tuple(latents.shape)}.")
+    if reference_latents is not None and tuple(reference_latents.shape) != reference_shape:
+        raise SwapForwardError(
+            f"reference_latents must have shape {reference_shape}, got {tuple(reference_latents.shape)}."
+        )
     device, dtype = adapter.device, adapter.dtype
 
     # 1. The conditioning and the timesteps, as the base pipeline sets them for one view.
@@ -98,11 +116,14 @@ def run_joint(
     init_sigma = getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers start from plain noise
     if latents is None:
         latents = randn_tensor(tuple(canvas_shape), generator=generator, device=device, dtype=dtype)
+    elif generator is None:
+        generator = generator_from(latents)
     canvas = latents.to(device=device, dtype=dtype) * init_sigma
     reference = None
     if plan.guide_steps:
-        reference_shape = (canvases, *view_shape[1:])
-        reference = randn_tensor(reference_shape, generator=generator, device=device, dtype=dtype) * init_sigma
+        if reference_latents is None:
+            reference_latents = randn_tensor(reference_shape, generator=generator, device=device, dtype=dtype)
+        reference = reference_latents.to(device=device, dtype=dtype) * init_sigma
 
     # 4. The baseline's plug-in (MAD's merged attention, SyncDiffusion's gradient step), if the method has one.
     baseline = baseline_for(request, steps, layout, lpips)
