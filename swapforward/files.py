@@ -83,8 +83,10 @@ def save_spectrogram(
     boundaries: list[float],
     overlaps: list[tuple[float, float]],
     title: str = "",
+    segments: list[tuple[float, str]] | None = None,
 ) -> Path:
-    """A PNG of the (frames, bins) spectrogram over `seconds`, view starts as lines, overlap spans shaded."""
+    """A PNG of the (frames, bins) spectrogram over `seconds`, view starts as lines, overlap spans shaded, and a
+    timeline's segment starts as white dashed lines labelled with their prompts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,6 +99,10 @@ def save_spectrogram(
         ax.axvspan(start, end, color="cyan", alpha=0.2, lw=0)
     for x in boundaries:
         ax.axvline(x, color="cyan", lw=0.8)
+    for start, prompt in segments or []:
+        ax.axvline(start, color="white", lw=1.2, ls="--")
+        ax.text(start, mel.shape[1] * 0.97, f" {prompt[:40]}", color="white", fontsize=7, va="top", ha="left",
+                clip_on=True)
     ax.set_xlim(0, seconds)
     ax.set_xlabel("time (s); lines: view starts, shaded: overlaps")
     ax.set_ylabel("mel bin")

@@ -21,6 +21,7 @@ from typing import Any
 
 from .core.methods import METHODS
 from .errors import SwapForwardError
+from .prompts import Segment, parse_lines, settle, to_segments
 
 #: Seeds run from 0 to 2**64 - 1 (what torch.Generator takes); -1 asks for a random one, reported with the result.
 MAX_SEED = 2**64 - 1
@@ -61,6 +62,10 @@ class Option:
     app: str = "more"
     """Where the web app shows it: "main", "more" (folded away), or "" (not in the app)."""
     metavar: str = ""
+    cli_file: bool = False
+    """On the command line the flag names a file whose text is the value (--timeline FILE)."""
+    cli_label: str = ""
+    """How command-line messages name it when that is not its flag (the prompt: an argument or --prompt-at)."""
 
     @property
     def key(self) -> str:
@@ -73,7 +78,7 @@ class Option:
 
     def label(self, source: str) -> str:
         """How a message names the option: as the user wrote it."""
-        return {"api": self.name, "cli": self.flag}.get(source, self.key)
+        return {"api": self.name, "cli": self.cli_label or self.flag}.get(source, self.key)
 
     def default_for(self, kind: str) -> Any:
         return self.default.get(kind) if isinstance(self.default, dict) else self.default
@@ -88,6 +93,10 @@ class Option:
             return "true or false"
         if self.type in ("str", "path"):
             return "text" if self.type == "str" else "a file path"
+        if self.type == "prompt":
+            return "text, or a list of (start, prompt[, negative prompt]) segments"
+        if self.type == "timeline":
+            return "one 'START PROMPT[ | NEGATIVE]' per line"
         noun = "a whole number" if self.type == "int" else "a finite number"
         if self.type == "float" and (self.minimum, self.maximum) == (0, 1):
             return f"{noun} between 0 and 1" + (" (exclusive)" if self.above and self.below else "")
@@ -194,6 +203,22 @@ def _str(option: Option, value: Any, label: str, text: bool) -> str | None:
     raise SwapForwardError(f"{label} is empty; give some text.")
 
 
+def _prompt(option: Option, value: Any, label: str, text: bool) -> str | tuple[Segment, ...] | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, (list, tuple)):
+        return tuple(to_segments(value, label, text=True))
+    raise _bad(option, label, value)
+
+
+def _timeline(option: Option, value: Any, label: str, text: bool) -> tuple[Segment, ...] | None:
+    if isinstance(value, str):
+        return tuple(parse_lines(value, label)) if value.strip() else None
+    if isinstance(value, (list, tuple)):
+        return tuple(to_segments(value, label, text=True))
+    raise _bad(option, label, value)
+
+
 def _choice(option: Option, value: Any, label: str, text: bool) -> str:
     if isinstance(value, str) and value.strip().lower() in option.choices:
         return value.strip().lower()
@@ -208,6 +233,7 @@ def _path(option: Option, value: Any, label: str, text: bool) -> Path:
 
 _CONVERTERS: dict[str, Callable[[Option, Any, str, bool], Any]] = {
     "float": _float, "int": _int, "seed": _seed, "bool": _bool, "str": _str, "choice": _choice, "path": _path,
+    "prompt": _prompt, "timeline": _timeline,
 }
 
 
@@ -288,9 +314,34 @@ class Spec:
         return Request(self.kind, checked)
 
 
-def _prompt_given(values: dict[str, Any], label: Callable[[str], str]) -> None:
-    if values["prompt"] is None:
-        raise SwapForwardError("The prompt is empty; describe what to generate.")
+def _prompt_rule(kind: str, extent: str) -> Rule:
+    """The prompt (text or segments) or the timeline, one of them, settled against the output's `extent` option:
+    starts checked, equal neighbours merged, a single segment becoming a plain prompt."""
+
+    def rule(values: dict[str, Any], label: Callable[[str], str]) -> None:
+        prompt, timeline = values["prompt"], values.pop("timeline")
+        if prompt is not None and timeline is not None:
+            raise SwapForwardError(f"Give either {label('prompt')} or {label('timeline')}, not both.")
+        prompt = prompt if timeline is None else timeline
+        if prompt is None:
+            raise SwapForwardError("The prompt is empty; describe what to generate.")
+        if isinstance(prompt, str):
+            values["prompt"] = prompt
+            return
+        where = label("timeline" if timeline is not None else "prompt")
+        segments = settle(list(prompt), kind, float(values[extent]), values["loop"], where)
+        if len(segments) == 1:
+            values["prompt"] = segments[0].prompt
+            values["negative_prompt"] = segments[0].negative_prompt or values["negative_prompt"]
+            return
+        if values["method"] in ("mad", "syncd"):
+            raise SwapForwardError(
+                f"A {where} with several prompts works with safa, safa-selfloop, md and md-tri; "
+                f"{values['method']} conditions every view alike."
+            )
+        values["prompt"] = tuple(segments)
+
+    return rule
 
 
 #: The paper's panorama overlaps (Table 3): SaFa's reference guidance lets it use 0.2; the baselines take 0.8.
@@ -321,8 +372,16 @@ def _panorama_sizes(values: dict[str, Any], label: Callable[[str], str]) -> None
         )
 
 
-PROMPT = Option("prompt", "str", None, "What to generate.", optional=True, app="main")  # required by a rule
-NEGATIVE_PROMPT = Option("negative_prompt", "str", None, "What to steer away from.", optional=True, app="main")
+PROMPT = Option("prompt", "prompt", None, "What to generate: text, or (start, prompt) segments along the output.",
+                optional=True, app="main", cli_label="--prompt-at")  # required by a rule, unless a timeline is given
+NEGATIVE_PROMPT = Option("negative_prompt", "str", None, "What to steer away from (every segment without its own).",
+                         optional=True, app="main")
+TIMELINE = Option("timeline", "timeline", None, "Prompts along the output, one 'START PROMPT[ | NEGATIVE]' per line "
+                  "(audio: m:ss; panoramas: pixels or fractions of the width); the command line reads it from a file.",
+                  optional=True, cli_file=True)
+TRANSITION = Option("transition", "choice", "blend", "How a view across a timeline boundary is conditioned: blend "
+                    "(the segments' text embeddings mixed by its share of each) or cut (the segment at its centre).",
+                    choices=("blend", "cut"))
 
 #: The joint-diffusion options every kind shares, in the order the help lists them.
 METHOD_OPTIONS = (
@@ -366,9 +425,11 @@ AUDIO = Spec(
                minimum=0, above=True, maximum=86400, app="main"),
         Option("window_seconds", "float", None, "View length in seconds (default: the model's training length).",
                minimum=0, above=True, maximum=86400, optional=True),
+        TIMELINE,
+        TRANSITION,
         *METHOD_OPTIONS,
     ),
-    rules=(_prompt_given,),
+    rules=(_prompt_rule("audio", "audio_length_in_s"),),
 )
 
 PANORAMA = Spec(
@@ -382,9 +443,11 @@ PANORAMA = Spec(
                minimum=8, maximum=100_000, optional=True, app="main"),
         Option("view_width", "int", None, "View width in pixels (default: the model's native size; the paper: 640).",
                minimum=8, maximum=100_000, optional=True),
+        TIMELINE,
+        TRANSITION,
         *METHOD_OPTIONS,
     ),
-    rules=(_prompt_given, _panorama_sizes, _panorama_overlap),
+    rules=(_panorama_sizes, _prompt_rule("panorama", "width"), _panorama_overlap),
 )
 
 SCHEDULER_CHOICES = ("paper", "default", "ddim", "dpm", "euler", "unipc")

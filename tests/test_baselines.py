@@ -16,6 +16,7 @@ from swapforward.baselines.mad import (
 from swapforward.baselines.syncdiffusion import predict_x0, sync_views
 from swapforward.core import ViewLayout
 from swapforward.frontends.cli import app
+from swapforward.models.base import per_row
 
 PROMPT = "rain on a tin roof"
 WINDOW_S = 0.064
@@ -162,7 +163,7 @@ def test_sync_step_lowers_the_lpips_distance_to_the_anchor(sd, random_lpips):
     t = scheduler.timesteps[2]
 
     def denoise(x, t):
-        return adapter.denoise(x, t, cond, 7.5)
+        return adapter.denoise(x, t, per_row(cond, x.shape[0]), 7.5)
 
     def distance(views):
         with torch.no_grad():
@@ -249,7 +250,8 @@ def test_syncdiffusion_feeds_lpips_the_authors_clamped_previews(sd):
         return 5 * adapter.decode_preview(latents)
 
     views = torch.randn(3, 4, 8, 8, generator=generator(1))
-    sync_views(views, scheduler.timesteps[0], 1.0, denoise=lambda x, t: adapter.denoise(x, t, cond, 7.5),
+    sync_views(views, scheduler.timesteps[0], 1.0,
+               denoise=lambda x, t: adapter.denoise(x, t, per_row(cond, x.shape[0]), 7.5),
                scheduler=scheduler, decode=loud_decode, lpips=Recorder())
     assert seen and all(x.min() >= -1 and x.max() <= 1 for x in seen)
     assert any((x.abs() == 1).any() for x in seen), "the out-of-range preview was clipped"

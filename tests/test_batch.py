@@ -46,7 +46,8 @@ def test_jobs_from_csv_and_jsonl(tmp_path):
         load_jobs(jsonl)
     message = str(info.value)
     assert message.startswith("4 of 5 jobs in") and "so none was run" in message and "\n" not in message
-    assert "job 1: not valid JSON" in message and "job 2: every job needs a prompt and an out path" in message
+    assert "job 1: not valid JSON" in message
+    assert "job 2: every job needs a prompt (or a timeline) and an out path" in message
     assert "job 3: unknown field 'colour'" in message and "job 4: seconds must be a finite number > 0" in message
 
 
@@ -64,7 +65,8 @@ def test_a_job_can_set_every_option_the_command_line_can():
 def test_a_csv_with_a_bad_header_names_what_it_found_and_needs(tmp_path):
     path = tmp_path / "jobs.csv"
     path.write_text("text,file\nrain,a.wav\n")
-    with pytest.raises(SwapForwardError, match="has the columns text, file; it needs prompt and out, and may also"):
+    with pytest.raises(SwapForwardError, match=re.escape("has the columns text, file; it needs prompt (or timeline) "
+                                                         "and out, and may also")):
         load_jobs(path)
 
 

@@ -17,7 +17,8 @@ class FakeGPU:
         self.allocated = self.peak_bytes = resident
         self.calls = []
 
-    def model(self, x, t):
+    def model(self, x, t, ids):
+        assert ids.shape[0] == x.shape[0], "every row keeps its position (its conditioning)"
         self.calls.append(x.shape[0])
         need = self.allocated + x.shape[0] * self.per_view
         if need > self.capacity:
@@ -44,10 +45,10 @@ def test_first_call_measures_one_view_and_sizes_the_batches_from_free_memory():
     gpu = FakeGPU(capacity=1000 + 500, per_view=100, resident=500)
     call = fit_in_memory(gpu.model, gpu.memory())
     x = torch.arange(20.0).view(20, 1)
-    assert torch.equal(call(x, None), x * 2), "views come back in order"
+    assert torch.equal(call(x, None, torch.arange(x.shape[0])), x * 2), "views come back in order"
     assert gpu.calls == [1, 8, 8, 3]
     gpu.calls.clear()
-    call(x, None)
+    call(x, None, torch.arange(x.shape[0]))
     assert gpu.calls == [8, 8, 4], "the size is measured once per run"
 
 
@@ -55,15 +56,15 @@ def test_a_larger_gpu_takes_every_view_in_one_call():
     gpu = FakeGPU(capacity=10**6, per_view=100)
     call = fit_in_memory(gpu.model, gpu.memory())
     x = torch.zeros(30, 1)
-    call(x, None)
-    call(x, None)
+    call(x, None, torch.arange(x.shape[0]))
+    call(x, None, torch.arange(x.shape[0]))
     assert gpu.calls == [1, 29, 30]
 
 
 def test_out_of_memory_halves_the_batch_and_remembers():
     seen = []
 
-    def model(x, t):  # a GPU that fits three latents per call, whatever the measurement said
+    def model(x, t, ids):  # a GPU that fits three latents per call, whatever the measurement said
         seen.append(x.shape[0])
         if x.shape[0] > 3:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
@@ -71,42 +72,50 @@ def test_out_of_memory_halves_the_batch_and_remembers():
 
     call = fit_in_memory(model, host_limit=100)
     x = torch.arange(10.0).view(10, 1)
-    assert torch.equal(call(x, None), x * 2)
+    assert torch.equal(call(x, None, torch.arange(x.shape[0])), x * 2)
     assert seen == [10, 5, 2, 2, 2, 2, 2]
     seen.clear()
-    call(x, None)
+    call(x, None, torch.arange(x.shape[0]))
     assert seen == [2, 2, 2, 2, 2], "the size that fitted is kept for the next steps"
 
 
 @pytest.mark.parametrize("measured", [False, True])
 def test_out_of_memory_with_one_view_is_one_sentence(measured):
-    def hopeless(x, t):
+    def hopeless(x, t, ids):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     memory = FakeGPU(1, 1).memory() if measured else None
     with pytest.raises(SwapForwardError, match="runs out of memory even with one view per model call"):
-        fit_in_memory(hopeless, memory)(torch.zeros(4, 1), None)
+        fit_in_memory(hopeless, memory)(torch.zeros(4, 1), None, torch.arange(4))
 
 
 def test_batches_the_user_fixed_run_out_of_memory_in_one_sentence():
-    def model(x, t):
+    def model(x, t, ids):
         if x.shape[0] > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return x
 
     call = fixed_batches(model, "use a smaller view_batch_size.")
-    assert torch.equal(call(torch.ones(2, 1), None), torch.ones(2, 1))
+    assert torch.equal(call(torch.ones(2, 1), None, torch.arange(2)), torch.ones(2, 1))
     with pytest.raises(SwapForwardError) as info:
-        call(torch.ones(5, 1), None)
+        call(torch.ones(5, 1), None, torch.arange(5))
     assert str(info.value) == "The GPU runs out of memory with 5 views per model call; use a smaller view_batch_size."
 
 
 def test_without_memory_readings_calls_hold_the_host_limit():
     seen = []
-    call = fit_in_memory(lambda x, t: seen.append(x.shape[0]) or x)
-    call(torch.zeros(1, 1), None)
-    call(torch.zeros(20, 1), None)
+    call = fit_in_memory(lambda x, t, ids: seen.append(x.shape[0]) or x)
+    call(torch.zeros(1, 1), None, torch.arange(1))
+    call(torch.zeros(20, 1), None, torch.arange(20))
     assert seen == [1, HOST_VIEW_BATCH, HOST_VIEW_BATCH, 20 - 2 * HOST_VIEW_BATCH]
+
+
+def test_fixed_batches_split_the_rows_and_their_positions_alike():
+    seen = []
+    call = fixed_batches(lambda x, t, ids: seen.append(ids.tolist()) or x, "hint", size=3)
+    x = torch.arange(7.0).view(7, 1)
+    assert torch.equal(call(x, None, torch.arange(7)), x)
+    assert seen == [[0, 1, 2], [3, 4, 5], [6]]
 
 
 def test_cpu_memory_has_no_readings():

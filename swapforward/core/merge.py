@@ -121,11 +121,18 @@ def reference_swap_mask(
     return middle.view(shape) & alt
 
 
-def reference_swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def reference_swap(
+    views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, index: torch.Tensor | None = None
+) -> torch.Tensor:
     """Eq. 10: M_i = W_refer * Middle(X^0) + (1 - W_refer) * Middle(X^i), with X^0 the reference view.
 
-    `views` (B * n, ...) are the n views of B canvases, `reference` (B, ...) each canvas's reference view and `mask`
-    (n, ...) the per-view W_refer of `reference_swap_mask`.
+    `views` (B * n, ...) are the n views of B canvases and `mask` (n, ...) the per-view W_refer of
+    `reference_swap_mask`. `reference` holds each canvas's reference view (B, ...), or with `index` (n,) R of them
+    per canvas (B * R, ...), view i taking reference `index[i]` (a timeline's segment references).
     """
-    grouped = views.view(reference.shape[0], -1, *views.shape[1:])
-    return torch.where(mask.to(views.device)[None], reference[:, None], grouped).flatten(0, 1)
+    grouped = views.view(-1, mask.shape[0], *views.shape[1:])
+    if index is None:
+        chosen = reference[:, None]
+    else:
+        chosen = reference.view(grouped.shape[0], -1, *reference.shape[1:])[:, index.to(reference.device)]
+    return torch.where(mask.to(views.device)[None], chosen, grouped).flatten(0, 1)

@@ -44,6 +44,7 @@ def joint_denoise(
     weights: torch.Tensor,
     reference: torch.Tensor | None = None,
     reference_mask: torch.Tensor | None = None,
+    reference_index: torch.Tensor | None = None,
     guide_steps: int = 0,
     view_batch_size: int | None = None,
     step_kwargs: dict | None = None,
@@ -53,7 +54,8 @@ def joint_denoise(
     """Denoise a batch of B canvases `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
 
     `scheduler` must have had `set_timesteps` called. `reference` holds each canvas's reference view x_T (B,
-    window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps` timesteps.
+    window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps` timesteps;
+    with `reference_index` (n,) it holds R references per canvas (B * R) and view i follows reference index[i].
     The views of all canvases share the denoiser's batches. `callback(step_index, t, canvas)` is called after every
     step; a tensor it returns replaces the canvas. `prepare(step_index, t, views)` may adjust the cropped views
     (B * n, canvas by canvas) before they are denoised (SyncDiffusion's gradient step).
@@ -77,7 +79,7 @@ def joint_denoise(
         views = view_scheduler.step(out[:n], t, views, **step_kwargs).prev_sample
         if guided:
             ref = ref_scheduler.step(out[n:], t, ref, **step_kwargs).prev_sample
-            views = reference_swap(views, ref, reference_mask)
+            views = reference_swap(views, ref, reference_mask, reference_index)
         canvas = merge_views(views, layout, weights, axis)
         if callback is not None:
             replaced = callback(k, t, canvas)

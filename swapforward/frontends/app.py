@@ -18,6 +18,7 @@ from typing import Any
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
 from ..options import LOAD, OUTPUT, RANDOM_SEED, Option, Request
+from ..prompts import words
 from ..registry import KINDS
 from .common import load_model, save_result
 from .summary import views_summary
@@ -41,7 +42,7 @@ def result_stem(request: Request, seed: int, model: str) -> str:
     kept in the output folder is replaced only by the same result made again."""
     settings = sorted((k, v) for k, v in request.items() if k != "seed")
     digest = hashlib.sha1(repr((settings, seed, model)).encode()).hexdigest()[:6]
-    return f"{slug(request.prompt)}-{request.method}-{seed}-{digest}"
+    return f"{slug(words(request.prompt))}-{request.method}-{seed}-{digest}"
 
 
 def app_options(kind: str) -> list[Option]:
@@ -80,10 +81,13 @@ class Studio:
         return self.pipelines[key]
 
     def request(self, kind: str, prompt: str, values: dict[str, Any]) -> Request:
-        """The checked request from the app's fields (an empty seed field asks for a random seed)."""
+        """The checked request from the app's fields (an empty seed field asks for a random seed; a filled timeline
+        box takes the prompt's place)."""
         values = {k: v for k, v in values.items() if v is not None or k == "seed"}
         if values.get("seed") in (None, ""):
             values["seed"] = RANDOM_SEED
+        if (values.get("timeline") or "").strip():
+            prompt = None
         return KINDS[kind].spec.check({**values, "prompt": prompt}, "app")
 
     def audio(self, prompt: str, file_format: str = "flac", model: str | None = None, progress_bar: bool = True,
@@ -97,7 +101,7 @@ class Studio:
         result = self.pipeline("audio", model).generate(request, progress_bar=progress_bar)
         stem = self.output_dir / result_stem(request, result.info["seed"], self.model_id("audio", model))
         sound, picture = stem.with_suffix(f".{file_format}"), stem.with_suffix(".png")
-        save_result(result, OUTPUT["audio"].check({"out": sound, "spectrogram": picture}), request.prompt)
+        save_result(result, OUTPUT["audio"].check({"out": sound, "spectrogram": picture}), request)
         wall = time.perf_counter() - start
         summary = (f"{result.seconds:.2f} s of audio, seed {result.info['seed']}; {views_summary(result)}; "
                    f"{wall:.1f} s ({wall / result.seconds:.2f}x real time)")
@@ -130,6 +134,8 @@ def _component(gr: Any, kind: str, option: Option) -> Any:
         return gr.Dropdown(list(option.choices), value=value, **common)
     if option.type in ("float", "int", "seed"):
         return gr.Number(value=value, precision=0 if option.type != "float" else None, **common)
+    if option.type == "timeline":
+        return gr.Textbox(value=value, lines=4, placeholder="0:00 light rain on leaves\n0:30 thunderstorm", **common)
     return gr.Textbox(value=value, **common)
 
 

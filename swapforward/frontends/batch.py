@@ -59,9 +59,10 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     kind = str(record.pop("kind", "audio")).strip().lower()
     if kind not in KINDS:
         raise SwapForwardError(f"kind must be audio or panorama, got {kind!r}")
-    missing = [name for name in REQUIRED if name not in record]
+    missing = [name for name in REQUIRED if name not in record and not (name == "prompt" and "timeline" in record)]
     if missing:
-        raise SwapForwardError(f"every job needs a prompt and an out path; this one has no {missing[0]}")
+        raise SwapForwardError(f"every job needs a prompt (or a timeline) and an out path; this one has no "
+                               f"{missing[0]}")
     fields = set(job_fields(kind))
     unknown = sorted(set(record) - fields)
     if unknown:
@@ -86,11 +87,11 @@ def read_records(path: Path) -> list[Any]:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             header = [h.strip() for h in reader.fieldnames or []]
-            if not set(REQUIRED) <= set(header):
+            if "out" not in header or not {"prompt", "timeline"} & set(header):
                 allowed = sorted(set(job_fields("audio")) | set(job_fields("panorama")))
                 raise SwapForwardError(
-                    f"Jobs file {str(path)!r} has the columns {', '.join(header) or '(none)'}; it needs "
-                    f"{' and '.join(REQUIRED)}, and may also have {', '.join(allowed)}."
+                    f"Jobs file {str(path)!r} has the columns {', '.join(header) or '(none)'}; it needs prompt (or "
+                    f"timeline) and out, and may also have {', '.join(allowed)}."
                 )
             return list(reader)
     records: list[Any] = []
@@ -181,7 +182,7 @@ def run_jobs(
                 pipelines[key] = load_model(KINDS[job.kind], job.load, device=device)
             result = pipelines[key].generate(job.request, progress_bar=False)
             job.out.parent.mkdir(parents=True, exist_ok=True)  # evaluation sets nest folders per method and prompt
-            save_result(result, job.output, job.request.prompt)
+            save_result(result, job.output, job.request)
         except SwapForwardError as error:
             report.failed.append((job.index, str(error)))
             if on_job:

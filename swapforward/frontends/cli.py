@@ -22,6 +22,7 @@ import typer
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
 from ..options import ANALYZE, AUDIO, EVALUATE, LOAD, OUTPUT, PANORAMA, SERVE, SPECS, Option, Request, Spec
+from ..prompts import describe, words
 from ..registry import KINDS, Kind
 from .common import check_outputs, load_model, quiet_libraries, save_result
 from .summary import seed_summary, views_summary
@@ -33,7 +34,7 @@ app = typer.Typer(
     help="Arbitrarily long, loopable audio and panoramas from pretrained latent diffusion models (SaFa and baselines).",
 )
 
-METAVARS = {"float": "NUMBER", "int": "INTEGER", "seed": "SEED", "str": "TEXT", "path": "PATH"}
+METAVARS = {"float": "NUMBER", "int": "INTEGER", "seed": "SEED", "str": "TEXT", "path": "PATH", "timeline": "FILE"}
 
 
 def fail(message: str) -> None:
@@ -68,7 +69,40 @@ def flag(option: Option, kind: str, default: Any = None) -> inspect.Parameter:
     return inspect.Parameter(option.key, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
 
-def command(name: str, flags: Sequence[inspect.Parameter]) -> Callable[[Callable], Callable]:
+#: What joins the two values of `--prompt-at START PROMPT` into the one value typer parses.
+PAIR = "\x1f"
+
+
+class PairedPromptCommand(typer.core.TyperCommand):
+    """A command whose `--prompt-at` takes two values, START and PROMPT, and may be repeated (typer's options take
+    one value when repeated): each pair is joined before parsing and split again by `prompt_pairs`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        joined, i = [], 0
+        while i < len(args):
+            if args[i] == "--prompt-at" and i + 2 < len(args) and not args[i + 2].startswith("--"):
+                joined += ["--prompt-at", f"{args[i + 1]}{PAIR}{args[i + 2]}"]
+                i += 3
+            else:
+                joined.append(args[i])
+                i += 1
+        return super().parse_args(ctx, joined)
+
+
+def prompt_pairs(values: list[str] | None) -> list[tuple[str, str]] | None:
+    """The (START, PROMPT) pairs of the repeated `--prompt-at`."""
+    if not values:
+        return None
+    pairs = []
+    for value in values:
+        start, separator, prompt = value.partition(PAIR)
+        if not separator:
+            raise SwapForwardError(f"--prompt-at takes two values, START and PROMPT, got only {start!r}.")
+        pairs.append((start, prompt))
+    return pairs
+
+
+def command(name: str, flags: Sequence[inspect.Parameter], cls: type | None = None) -> Callable[[Callable], Callable]:
     """Register `func(given, **explicit)` as the command `name`, with its own parameters plus `flags`; `given` holds
     the flags the user typed (as text), keyed by field name."""
 
@@ -86,16 +120,27 @@ def command(name: str, flags: Sequence[inspect.Parameter]) -> Callable[[Callable
         run.__signature__ = inspect.Signature(params)
         run.__annotations__ = {p.name: p.annotation for p in params}
         run.__name__, run.__doc__ = func.__name__, func.__doc__
-        app.command(name=name)(run)
+        app.command(name=name, cls=cls)(run)
         return func
 
     return decorate
 
 
 def pick(given: Mapping[str, Any], spec: Spec, source: str = "cli") -> Request:
-    """`spec`'s share of the typed values, checked by it."""
-    keys = {o.key for o in spec.options}
-    return spec.check({k: v for k, v in given.items() if k in keys}, source)
+    """`spec`'s share of the typed values, checked by it (flags that name a file hand the spec its text)."""
+    values = {}
+    for option in spec.options:
+        if option.key in given:
+            values[option.key] = read_flag_file(option, given[option.key]) if option.cli_file else given[option.key]
+    return spec.check(values, source)
+
+
+def read_flag_file(option: Option, path: str) -> str:
+    try:
+        return Path(path).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise SwapForwardError(f"Cannot read {option.flag} {path!r}: {reason}.") from None
 
 
 def load_flags(kind: Kind | None = None) -> list[inspect.Parameter]:
@@ -114,42 +159,65 @@ def generation_flags(kind: Kind) -> list[inspect.Parameter]:
 def summary(kind: Kind, result: Any, out: Path, wall: float) -> str:
     """The line a finished generation prints."""
     seed = seed_summary(result)
+    tail = (f", {seed}" if seed else "") + timeline_summary(kind, result)
     if kind.name == "audio":
         return (f"{out}: {result.seconds:.2f} s of {result.method} audio at {result.sample_rate} Hz from "
-                f"{views_summary(result)}, {wall:.1f} s wall, real-time factor {wall / result.seconds:.2f}"
-                + (f", {seed}" if seed else ""))
+                f"{views_summary(result)}, {wall:.1f} s wall, real-time factor {wall / result.seconds:.2f}" + tail)
     w, h = result.image.size
-    return f"{out}: {w} x {h} {result.method} panorama from {views_summary(result)}, {wall:.1f} s wall" + (
-        f", {seed}" if seed else "")
+    return f"{out}: {w} x {h} {result.method} panorama from {views_summary(result)}, {wall:.1f} s wall" + tail
 
 
-def generate(kind: Kind, prompt: str | None, given: dict[str, Any]) -> None:
+def timeline_summary(kind: Kind, result: Any) -> str:
+    """'; timeline: 0:00 rain -> 0:30 storm', or '' for one prompt."""
+    segments = result.segments if kind.name == "audio" else result.info["segments"]
+    from ..prompts import Segment
+
+    return f"; timeline: {describe([Segment(*s) for s in segments], kind.name)}" if segments else ""
+
+
+def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given: dict[str, Any]) -> None:
     """Check everything, load the model, generate, write, and print one summary line."""
     with user_errors():
-        request = pick({**given, "prompt": prompt}, kind.spec)
+        prompt_at = prompt_pairs(prompt_at)
+        if prompt_at and prompt is not None:
+            raise SwapForwardError("Give the prompt either as the argument or with --prompt-at, not both.")
+        request = pick({**given, "prompt": list(prompt_at) if prompt_at else prompt}, kind.spec)
         load = pick(given, LOAD)
         output = pick(given, OUTPUT[kind.name])
         check_outputs(kind, output)
         pipe = load_model(kind, load)
         start = time.perf_counter()
         result = pipe.generate(request, progress_bar=True)
-        save_result(result, output, request.prompt)
+        save_result(result, output, request)
         wall = time.perf_counter() - start
     typer.echo(summary(kind, result, output.out, wall))
     if kind.name == "audio" and abs(result.seconds - request.audio_length_in_s) > 0.5 / result.sample_rate:
         typer.echo(f"note: the loop's length was rounded to {result.seconds:.3f} s (whole latent frames).")
 
 
-@command("audio", generation_flags(KINDS["audio"]))
-def audio(given: dict, prompt: Optional[str] = typer.Argument(None, help="What the audio should sound like.")) -> None:
-    """Generate long audio from a text prompt and write it as WAV or FLAC."""
-    generate(KINDS["audio"], prompt, given)
+PROMPT_AT = typer.Option(None, "--prompt-at", metavar="START PROMPT",
+                         help="A timeline segment: from START (audio: m:ss or seconds; panoramas: pixels or a fraction "
+                              "of the width) on, PROMPT. Repeat it; the positional prompt is then left out.")
 
 
-@command("panorama", generation_flags(KINDS["panorama"]))
-def panorama(given: dict, prompt: Optional[str] = typer.Argument(None, help="What the panorama should show.")) -> None:
-    """Generate a wide (or 360-degree) panorama from a text prompt and write it as PNG, JPEG or WebP."""
-    generate(KINDS["panorama"], prompt, given)
+@command("audio", generation_flags(KINDS["audio"]), PairedPromptCommand)
+def audio(
+    given: dict,
+    prompt: Optional[str] = typer.Argument(None, help="What the audio should sound like."),
+    prompt_at: Optional[list[str]] = PROMPT_AT,
+) -> None:
+    """Generate long audio from a text prompt (or a timeline of prompts) and write it as WAV or FLAC."""
+    generate(KINDS["audio"], prompt, prompt_at, given)
+
+
+@command("panorama", generation_flags(KINDS["panorama"]), PairedPromptCommand)
+def panorama(
+    given: dict,
+    prompt: Optional[str] = typer.Argument(None, help="What the panorama should show."),
+    prompt_at: Optional[list[str]] = PROMPT_AT,
+) -> None:
+    """Generate a wide (or 360-degree) panorama from a text prompt (or prompts by region) as PNG, JPEG or WebP."""
+    generate(KINDS["panorama"], prompt, prompt_at, given)
 
 
 @command("batch", load_flags())
@@ -209,7 +277,7 @@ def analyze(
         request = pick(values, spec)
         pipe = load_model(KINDS[own.kind], pick(given, LOAD))
         result = run_analysis(pipe, request, list(methods_), every=own.every)
-        paths = result.save(own.out_dir, title=f"{own.kind}: {request.prompt}")
+        paths = result.save(own.out_dir, title=f"{own.kind}: {words(request.prompt)}")
     last = result.steps[-1]
     for method, by_step in result.curves.items():
         gap = by_step[last]["overlap"][-1] - by_step[last]["reference"][-1]

@@ -54,8 +54,10 @@ def check_outputs(kind: Kind, output: Request) -> None:
         check_output_path(output.spectrogram, IMAGE_FORMATS)
 
 
-def save_result(result: Any, output: Request, prompt: str) -> None:
+def save_result(result: Any, output: Request, request: Request) -> None:
     """Write the result (and, for audio, its spectrogram picture when asked), each atomically."""
+    from ..prompts import words
+
     result.save(output.out)
     if output.get("spectrogram") is not None:
-        result.save_spectrogram(output.spectrogram, title=f"{result.method}: {prompt}")
+        result.save_spectrogram(output.spectrogram, title=f"{result.method}: {words(request.prompt)}")

@@ -8,7 +8,9 @@ from typing import Any
 def views_summary(result: Any) -> str:
     """'6 views (+1 reference for 15 of 50 steps), looping; 115 model calls'."""
     info = result.info
-    guided = f" (+1 reference for {info['guide_steps']} of {info['steps']} steps)" if info["guide_steps"] else ""
+    references = info.get("references", 1)
+    guided = (f" (+{references} reference{'s' if references > 1 else ''} for {info['guide_steps']} of "
+              f"{info['steps']} steps)") if info["guide_steps"] else ""
     looping = ", looping" if result.layout.loop else ""
     views = f"{result.layout.num_views} view{'s' if result.layout.num_views > 1 else ''}"
     return f"{views}{guided}{looping}; {result.model_calls} model calls"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..core.tiling import decode_tiled
-from .base import AudioAdapter, classifier_free, rows
+from .base import AudioAdapter, classifier_free
 
 
 class AudioLDMAdapter(AudioAdapter):
@@ -40,12 +40,11 @@ class AudioLDMAdapter(AudioAdapter):
         embeds = self.pipe._encode_prompt(prompt, self.device, 1, guidance, negative_prompt)
         return {"class_labels": embeds}
 
-    def _unet(self, latents, t, cond, batch):
-        labels = rows(cond["class_labels"], batch)
-        return self.pipe.unet(latents, t, encoder_hidden_states=None, class_labels=labels).sample
+    def _unet(self, latents, t, cond):
+        return self.pipe.unet(latents, t, encoder_hidden_states=None, class_labels=cond["class_labels"]).sample
 
     def denoise(self, latents, t, cond, guidance_scale):
-        return classifier_free(lambda x, batch: self._unet(x, t, cond, batch), latents, cond, guidance_scale)
+        return classifier_free(lambda x: self._unet(x, t, cond), latents, cond, guidance_scale)
 
     def decode_preview(self, latents):
         """The mel spectrogram as a picture: scaled to [-1, 1] per view, on three channels."""
@@ -92,12 +91,12 @@ class AudioLDM2Adapter(AudioLDMAdapter):
         )
         return {"prompt_embeds": embeds, "attention_mask": mask, "generated_prompt_embeds": generated}
 
-    def _unet(self, latents, t, cond, batch):
+    def _unet(self, latents, t, cond):
         return self.pipe.unet(
             latents,
             t,
-            encoder_hidden_states=rows(cond["generated_prompt_embeds"], batch),
-            encoder_hidden_states_1=rows(cond["prompt_embeds"], batch),
-            encoder_attention_mask_1=rows(cond["attention_mask"], batch),
+            encoder_hidden_states=cond["generated_prompt_embeds"],
+            encoder_hidden_states_1=cond["prompt_embeds"],
+            encoder_attention_mask_1=cond["attention_mask"],
             return_dict=False,
         )[0]

@@ -72,7 +72,8 @@ class LatentAdapter(ABC):
     def denoise(
         self, latents: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor], guidance_scale: float
     ) -> torch.Tensor:
-        """Model output for a batch of views, with classifier-free guidance when `cond` has two rows."""
+        """Model output for a batch of views, `cond` holding a row per view and guidance group (`per_row`), with
+        classifier-free guidance when it has a negative and a positive row per view."""
 
     @abstractmethod
     def decode_preview(self, latents: torch.Tensor) -> torch.Tensor:
@@ -84,24 +85,19 @@ class LatentAdapter(ABC):
         return int(getattr(self.denoiser_module.config, "patch_size", None) or 1)
 
 
-def guided(cond: dict[str, torch.Tensor]) -> bool:
-    """Whether the conditioning holds [negative, positive] rows (classifier-free guidance is on)."""
-    return next(iter(cond.values())).shape[0] == 2
+def per_row(cond: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
+    """[negative, positive] conditioning of one prompt -> rows for a batch of `batch` views: [negative] * batch +
+    [positive] * batch (or [positive] * batch without guidance), the layout `denoise` takes."""
+    return {key: value.repeat_interleave(batch, dim=0) for key, value in cond.items()}
 
 
-def rows(t: torch.Tensor, batch: int) -> torch.Tensor:
-    """[negative, positive] conditioning rows -> [negative] * batch + [positive] * batch, like the views' batch."""
-    return t.repeat_interleave(batch, dim=0)
-
-
-def classifier_free(
-    run: Any, latents: torch.Tensor, cond: dict[str, torch.Tensor], guidance_scale: float
-) -> torch.Tensor:
-    """Evaluate `run(model_input, batch)` on [views, views] and combine uncond + scale * (text - uncond)."""
-    batch = latents.shape[0]
-    if not guided(cond):
-        return run(latents, batch)
-    uncond, text = run(torch.cat([latents, latents]), batch).chunk(2)
+def classifier_free(run: Any, latents: torch.Tensor, cond: dict[str, torch.Tensor],
+                    guidance_scale: float) -> torch.Tensor:
+    """Evaluate `run(model_input)` on [views, views] and combine uncond + scale * (text - uncond) when `cond` has a
+    negative and a positive row per view, or once on the views when it has one row per view."""
+    if next(iter(cond.values())).shape[0] == latents.shape[0]:
+        return run(latents)
+    uncond, text = run(torch.cat([latents, latents])).chunk(2)
     return uncond + guidance_scale * (text - uncond)
 
 

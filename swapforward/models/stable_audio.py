@@ -13,7 +13,7 @@ import torch
 
 from ..core.tiling import decode_tiled
 from ..spectrogram import log_mel
-from .base import AudioAdapter, classifier_free, rows
+from .base import AudioAdapter, classifier_free
 
 
 class StableAudioAdapter(AudioAdapter):
@@ -64,12 +64,12 @@ class StableAudioAdapter(AudioAdapter):
             repeat_interleave_real=False,
         )
 
-        def run(x, batch):
+        def run(x):
             return self.pipe.transformer(
                 x,
                 t.unsqueeze(0),
-                encoder_hidden_states=rows(cond["encoder_hidden_states"], batch),
-                global_hidden_states=rows(duration, batch),
+                encoder_hidden_states=cond["encoder_hidden_states"],
+                global_hidden_states=duration,
                 rotary_embedding=rotary,
                 return_dict=False,
             )[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ImageAdapter, classifier_free, rows
+from .base import ImageAdapter, classifier_free
 
 
 class StableDiffusionAdapter(ImageAdapter):
@@ -20,8 +20,8 @@ class StableDiffusionAdapter(ImageAdapter):
         return {"encoder_hidden_states": torch.cat([negative, positive]) if guidance else positive}
 
     def denoise(self, latents, t, cond, guidance_scale):
-        def run(x, batch):
-            return self.pipe.unet(x, t, encoder_hidden_states=rows(cond["encoder_hidden_states"], batch)).sample
+        def run(x):
+            return self.pipe.unet(x, t, encoder_hidden_states=cond["encoder_hidden_states"]).sample
 
         return classifier_free(run, latents, cond, guidance_scale)
 
@@ -66,10 +66,10 @@ class StableDiffusionXLAdapter(ImageAdapter):
         }
 
     def denoise(self, latents, t, cond, guidance_scale):
-        def run(x, batch):
-            added = {"text_embeds": rows(cond["text_embeds"], batch), "time_ids": rows(cond["time_ids"], batch)}
-            hidden = rows(cond["encoder_hidden_states"], batch)
-            return self.pipe.unet(x, t, encoder_hidden_states=hidden, added_cond_kwargs=added).sample
+        def run(x):
+            added = {"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}
+            return self.pipe.unet(x, t, encoder_hidden_states=cond["encoder_hidden_states"],
+                                  added_cond_kwargs=added).sample
 
         return classifier_free(run, latents, cond, guidance_scale)
 
@@ -137,12 +137,12 @@ class StableDiffusion3Adapter(ImageAdapter):
         }
 
     def denoise(self, latents, t, cond, guidance_scale):
-        def run(x, batch):
+        def run(x):
             return self.pipe.transformer(
                 hidden_states=x,
                 timestep=t.expand(x.shape[0]),
-                encoder_hidden_states=rows(cond["encoder_hidden_states"], batch),
-                pooled_projections=rows(cond["pooled_projections"], batch),
+                encoder_hidden_states=cond["encoder_hidden_states"],
+                pooled_projections=cond["pooled_projections"],
                 return_dict=False,
             )[0]
 

@@ -37,6 +37,8 @@ class LongAudioOutput:
     frame_seconds: float
     """Seconds per latent frame (view boundaries in seconds are layout frames times this)."""
     info: dict[str, Any] = field(default_factory=dict)
+    segments: list[tuple[float, str]] = field(default_factory=list)
+    """A timeline's (start seconds, prompt) segments; empty for one prompt."""
 
     @property
     def seconds(self) -> float:
@@ -56,7 +58,8 @@ class LongAudioOutput:
     def save_spectrogram(self, path: str | os.PathLike, title: str = "") -> str:
         """Write a PNG of the mel spectrogram with view starts and overlaps marked."""
         starts = [s * self.frame_seconds for s in self.layout.starts]
-        return str(save_spectrogram(path, self.mel_spectrogram, self.seconds, starts, self.overlap_spans(), title))
+        return str(save_spectrogram(path, self.mel_spectrogram, self.seconds, starts, self.overlap_spans(), title,
+                                    self.segments))
 
 
 #: Host memory per output sample at the end of a run: the waveform, its cross-fade buffers, the spectrogram
@@ -114,6 +117,9 @@ class LongAudioPipeline(JointPipeline):
         layout = ViewLayout.build(frames, window, overlap=request.overlap, loop=request.loop)
         return layout, adapter.latent_shape(frames)
 
+    def start_frame(self, start: float) -> int:
+        return round(start * self.adapter.sample_rate / self.adapter.frame_samples)
+
     def window_frames(self, request: Request) -> int:
         """The view length in latent frames: `window_seconds`, or the model's training length."""
         seconds = self.adapter.trained_window_seconds if request.window_seconds is None else request.window_seconds
@@ -136,4 +142,5 @@ class LongAudioPipeline(JointPipeline):
             model_calls=result.model_calls,
             frame_seconds=adapter.frame_samples / adapter.sample_rate,
             info={**result.info(), "requested_seconds": request.audio_length_in_s, "seed": seed},
+            segments=[] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt],
         )

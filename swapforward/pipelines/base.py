@@ -145,13 +145,20 @@ class JointPipeline:
         model-dependent checks and the layout, the joint loop, the output."""
         layout, canvas_shape = self.layout(request)
         generator, seed = generators(generator, request.seed)
+        timeline = None if isinstance(request.prompt, str) else [
+            (min(layout.length - 1, self.start_frame(segment.start)), segment) for segment in request.prompt]
         result = run_joint(self.adapter, request, layout, canvas_shape, generator=generator, latents=latents,
-                           reference_latents=reference_latents, callback=callback, progress_bar=progress_bar,
-                           lpips=lpips)
+                           reference_latents=reference_latents, timeline=timeline, callback=callback,
+                           progress_bar=progress_bar, lpips=lpips)
         return self.output(request, layout, result, seed)
 
     def layout(self, request: Request) -> tuple[ViewLayout, tuple[int, ...]]:
         """The views and the canvas shape for `request`, after the checks that need the model."""
+        raise NotImplementedError
+
+    def start_frame(self, start: float) -> int:
+        """The canvas frame (latent frame or column) where a timeline segment starting at `start` (seconds or
+        pixels) begins."""
         raise NotImplementedError
 
     def output(self, request: Request, layout: ViewLayout, result: JointResult, seed: int | None) -> Any:

@@ -10,7 +10,8 @@ import torch
 
 from ..core.sampler import Denoiser
 from ..errors import SwapForwardError
-from .memory import DeviceMemory, fit_in_memory, fixed_batches
+from .conditioning import Conditioning
+from .memory import DeviceMemory, Model, fit_in_memory, fixed_batches
 
 
 @dataclass
@@ -25,20 +26,19 @@ class CallCount:
     """The most views one call held: what bounds the denoiser's memory."""
 
 
-def counted_model(
-    adapter: Any, cond: dict[str, torch.Tensor], guidance_scale: float, count: CallCount
-) -> Denoiser:
-    """`adapter.denoise` with the run's conditioning, counting its calls into `count`.
+def counted_model(adapter: Any, conditioning: Conditioning, guidance_scale: float, count: CallCount) -> Model:
+    """`adapter.denoise` with each row's conditioning, counting its calls into `count`.
 
     A compiled denoiser may replay CUDA graphs, whose outputs live in memory that the next call overwrites: each call
     then marks a new graph step and copies its output out.
     """
     compiled = adapter.compiled
 
-    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def model(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         count.calls += 1
         count.evaluations += x.shape[0]
         count.largest = max(count.largest, x.shape[0])
+        cond = conditioning.rows(ids)
         if not compiled:
             return adapter.denoise(x, t, cond, guidance_scale)
         torch.compiler.cudagraph_mark_step_begin()
@@ -50,14 +50,17 @@ def counted_model(
     return model
 
 
-def batched(model: Denoiser, device: torch.device, view_batch_size: int | None, one_call: str | None) -> Denoiser:
-    """Batching policy: one call for everything when a baseline needs it (`one_call` says why), the user's fixed
-    `view_batch_size`, or batches sized from the device's free memory."""
+def batched(model: Model, device: torch.device, view_batch_size: int | None, one_call: str | None) -> Denoiser:
+    """The denoiser the loop calls with a step's whole batch: in one call when a baseline needs it (`one_call` says
+    why), in batches of the user's `view_batch_size`, or in batches sized from the device's free memory."""
     if one_call:
-        return fixed_batches(model, one_call)
-    if view_batch_size:
-        return fixed_batches(model, "use a smaller view_batch_size, or none to size batches from free memory.")
-    return fit_in_memory(model, DeviceMemory.of(device))
+        split = fixed_batches(model, one_call)
+    elif view_batch_size:
+        split = fixed_batches(model, "use a smaller view_batch_size, or none to size batches from free memory.",
+                              view_batch_size)
+    else:
+        split = fit_in_memory(model, DeviceMemory.of(device))
+    return lambda x, t: split(x, t, torch.arange(x.shape[0]))
 
 
 def compile_failed(error: Exception) -> SwapForwardError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import random
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -23,10 +24,15 @@ from ..core.layout import ViewLayout
 from ..core.methods import get_method
 from ..core.plan import plan_joint
 from ..core.sampler import joint_denoise
+from ..core.timeline import frame_segments, view_mix, view_reference
 from ..errors import SwapForwardError
 from ..models.base import LatentAdapter
 from ..options import MAX_SEED, RANDOM_SEED, Request
+from ..prompts import Segment
+from .conditioning import Conditioning
 from .denoiser import CallCount, batched, counted_model
+
+logger = logging.getLogger("swapforward")
 
 Generators = torch.Generator | list[torch.Generator] | None
 
@@ -64,11 +70,13 @@ class JointResult:
     steps: int
     views_per_call: int
     """The most views (and reference views) that one call held: what bounds the denoiser's memory."""
+    references: int = 1
+    """Reference views per canvas (one per timeline segment that some view follows)."""
 
     def info(self) -> dict[str, int]:
         """The counts that the pipelines' outputs report in their `info`."""
         return {"guide_steps": self.guide_steps, "steps": self.steps, "view_evaluations": self.view_evaluations,
-                "views_per_call": self.views_per_call}
+                "views_per_call": self.views_per_call, "references": self.references if self.guide_steps else 0}
 
 
 def run_joint(
@@ -80,6 +88,7 @@ def run_joint(
     generator: Generators,
     latents: torch.Tensor | None = None,
     reference_latents: torch.Tensor | None = None,
+    timeline: list[tuple[int, Segment]] | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
     progress_bar: bool = True,
     lpips: torch.nn.Module | None = None,
@@ -88,21 +97,19 @@ def run_joint(
 
     `latents` replace the canvases' initial noise and `reference_latents` the reference views'; given `latents` and
     no generator, the remaining noise comes from a generator seeded by the latents' bytes (`generator_from`).
+    `timeline` holds the request's segments with their start frames on the canvas (`request.prompt` is a plain
+    prompt without it).
     """
     axis = adapter.long_axis % len(canvas_shape)
     canvases = canvas_shape[0]
     view_shape = (1, *canvas_shape[1:axis], layout.window, *canvas_shape[axis + 1:])
-    reference_shape = (canvases, *view_shape[1:])
     if latents is not None and tuple(latents.shape) != tuple(canvas_shape):
         raise SwapForwardError(f"latents must have shape {tuple(canvas_shape)}, got {tuple(latents.shape)}.")
-    if reference_latents is not None and tuple(reference_latents.shape) != reference_shape:
-        raise SwapForwardError(
-            f"reference_latents must have shape {reference_shape}, got {tuple(reference_latents.shape)}."
-        )
     device, dtype = adapter.device, adapter.dtype
 
-    # 1. The conditioning and the timesteps, as the base pipeline sets them for one view.
-    cond = adapter.encode_prompt(request.prompt, request.negative_prompt, request.guidance_scale > 1.0, view_shape)
+    # 1. The conditioning of every view (and reference view), and the timesteps, as the base pipeline sets them.
+    conditioning, reference_index = condition(adapter, request, layout, view_shape, canvases, timeline)
+    references = 1 if reference_index is None else len(conditioning.reference_prompt)
     scheduler = copy.deepcopy(adapter.scheduler)
     adapter.set_timesteps(scheduler, request.num_inference_steps, view_shape)
     steps = len(scheduler.timesteps)
@@ -112,17 +119,22 @@ def run_joint(
                       swap_axis=adapter.reference_axis, r_guide=request.r_guide, swap_interval=request.swap_interval,
                       tail_shift=request.tail_shift)
 
-    # 3. The noise: every canvas, then (with guide steps) every canvas's reference view, from the same generator(s).
+    # 3. The noise: every canvas, then (with guide steps) every canvas's reference view(s), from the same generator(s).
     init_sigma = getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers start from plain noise
     if latents is None:
         latents = randn_tensor(tuple(canvas_shape), generator=generator, device=device, dtype=dtype)
     elif generator is None:
         generator = generator_from(latents)
     canvas = latents.to(device=device, dtype=dtype) * init_sigma
+    reference_shape = (canvases * references, *view_shape[1:])
+    if reference_latents is not None and tuple(reference_latents.shape) != reference_shape:
+        raise SwapForwardError(
+            f"reference_latents must have shape {reference_shape}, got {tuple(reference_latents.shape)}."
+        )
     reference = None
     if plan.guide_steps:
         if reference_latents is None:
-            reference_latents = randn_tensor(reference_shape, generator=generator, device=device, dtype=dtype)
+            reference_latents = reference_noise(reference_shape, references, generator, device, dtype)
         reference = reference_latents.to(device=device, dtype=dtype) * init_sigma
 
     # 4. The baseline's plug-in (MAD's merged attention, SyncDiffusion's gradient step), if the method has one.
@@ -133,8 +145,8 @@ def run_joint(
 
     # 5. The denoiser the loop calls: the model with its conditioning, counted, in batches that fit the device.
     count = CallCount()
-    denoiser = batched(counted_model(adapter, cond, request.guidance_scale, count), device, request.view_batch_size,
-                       one_call)
+    denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count), device,
+                       request.view_batch_size, one_call)
 
     # 6. The loop.
     bar = tqdm(total=steps, desc=f"{request.method}, {layout.num_views} views", unit="step", disable=not progress_bar)
@@ -159,11 +171,50 @@ def run_joint(
             weights=plan.weights,
             reference=reference,
             reference_mask=plan.reference_mask,
+            reference_index=reference_index,
             guide_steps=plan.guide_steps,
-            view_batch_size=None if one_call else request.view_batch_size,
             step_kwargs=adapter.step_kwargs(step_generator, request.eta),
             callback=on_step,
             prepare=baseline.prepare if baseline is not None else None,
         )
     return JointResult(latents=canvas, model_calls=count.calls, view_evaluations=count.evaluations,
-                       guide_steps=plan.guide_steps, steps=steps, views_per_call=count.largest)
+                       guide_steps=plan.guide_steps, steps=steps, views_per_call=count.largest, references=references)
+
+
+def condition(
+    adapter: LatentAdapter,
+    request: Request,
+    layout: ViewLayout,
+    view_shape: tuple[int, ...],
+    canvases: int,
+    timeline: list[tuple[int, Segment]] | None,
+) -> tuple[Conditioning, torch.Tensor | None]:
+    """Every distinct prompt encoded once, and which one conditions each view and reference view; with a timeline
+    also the reference each view follows (one per segment that holds a view's centre)."""
+    guidance = request.guidance_scale > 1.0
+    if timeline is None:
+        encoded = adapter.encode_prompt(request.prompt, request.negative_prompt, guidance, view_shape)
+        return Conditioning.single(encoded, layout.num_views, canvases), None
+    pairs = [(s.prompt, s.negative_prompt or request.negative_prompt) for _, s in timeline]
+    distinct = list(dict.fromkeys(pairs))
+    encoded = [adapter.encode_prompt(prompt, negative, guidance, view_shape) for prompt, negative in distinct]
+    segment_prompt = torch.tensor([distinct.index(pair) for pair in pairs])
+    segments = frame_segments([frame for frame, _ in timeline], layout.length, layout.loop)
+    mix = view_mix(layout, segments, len(timeline), request.transition)
+    for index in (mix.sum(0) == 0).nonzero().flatten().tolist():
+        logger.warning(f"the segment {timeline[index][1].prompt!r} conditions no view (no view's centre lies in it); "
+                       f"use transition blend or a longer segment.")
+    to_prompt = torch.nn.functional.one_hot(segment_prompt, len(distinct)).float()
+    followed = view_reference(layout, segments)
+    used = sorted(set(followed.tolist()))
+    reference_index = torch.tensor([used.index(segment) for segment in followed.tolist()])
+    return Conditioning(encoded, mix @ to_prompt, segment_prompt[used], canvases), reference_index
+
+
+def reference_noise(shape: tuple[int, ...], references: int, generator: Generators, device: torch.device,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """The reference views' noise, canvas by canvas (each canvas's R references from its own generator)."""
+    if not isinstance(generator, list):
+        return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+    one = (references, *shape[1:])
+    return torch.cat([randn_tensor(one, generator=g, device=device, dtype=dtype) for g in generator])

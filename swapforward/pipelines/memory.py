@@ -22,7 +22,9 @@ HOST_VIEW_BATCH = 8
 #: Fraction of the free memory that the views of one call may take (the rest: allocator slack, the decoder).
 HEADROOM = 0.8
 
-Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: (views batch, timestep, the rows' positions in the step's batch) -> model output; the positions travel with the
+#: rows through every split, so each row keeps its own conditioning.
+Model = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -70,24 +72,24 @@ def fit_in_memory(model: Model, memory: DeviceMemory | None = None, host_limit: 
     """
     limit: int | None = None if memory is not None else host_limit
 
-    def calibrate(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def calibrate(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         nonlocal limit
         before = memory.start()
         try:
-            first = model(x[:1], t)
+            first = model(x[:1], t, ids[:1])
         except torch.cuda.OutOfMemoryError:
             raise out_of_memory() from None
         limit = batch_limit(memory.free(), memory.peak() - before)
-        return first if x.shape[0] == 1 else torch.cat([first, call(x[1:], t)])
+        return first if x.shape[0] == 1 else torch.cat([first, call(x[1:], t, ids[1:])])
 
-    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def call(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         nonlocal limit
         if limit is None:
-            return calibrate(x, t)
+            return calibrate(x, t, ids)
         size = min(limit, x.shape[0])
         while True:
             try:
-                return torch.cat([model(part, t) for part in x.split(size)])
+                return torch.cat([model(part, t, i) for part, i in zip(x.split(size), ids.split(size), strict=True)])
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise out_of_memory() from None
@@ -97,14 +99,16 @@ def fit_in_memory(model: Model, memory: DeviceMemory | None = None, host_limit: 
     return call
 
 
-def fixed_batches(model: Model, hint: str) -> Model:
-    """Wrap `model`, whose batches the caller fixed, so that running out of GPU memory is one sentence with `hint`."""
+def fixed_batches(model: Model, hint: str, size: int | None = None) -> Model:
+    """Wrap `model` to take batches of `size` views (all at once without it), so that running out of GPU memory is
+    one sentence with `hint`."""
 
-    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def call(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        chunk = size or x.shape[0]
         try:
-            return model(x, t)
+            return torch.cat([model(part, t, i) for part, i in zip(x.split(chunk), ids.split(chunk), strict=True)])
         except torch.cuda.OutOfMemoryError:
-            message = f"The GPU runs out of memory with {x.shape[0]} views per model call; {hint}"
+            message = f"The GPU runs out of memory with {min(chunk, x.shape[0])} views per model call; {hint}"
             raise SwapForwardError(message) from None
 
     return call

@@ -78,6 +78,9 @@ class PanoramaPipeline(JointPipeline):
                                   loop=request.loop)
         return layout, adapter.latent_shape(request.height or adapter.native_size, request.width)
 
+    def start_frame(self, start: float) -> int:
+        return round(start / self.adapter.vae_factor)
+
     def view_width(self, request: Request) -> int:
         """The views' width in pixels: `view_width`, or the model's native size (at most the panorama's width)."""
         return request.view_width or min(self.adapter.native_size, request.width)
@@ -94,5 +97,6 @@ class PanoramaPipeline(JointPipeline):
             method=request.method,
             model_calls=result.model_calls,
             info={**result.info(), "height": request.height or adapter.native_size, "width": request.width,
-                  "view_width": self.view_width(request), "overlap": request.overlap, "seed": seed},
+                  "view_width": self.view_width(request), "overlap": request.overlap, "seed": seed,
+                  "segments": [] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt]},
         )
