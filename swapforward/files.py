@@ -11,7 +11,14 @@ import numpy as np
 
 from .errors import SwapForwardError
 
-AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".mp3": "MP3", ".ogg": "OGG", ".opus": "OGG"}
+#: libsndfile's encoding per extension: float WAV, 24-bit FLAC, MP3 (layer III), Ogg Vorbis, Ogg Opus.
+AUDIO_SUBTYPES = {".wav": "FLOAT", ".flac": "PCM_24", ".mp3": "MPEG_LAYER_III", ".ogg": "VORBIS", ".opus": "OPUS"}
+#: Sample rates the lossy encoders take.
+AUDIO_RATES = {".opus": (8000, 12000, 16000, 24000, 48000),
+               ".mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)}
+#: Text tags libsndfile writes (WAV INFO, FLAC and Ogg comments).
+TAGS = ("title", "comment", "software", "artist")
 IMAGE_FORMATS = {".png": "PNG"}
 PANORAMA_FORMATS = {**IMAGE_FORMATS, ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
@@ -63,17 +70,44 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
-    """Write (channels, samples) float audio as WAV (float32) or FLAC (24-bit), chosen by extension."""
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
+                tags: dict[str, str] | None = None) -> Path:
+    """Write (channels, samples) float audio in the format of the extension (WAV float32, FLAC 24-bit, MP3, Ogg
+    Vorbis, Ogg Opus), with `tags` (title, comment, software, artist) where the format keeps them. The same audio
+    gives the same bytes: the timestamp libsndfile puts in a float WAV's PEAK chunk is zeroed."""
     import soundfile as sf
 
     path = check_output_path(path, AUDIO_FORMATS)
-    fmt = AUDIO_FORMATS[path.suffix.lower()]
+    ext = path.suffix.lower()
+    rates = AUDIO_RATES.get(ext)
+    if rates is not None and sample_rate not in rates:
+        raise SwapForwardError(f"{ext} takes sample rates of {', '.join(str(r) for r in rates)} Hz, not {sample_rate}; "
+                               f"choose one with --sample-rate.")
     data = np.asarray(audio, dtype=np.float32).T
-    if fmt == "FLAC":
+    if ext != ".wav":
         data = np.clip(data, -1.0, 1.0)
-    subtype = "FLOAT" if fmt == "WAV" else "PCM_24"
-    return write_atomic(path, lambda tmp: sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype))
+
+    def write(tmp: Path) -> None:
+        with sf.SoundFile(tmp, "w", sample_rate, data.shape[1], format=AUDIO_FORMATS[ext],
+                          subtype=AUDIO_SUBTYPES[ext]) as f:
+            for key, value in (tags or {}).items():
+                if key in TAGS and value:
+                    setattr(f, key, value)
+            f.write(data)
+        if ext == ".wav":
+            _zero_peak_timestamp(tmp)
+
+    return write_atomic(path, write)
+
+
+def _zero_peak_timestamp(path: Path) -> None:
+    """Zero the time of writing that libsndfile stores in a WAV's PEAK chunk, so that equal audio gives equal bytes."""
+    with open(path, "r+b") as f:
+        head = f.read(4096)
+        at = head.find(b"PEAK")
+        if at >= 0:
+            f.seek(at + 12)  # 'PEAK', chunk size, version, then the 4-byte timestamp
+            f.write(b"\0\0\0\0")
 
 
 def save_spectrogram(

@@ -307,8 +307,10 @@ class Spec:
             raise SwapForwardError(f"Unknown option {unknown[0]!r} for {self.kind}; known: {known}.")
         checked = {}
         for key, option in by_key.items():
-            checked[option.name] = (option.convert(values[key], source) if key in values
-                                    else option.default_for(self.kind))
+            default = option.default_for(self.kind)
+            if option.type == "path" and default is not None:
+                default = Path(default)
+            checked[option.name] = option.convert(values[key], source) if key in values else default
         for rule in self.rules:
             rule(checked, lambda name: self[name].label(source))
         return Request(self.kind, checked)
@@ -342,6 +344,24 @@ def _prompt_rule(kind: str, extent: str) -> Rule:
         values["prompt"] = tuple(segments)
 
     return rule
+
+
+def _audio_length(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    """The length: given in seconds, or made of bars at a tempo (exactly bars x beats x 60 / bpm seconds)."""
+    bpm, bars = values["bpm"], values["bars"]
+    if (bpm is None) != (bars is None):
+        raise SwapForwardError(f"Give {label('bpm')} and {label('bars')} together (the length is bars of beats at the "
+                               f"tempo).")
+    if bpm is None:
+        values["audio_length_in_s"] = 24.0 if values["audio_length_in_s"] is None else values["audio_length_in_s"]
+        return
+    if values["audio_length_in_s"] is not None:
+        raise SwapForwardError(f"Give either {label('audio_length_in_s')} or {label('bpm')} and {label('bars')}, "
+                               f"not both.")
+    seconds = bars * values["beats_per_bar"] * 60.0 / bpm
+    if seconds > 86400:
+        raise SwapForwardError(f"{bars} bars at {bpm:g} bpm last {seconds:.0f} s; at most 86400 s (a day) can be made.")
+    values["audio_length_in_s"] = seconds
 
 
 #: The paper's panorama overlaps (Table 3): SaFa's reference guidance lets it use 0.2; the baselines take 0.8.
@@ -421,15 +441,25 @@ AUDIO = Spec(
     (
         PROMPT,
         NEGATIVE_PROMPT,
-        Option("audio_length_in_s", "float", 24.0, "Length of the output in seconds.", field="seconds", short="-s",
-               minimum=0, above=True, maximum=86400, app="main"),
+        Option("audio_length_in_s", "float", None, "Length of the output in seconds (default 24, or the bars at "
+               "the tempo when bpm and bars are given).", field="seconds", short="-s", minimum=0, above=True,
+               maximum=86400, optional=True, app="main"),
+        Option("bpm", "float", None, "Tempo in beats per minute: with bars, the output lasts exactly those bars "
+               "(a loop is resampled as a circle to the exact sample count).", minimum=0, above=True, maximum=999,
+               optional=True, app="main"),
+        Option("bars", "int", None, "Number of bars (with bpm).", minimum=1, maximum=10000, optional=True, app="main"),
+        Option("beats_per_bar", "int", 4, "Beats in a bar (with bpm and bars).", minimum=1, maximum=64),
         Option("window_seconds", "float", None, "View length in seconds (default: the model's training length).",
                minimum=0, above=True, maximum=86400, optional=True),
         TIMELINE,
         TRANSITION,
+        Option("num_waveforms_per_prompt", "int", 1, "Takes: several results, seeds seed, seed+1, ..., made together "
+               "where memory allows.", field="takes", minimum=1, maximum=64, app="main"),
+        Option("rank", "choice", "none", "Order the takes by CLAP similarity to the prompt (best first).",
+               choices=("none", "clap")),
         *METHOD_OPTIONS,
     ),
-    rules=(_prompt_rule("audio", "audio_length_in_s"),),
+    rules=(_audio_length, _prompt_rule("audio", "audio_length_in_s")),
 )
 
 PANORAMA = Spec(
@@ -445,6 +475,10 @@ PANORAMA = Spec(
                minimum=8, maximum=100_000, optional=True),
         TIMELINE,
         TRANSITION,
+        Option("num_images_per_prompt", "int", 1, "Takes: several results, seeds seed, seed+1, ..., made together "
+               "where memory allows.", field="takes", minimum=1, maximum=64, app="main"),
+        Option("rank", "choice", "none", "Order the takes by CLIP score against the prompt (best first).",
+               choices=("none", "clip")),
         *METHOD_OPTIONS,
     ),
     rules=(_panorama_sizes, _prompt_rule("panorama", "width"), _panorama_overlap),
@@ -479,16 +513,36 @@ LOAD = Spec(
 
 SPECS = {"audio": AUDIO, "panorama": PANORAMA}
 
-#: Where a command line run or a batch job writes its result.
+#: Sample rates a file may be written at.
+SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+
+
+def _known_rate(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    if values["sample_rate"] is not None and values["sample_rate"] not in SAMPLE_RATES:
+        raise SwapForwardError(f"{label('sample_rate')} must be one of {', '.join(map(str, SAMPLE_RATES))} Hz, got "
+                               f"{values['sample_rate']}.")
+
+
+SIDECAR = Option("sidecar", "bool", False, "Also write the settings that made each file to FILE.json beside it.",
+                 app="")
+
+#: Where a command line run or a batch job writes its result, and how.
 OUTPUT = {
     "audio": Spec("audio output", (
-        Option("out", "path", "swapforward.wav", "Output file: .wav (float32) or .flac (24-bit), by extension.",
-               short="-o", app=""),
+        Option("out", "path", "swapforward.wav", "Output file: .wav (float32), .flac (24-bit), .mp3, .ogg (Vorbis) "
+               "or .opus, by extension; takes are numbered name_0, name_1, ...", short="-o", app=""),
         Option("spectrogram", "path", None, "Also write a PNG of the mel spectrogram with the views marked.",
                optional=True, app=""),
-    )),
+        Option("sample_rate", "int", None, "Resample the file to this rate (e.g. 44100 or 48000; default: the "
+               "model's; Opus: 48000).", minimum=1, maximum=192000, optional=True),
+        Option("loudness", "float", None, "Bring each file to this integrated loudness in LUFS (e.g. -14), "
+               "never clipping: the true peak stays at -1 dBTP.", minimum=-70, maximum=0, optional=True),
+        SIDECAR,
+    ), rules=(_known_rate,)),
     "panorama": Spec("panorama output", (
-        Option("out", "path", "panorama.png", "Output file: .png, .jpg or .webp, by extension.", short="-o", app=""),
+        Option("out", "path", "panorama.png", "Output file: .png, .jpg or .webp, by extension; takes are numbered "
+               "name_0, name_1, ...", short="-o", app=""),
+        SIDECAR,
     )),
 }
 

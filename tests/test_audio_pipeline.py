@@ -127,13 +127,16 @@ def test_safa_equals_plain_algorithm_1(audioldm, loop):
 # --- invariants ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seconds,loop,samples", [(0.15, False, 2400), (0.1234, False, 1974), (0.15, True, 2400),
-                                                  (0.1505, True, 2400), (0.1515, True, 2432), (0.03, False, 480)])
-def test_output_has_the_requested_length(audioldm, seconds, loop, samples):
+@pytest.mark.parametrize("seconds,loop,samples,stretch", [
+    (0.15, False, 2400, 1.0), (0.1234, False, 1974, 1.0), (0.15, True, 2400, 1.0),
+    (0.1505, True, 2408, 2408 / 2400), (0.1515, True, 2424, 2424 / 2432), (0.03, False, 480, 1.0)])
+def test_output_has_exactly_the_requested_samples(audioldm, seconds, loop, samples, stretch):
+    """A loop's canvas is whole latent frames (32 samples here); its period is resampled as a circle to the count."""
     out = LongAudioPipeline.from_pipe(audioldm)(PROMPT, audio_length_in_s=seconds, window_seconds=WINDOW_S,
                                                  loop=loop, num_inference_steps=2, seed=0, progress_bar=False)
     assert out.audio.shape == (1, samples) and out.audio.dtype == np.float32
     assert out.sample_rate == 16000 and np.isfinite(out.audio).all()
+    assert out.info["time_stretch"] == pytest.approx(stretch)
 
 
 def test_same_seed_same_audio_and_other_seed_other_audio(audio_pipe):

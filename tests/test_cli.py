@@ -69,7 +69,7 @@ def test_cli_is_reproducible_with_a_seed(tiny_model_dir, tmp_path):
         (["--seed", "99999999999999999999"], "--seed must be a whole number from 0 to 2^64-1, or -1 for a random"),
         (["--seed", "-2"], "--seed must be a whole number from 0 to 2^64-1"),
         (["--guidance", "inf"], "--guidance must be a finite number"),
-        (["--out", "x.mp3"], "unsupported format '.mp3'; use .wav, .flac."),
+        (["--out", "x.aiff"], "unsupported format '.aiff'; use .wav, .flac, .mp3, .ogg, .opus."),
         (["--out", "/no/such/folder/x.wav"], "folder '/no/such/folder' does not exist."),
         (["--spectrogram", "x.jpg"], "unsupported format '.jpg'; use .png."),
         (["--model", "./no-such-folder"], "Model folder './no-such-folder' does not exist."),

@@ -177,6 +177,6 @@ def test_batch_jobs_and_the_app_take_timelines(tiny_model_dir, tmp_path):
     assert first.request.prompt == (Segment(0.0, "rain"), Segment(2.0, "storm", "music"))
     assert [s.prompt for s in second.request.prompt] == ["wind", "sea"]
     studio = Studio(tiny_model_dir, "unused", tmp_path / "app", device="cpu")
-    sound, picture, summary = studio.audio("ignored when a timeline is given", seconds=3, window_seconds=0.5, steps=2,
-                                           seed=1, timeline="0:00 rain\n0:01.5 storm", progress_bar=False)
+    sound, picture, _, summary = studio.audio("ignored when a timeline is given", seconds=3, window_seconds=0.5,
+                                              steps=2, seed=1, timeline="0:00 rain\n0:01.5 storm", progress_bar=False)
     assert "rain-then-storm" in sound and "(+2 references" in summary

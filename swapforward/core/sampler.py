@@ -56,6 +56,8 @@ def joint_denoise(
     `scheduler` must have had `set_timesteps` called. `reference` holds each canvas's reference view x_T (B,
     window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps` timesteps;
     with `reference_index` (n,) it holds R references per canvas (B * R) and view i follows reference index[i].
+    The denoiser's batch is laid out canvas by canvas, each canvas's views followed by its references, so that a
+    canvas's rows are the same as in a run of that canvas alone.
     The views of all canvases share the denoiser's batches. `callback(step_index, t, canvas)` is called after every
     step; a tensor it returns replaces the canvas. `prepare(step_index, t, views)` may adjust the cropped views
     (B * n, canvas by canvas) before they are denoised (SyncDiffusion's gradient step).
@@ -63,22 +65,25 @@ def joint_denoise(
     step_kwargs = step_kwargs or {}
     view_scheduler = copy.deepcopy(scheduler)
     ref_scheduler = copy.deepcopy(scheduler) if reference is not None and guide_steps > 0 else None
-    n = layout.num_views * latents.shape[0]
+    canvases, n = latents.shape[0], layout.num_views
     canvas, ref = latents, reference
     for k, t in enumerate(view_scheduler.timesteps):
         views = layout.crop(canvas, axis)
         if prepare is not None:
             views = prepare(k, t, views)
         guided = ref_scheduler is not None and k < guide_steps
-        model_in = [_scale_model_input(view_scheduler, views, t)]
-        if guided:
-            model_in.append(_scale_model_input(ref_scheduler, ref, t))
-        batch = torch.cat(model_in)
+        batch = _scale_model_input(view_scheduler, views, t)
+        if guided:  # canvas by canvas: its views, then its reference view(s)
+            refs = _scale_model_input(ref_scheduler, ref, t)
+            batch = torch.cat([batch.unflatten(0, (canvases, -1)), refs.unflatten(0, (canvases, -1))], 1).flatten(0, 1)
         chunk = view_batch_size or batch.shape[0]
         out = torch.cat([denoiser(part, t) for part in batch.split(chunk)])
-        views = view_scheduler.step(out[:n], t, views, **step_kwargs).prev_sample
         if guided:
-            ref = ref_scheduler.step(out[n:], t, ref, **step_kwargs).prev_sample
+            out = out.unflatten(0, (canvases, -1))
+            out, out_refs = out[:, :n].flatten(0, 1), out[:, n:].flatten(0, 1)
+        views = view_scheduler.step(out, t, views, **step_kwargs).prev_sample
+        if guided:
+            ref = ref_scheduler.step(out_refs, t, ref, **step_kwargs).prev_sample
             views = reference_swap(views, ref, reference_mask, reference_index)
         canvas = merge_views(views, layout, weights, axis)
         if callback is not None:

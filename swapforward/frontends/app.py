@@ -20,7 +20,7 @@ from ..errors import SwapForwardError
 from ..options import LOAD, OUTPUT, RANDOM_SEED, Option, Request
 from ..prompts import words
 from ..registry import KINDS
-from .common import load_model, save_result
+from .common import check_ranking, load_model, save_result, take_path
 from .summary import views_summary
 
 #: What the app's fields show before the user types (the spec's defaults otherwise).
@@ -28,7 +28,7 @@ SHOWN = {
     "audio": {"prompt": "rain on a tin roof, distant thunder", "negative_prompt": "low quality", "seed": RANDOM_SEED},
     "panorama": {"prompt": "a photo of the dolomites", "height": 512, "seed": RANDOM_SEED},
 }
-AUDIO_FILE_FORMATS = ("flac", "wav")
+AUDIO_FILE_FORMATS = ("flac", "wav", "mp3", "ogg")
 
 
 def slug(prompt: str, limit: int = 40) -> str:
@@ -47,8 +47,8 @@ def result_stem(request: Request, seed: int, model: str) -> str:
 
 def app_options(kind: str) -> list[Option]:
     """The options the app shows for `kind`, in their order on the page: the spec's everyday ones, then under "More"
-    the rest of them (none is left out) and the model."""
-    options = [o for o in KINDS[kind].spec.options if o.app] + [LOAD["model"]]
+    the rest of them (none is left out), how the file is written, and the model."""
+    options = [o for o in (*KINDS[kind].spec.options, *OUTPUT[kind].options) if o.app] + [LOAD["model"]]
     return [o for o in options if o.app == "main"] + [o for o in options if o.app != "main"]
 
 
@@ -80,44 +80,57 @@ class Studio:
             self.pipelines[key] = load_model(KINDS[kind], self.load.replace(model=key[1]))
         return self.pipelines[key]
 
-    def request(self, kind: str, prompt: str, values: dict[str, Any]) -> Request:
-        """The checked request from the app's fields (an empty seed field asks for a random seed; a filled timeline
-        box takes the prompt's place)."""
-        values = {k: v for k, v in values.items() if v is not None or k == "seed"}
+    def request(self, kind: str, prompt: str, values: dict[str, Any]) -> tuple[Request, Request]:
+        """The checked request and file options from the app's fields (an empty seed field asks for a random seed;
+        a filled timeline box takes the prompt's place)."""
+        writing = {o.key for o in OUTPUT[kind].options}
+        output = OUTPUT[kind].check({"out": "unused", **{k: v for k, v in values.items() if k in writing}}, "app")
+        values = {k: v for k, v in values.items() if k not in writing and (v is not None or k == "seed")}
         if values.get("seed") in (None, ""):
             values["seed"] = RANDOM_SEED
         if (values.get("timeline") or "").strip():
             prompt = None
-        return KINDS[kind].spec.check({**values, "prompt": prompt}, "app")
+        return KINDS[kind].spec.check({**values, "prompt": prompt}, "app"), output
 
     def audio(self, prompt: str, file_format: str = "flac", model: str | None = None, progress_bar: bool = True,
-              **values: Any) -> tuple[str, str, str]:
-        """Generate audio; (sound file path, spectrogram PNG path, one-line summary). `values` are the audio
-        options by field name (seconds, method, loop, steps, ...)."""
+              **values: Any) -> tuple[str, str, list[str], str]:
+        """Generate audio; (sound file, spectrogram PNG, every take's file, one-line summary) of the first (or best)
+        take. `values` are the audio options by field name (seconds, method, loop, steps, takes, loudness, ...)."""
         if file_format not in AUDIO_FILE_FORMATS:
-            raise SwapForwardError(f"file_format must be flac or wav, got {file_format!r}.")
-        request = self.request("audio", prompt, values)
+            raise SwapForwardError(f"file_format must be one of {', '.join(AUDIO_FILE_FORMATS)}, got {file_format!r}.")
+        request, output = self.request("audio", prompt, values)
+        check_ranking(request)
         start = time.perf_counter()
         result = self.pipeline("audio", model).generate(request, progress_bar=progress_bar)
         stem = self.output_dir / result_stem(request, result.info["seed"], self.model_id("audio", model))
-        sound, picture = stem.with_suffix(f".{file_format}"), stem.with_suffix(".png")
-        save_result(result, OUTPUT["audio"].check({"out": sound, "spectrogram": picture}), request)
+        output = output.replace(out=stem.with_suffix(f".{file_format}"), spectrogram=stem.with_suffix(".png"))
+        files = save_result(result, output, request)
         wall = time.perf_counter() - start
         summary = (f"{result.seconds:.2f} s of audio, seed {result.info['seed']}; {views_summary(result)}; "
-                   f"{wall:.1f} s ({wall / result.seconds:.2f}x real time)")
-        return str(sound), str(picture), summary
+                   f"{wall:.1f} s ({wall / result.seconds:.2f}x real time)" + takes_summary(result))
+        picture = take_path(output.spectrogram, 0, len(files))
+        return str(files[0]), str(picture), [str(f) for f in files], summary
 
     def panorama(self, prompt: str, model: str | None = None, progress_bar: bool = True,
-                 **values: Any) -> tuple[str, str]:
-        """Generate a panorama; (PNG path, one-line summary). `values` are the panorama options by field name."""
-        request = self.request("panorama", prompt, values)
+                 **values: Any) -> tuple[str, list[str], str]:
+        """Generate a panorama; (PNG of the first or best take, every take's PNG, one-line summary)."""
+        request, output = self.request("panorama", prompt, values)
+        check_ranking(request)
         start = time.perf_counter()
         result = self.pipeline("panorama", model).generate(request, progress_bar=progress_bar)
-        path = self.output_dir / f"{result_stem(request, result.info['seed'], self.model_id('panorama', model))}.png"
-        result.save(path)
+        stem = result_stem(request, result.info["seed"], self.model_id("panorama", model))
+        files = save_result(result, output.replace(out=self.output_dir / f"{stem}.png"), request)
         wall = time.perf_counter() - start
         w, h = result.image.size
-        return str(path), f"{w} x {h}, seed {result.info['seed']}; {views_summary(result)}; {wall:.1f} s"
+        summary = f"{w} x {h}, seed {result.info['seed']}; {views_summary(result)}; {wall:.1f} s" + takes_summary(
+            result)
+        return str(files[0]), [str(f) for f in files], summary
+
+
+def takes_summary(result: Any) -> str:
+    """'; 3 takes, seeds 5, 6, 7' for several takes (in their order, best first when ranked)."""
+    takes = result.takes or [result]
+    return "" if len(takes) == 1 else f"; {len(takes)} takes, seeds {', '.join(str(t.info['seed']) for t in takes)}"
 
 
 def _component(gr: Any, kind: str, option: Option) -> Any:
@@ -175,12 +188,16 @@ def build_app(studio: Studio) -> Any:
                         run = gr.Button(f"Generate {kind}", variant="primary")
                     with gr.Column():
                         if kind == "audio":
-                            outputs = [gr.Audio(label="Audio", type="filepath"),
+                            outputs = [gr.Audio(label="Audio (loops play round)", type="filepath"),
                                        gr.Image(label="Mel spectrogram", type="filepath")]
                         else:
                             outputs = [gr.Image(label="Panorama", type="filepath")]
+                        outputs.append(gr.File(label="Every take", file_count="multiple"))
                         outputs.append(gr.Textbox(label="Summary", interactive=False))
                 method = studio.audio if kind == "audio" else studio.panorama
                 run.click(shown(method, list(inputs)), list(inputs.values()), outputs, api_name=kind,
                           concurrency_id="gpu", concurrency_limit=1)
+                if kind == "audio":  # a seamless loop plays round and round, so its seam (or none) can be heard
+                    inputs["loop"].change(lambda loop: gr.Audio(loop=loop), inputs["loop"], outputs[0],
+                                          api_name=False)
     return demo

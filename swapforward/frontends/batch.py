@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwapForwardError
-from ..options import LOAD, OUTPUT, Request
+from ..options import LOAD, OUTPUT, RANDOM_SEED, Request
 from ..registry import KINDS
 
 #: Fields every job has besides its kind's options.
@@ -72,11 +72,11 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     def share(keys: set[str]) -> dict[str, Any]:
         return {k: v for k, v in record.items() if k in keys}
 
-    request = spec.check(share({o.key for o in spec.options}), "job")
+    request = spec.check({"seed": RANDOM_SEED, **share({o.key for o in spec.options})}, "job")
     load_values = {o.key: defaults[o.name] for o in JOB_LOAD if defaults[o.name] is not None}
     load = LOAD.check({**load_values, **share({o.key for o in JOB_LOAD})}, "job")
     output = outputs.check(share({o.key for o in outputs.options}), "job")
-    paths = {o.name: output[o.name] for o in outputs.options if output[o.name] is not None}
+    paths = {o.name: output[o.name] for o in outputs.options if o.type == "path" and output[o.name] is not None}
     output = output.replace(**{name: p if p.is_absolute() else base / p for name, p in paths.items()})
     return Job(index, kind, request, load, output)
 

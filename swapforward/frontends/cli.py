@@ -21,10 +21,23 @@ import typer
 
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
-from ..options import ANALYZE, AUDIO, EVALUATE, LOAD, OUTPUT, PANORAMA, SERVE, SPECS, Option, Request, Spec
+from ..options import (
+    ANALYZE,
+    AUDIO,
+    EVALUATE,
+    LOAD,
+    OUTPUT,
+    PANORAMA,
+    RANDOM_SEED,
+    SERVE,
+    SPECS,
+    Option,
+    Request,
+    Spec,
+)
 from ..prompts import describe, words
 from ..registry import KINDS, Kind
-from .common import check_outputs, load_model, quiet_libraries, save_result
+from .common import check_outputs, check_ranking, load_model, quiet_libraries, save_result
 from .summary import seed_summary, views_summary
 
 app = typer.Typer(
@@ -181,18 +194,36 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
         prompt_at = prompt_pairs(prompt_at)
         if prompt_at and prompt is not None:
             raise SwapForwardError("Give the prompt either as the argument or with --prompt-at, not both.")
-        request = pick({**given, "prompt": list(prompt_at) if prompt_at else prompt}, kind.spec)
+        values = {"seed": str(RANDOM_SEED), **given, "prompt": list(prompt_at) if prompt_at else prompt}
+        request = pick(values, kind.spec)  # without --seed a seed is drawn and reported, so any take can be remade
         load = pick(given, LOAD)
         output = pick(given, OUTPUT[kind.name])
-        check_outputs(kind, output)
+        takes = request_takes(request)
+        check_outputs(kind, output, takes)
+        check_ranking(request)
         pipe = load_model(kind, load)
         start = time.perf_counter()
         result = pipe.generate(request, progress_bar=True)
-        save_result(result, output, request)
+        paths = save_result(result, output, request)
         wall = time.perf_counter() - start
-    typer.echo(summary(kind, result, output.out, wall))
-    if kind.name == "audio" and abs(result.seconds - request.audio_length_in_s) > 0.5 / result.sample_rate:
-        typer.echo(f"note: the loop's length was rounded to {result.seconds:.3f} s (whole latent frames).")
+    typer.echo(summary(kind, result, paths[0], wall))
+    if len(paths) > 1:
+        typer.echo("takes: " + "; ".join(take_line(path, take) for path, take in zip(paths, result.takes, strict=True)))
+    stretch = result.info.get("time_stretch", 1.0)
+    if stretch != 1.0:
+        typer.echo(f"note: the loop's {result.info['decoded_samples']} samples of whole latent frames were resampled "
+                   f"as a circle to exactly {result.audio.shape[-1]} ({(stretch - 1) * 100:+.3f}% in duration, the "
+                   f"same change in pitch and tempo).")
+
+
+def request_takes(request: Request) -> int:
+    """How many takes a checked request asks for."""
+    return int(request.get("num_waveforms_per_prompt", request.get("num_images_per_prompt", 1)))
+
+
+def take_line(path: Path, take: Any) -> str:
+    score = take.info.get("score")
+    return f"{path} seed {take.info.get('seed')}" + ("" if score is None else f" score {score:.3f}")
 
 
 PROMPT_AT = typer.Option(None, "--prompt-at", metavar="START PROMPT",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
+from ..errors import SwapForwardError
 from ..options import Request
 from ..registry import Kind
 
@@ -45,19 +47,44 @@ def load_model(kind: Kind, load: Request, device: str | None = None) -> Any:
     )
 
 
-def check_outputs(kind: Kind, output: Request) -> None:
-    """Refuse unwritable or unsupported outputs before any model work."""
-    from ..files import IMAGE_FORMATS, check_output_path
-
-    check_output_path(output.out, kind.formats)
-    if output.get("spectrogram") is not None:
-        check_output_path(output.spectrogram, IMAGE_FORMATS)
+def take_path(path: Path, take: int, takes: int) -> Path:
+    """The file of take `take`: the path itself for one take, name_0.ext, name_1.ext, ... for several."""
+    return path if takes == 1 else path.with_name(f"{path.stem}_{take}{path.suffix}")
 
 
-def save_result(result: Any, output: Request, request: Request) -> None:
-    """Write the result (and, for audio, its spectrogram picture when asked), each atomically."""
+def check_outputs(kind: Kind, output: Request, takes: int = 1) -> None:
+    """Refuse unwritable or unsupported outputs, and a sample rate the format cannot take, before any model work."""
+    from ..files import AUDIO_RATES, IMAGE_FORMATS, check_output_path
+
+    for take in range(takes):
+        check_output_path(take_path(output.out, take, takes), kind.formats)
+        if output.get("spectrogram") is not None:
+            check_output_path(take_path(output.spectrogram, take, takes), IMAGE_FORMATS)
+    rates = AUDIO_RATES.get(output.out.suffix.lower())
+    if rates and output.get("sample_rate") is not None and output.sample_rate not in rates:
+        raise SwapForwardError(f"{output.out.suffix} takes sample rates of {', '.join(map(str, rates))} Hz, not "
+                               f"{output.sample_rate}.")
+
+
+def check_ranking(request: Request) -> None:
+    """Ranking takes needs the evaluation's CLAP or CLIP weights in the cache: one sentence before any model work."""
+    if request.rank != "none":
+        from ..evaluation.ranking import RANK_WEIGHTS
+        from ..evaluation.weights import require
+
+        require(RANK_WEIGHTS[request.rank])
+
+
+def save_result(result: Any, output: Request, request: Request) -> list[Path]:
+    """Write every take (and, for audio, its spectrogram picture when asked), each atomically; the paths written."""
     from ..prompts import words
 
-    result.save(output.out)
-    if output.get("spectrogram") is not None:
-        result.save_spectrogram(output.spectrogram, title=f"{result.method}: {words(request.prompt)}")
+    takes = result.takes or [result]
+    written = []
+    for index, take in enumerate(takes):
+        options = {k: output[k] for k in ("sample_rate", "loudness", "sidecar") if k in output}
+        written.append(Path(take.save(take_path(output.out, index, len(takes)), **options)))
+        if output.get("spectrogram") is not None:
+            take.save_spectrogram(take_path(output.spectrogram, index, len(takes)),
+                                  title=f"{take.method}: {words(request.prompt)}")
+    return written

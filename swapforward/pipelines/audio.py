@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -11,13 +12,23 @@ import numpy as np
 import torch
 
 from ..core.layout import ViewLayout
+from ..delivery import normalize_loudness, resample, resample_circular, settings_json
 from ..errors import SwapForwardError
-from ..files import save_spectrogram, write_audio
+from ..files import AUDIO_RATES, save_spectrogram, write_atomic, write_audio
 from ..models import AUDIO_ADAPTERS
 from ..options import AUDIO, Request
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .memory import available_memory_bytes
+
+logger = logging.getLogger("swapforward")
+
+
+def words_of(prompt: Any) -> str:
+    """The prompt as the title tag: its text, or a timeline's prompts joined."""
+    if isinstance(prompt, list):
+        return " then ".join(segment["prompt"] for segment in prompt)
+    return prompt or ""
 
 
 @dataclass
@@ -39,10 +50,17 @@ class LongAudioOutput:
     info: dict[str, Any] = field(default_factory=dict)
     segments: list[tuple[float, str]] = field(default_factory=list)
     """A timeline's (start seconds, prompt) segments; empty for one prompt."""
+    takes: list[LongAudioOutput] = field(default_factory=list, repr=False)
+    """Every take of the call (this one first; best first when ranked); each has its own seed in info["seed"]."""
 
     @property
     def seconds(self) -> float:
         return self.audio.shape[-1] / self.sample_rate
+
+    @property
+    def audios(self) -> list[np.ndarray]:
+        """Every take's waveform, as diffusers' audio pipelines return them."""
+        return [take.audio for take in self.takes or [self]]
 
     def overlap_spans(self) -> list[tuple[float, float]]:
         """(start, end) in seconds of every run of frames that more than one view covers."""
@@ -51,9 +69,29 @@ class LongAudioOutput:
         pairs = zip(edges[::2], edges[1::2], strict=True)
         return [(lo * self.frame_seconds, min(hi * self.frame_seconds, self.seconds)) for lo, hi in pairs]
 
-    def save(self, path: str | os.PathLike) -> str:
-        """Write the audio as WAV or FLAC (by extension), atomically."""
-        return str(write_audio(path, self.audio, self.sample_rate))
+    def save(self, path: str | os.PathLike, sample_rate: int | None = None, loudness: float | None = None,
+             sidecar: bool = False) -> str:
+        """Write the audio atomically as WAV, FLAC, MP3, Ogg Vorbis or Opus (by extension), with the settings that
+        made it in its tags (and, with `sidecar`, in a JSON file beside it). `sample_rate` resamples (a loop as a
+        circle; Opus defaults to 48 kHz), `loudness` brings it to that integrated LUFS without clipping."""
+        audio, rate = self.audio, self.sample_rate
+        if sample_rate is None and str(path).lower().endswith(".opus") and rate not in AUDIO_RATES[".opus"]:
+            sample_rate = 48000
+        if sample_rate is not None and sample_rate != rate:
+            target = round(audio.shape[-1] * sample_rate / rate)
+            audio = resample_circular(audio, target) if self.layout.loop else resample(audio, rate, sample_rate)
+            rate = sample_rate
+        if loudness is not None:
+            audio, note = normalize_loudness(audio, rate, loudness)
+            if note:
+                logger.warning(note)
+        values = self.info.get("settings", {})
+        tags = {"title": words_of(values.get("prompt")), "comment": settings_json(values),
+                "software": f"swapforward {values.get('swapforward', '')}".strip()}
+        written = write_audio(path, audio, rate, tags=tags)
+        if sidecar:
+            write_atomic(f"{written}.json", lambda tmp: tmp.write_text(settings_json(values)))
+        return str(written)
 
     def save_spectrogram(self, path: str | os.PathLike, title: str = "") -> str:
         """Write a PNG of the mel spectrogram with view starts and overlaps marked."""
@@ -79,12 +117,13 @@ class LongAudioPipeline(JointPipeline):
     spec = AUDIO
 
     def frames_for(self, seconds: float, loop: bool) -> tuple[int, int]:
-        """(latent frames, output samples) for `seconds` of audio; a loop's period is whole latent frames."""
+        """(latent frames, output samples) for `seconds` of audio: exactly round(seconds x rate) samples. A loop's
+        canvas is the nearest whole number of latent frames, and its decoded period is resampled as a circle to the
+        exact sample count; otherwise the canvas covers the length and the waveform is cut to it."""
         sr, per_frame = self.adapter.sample_rate, self.adapter.frame_samples
         samples = max(1, round(seconds * sr))
         if loop:
-            frames = max(1, round(samples / per_frame))
-            return frames, frames * per_frame
+            return max(1, round(samples / per_frame)), samples
         return math.ceil(samples / per_frame), samples
 
     @spec_signature(AUDIO)
@@ -125,22 +164,27 @@ class LongAudioPipeline(JointPipeline):
         seconds = self.adapter.trained_window_seconds if request.window_seconds is None else request.window_seconds
         return self.frames_for(seconds, False)[0]
 
-    def output(self, request: Request, layout: ViewLayout, result: JointResult, seed: int | None) -> LongAudioOutput:
+    def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
+               seed: int | None) -> LongAudioOutput:
         adapter = self.adapter
         _, samples = self.frames_for(request.audio_length_in_s, request.loop)
-        canvas = result.latents
-        audio, mel = adapter.decode(canvas, window=layout.window, loop=request.loop)
-        mel = mel[: math.ceil(samples * mel.shape[0] / audio.shape[-1])]
+        audio, mel = adapter.decode(latents, window=layout.window, loop=request.loop)
+        decoded = audio.shape[-1]
+        if request.loop and decoded != samples:  # whole latent frames -> the exact period, seamless
+            audio = resample_circular(audio, samples)
         audio = audio[:, :samples]
+        mel = mel[: math.ceil(samples * mel.shape[0] / decoded)] if not request.loop else mel
+        stretch = samples / decoded if request.loop else 1.0
         return LongAudioOutput(
             audio=np.ascontiguousarray(audio, dtype=np.float32),
             sample_rate=adapter.sample_rate,
-            latents=canvas,
+            latents=latents,
             mel_spectrogram=mel,
             layout=layout,
             method=request.method,
             model_calls=result.model_calls,
             frame_seconds=adapter.frame_samples / adapter.sample_rate,
-            info={**result.info(), "requested_seconds": request.audio_length_in_s, "seed": seed},
+            info={**result.info(), "requested_seconds": request.audio_length_in_s, "seed": seed,
+                  "time_stretch": stretch, "decoded_samples": decoded, "settings": self.settings(request, seed)},
             segments=[] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt],
         )

@@ -11,7 +11,9 @@ from typing import Any
 import torch
 
 from ..core.layout import ViewLayout
+from ..delivery import settings
 from ..errors import SwapForwardError
+from ..evaluation.ranking import default_scorer, rank_takes
 from ..models import adapter_for, load_pipeline
 from ..options import Request, Spec
 from .joint import Generators, JointResult, generators, run_joint
@@ -114,6 +116,7 @@ class JointPipeline:
         callback_on_step_end_tensor_inputs: Sequence[str] = CALLBACK_TENSOR_INPUTS,
         progress_bar: bool = True,
         lpips: torch.nn.Module | None = None,
+        scorer: Callable[[list[Any], str], list[float]] | None = None,
         **options: Any,
     ) -> Any:
         """What `__call__` does: check the options with the spec (once), then generate.
@@ -122,12 +125,13 @@ class JointPipeline:
         canvas noise and `reference_latents` the reference view's (given latents and no seed, the reference noise
         is derived from the latents, so the run is reproducible). `callback(step, t, latents)` or diffusers'
         `callback_on_step_end(pipe, step, t, callback_kwargs)` (whose returned "latents" replace the canvas) run
-        after every step; `lpips` is SyncDiffusion's perceptual network (default: VGG LPIPS).
+        after every step; `lpips` is SyncDiffusion's perceptual network (default: VGG LPIPS); `scorer(takes, prompt)`
+        returns a score per take for `rank` (default: the evaluation's CLAP or CLIP similarity).
         """
         request = self.spec.check({"prompt": prompt, **options})
         hook = self.step_callback(callback, callback_on_step_end, callback_on_step_end_tensor_inputs)
         return self.generate(request, generator=generator, latents=latents, reference_latents=reference_latents,
-                             callback=hook, progress_bar=progress_bar, lpips=lpips)
+                             callback=hook, progress_bar=progress_bar, lpips=lpips, scorer=scorer)
 
     @torch.no_grad()
     def generate(
@@ -140,17 +144,37 @@ class JointPipeline:
         callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
         progress_bar: bool = True,
         lpips: torch.nn.Module | None = None,
+        scorer: Callable[[list[Any], str], list[float]] | None = None,
     ) -> Any:
         """Generate a request already checked by this pipeline's spec (what `__call__` and the front ends do): the
         model-dependent checks and the layout, the joint loop, the output."""
         layout, canvas_shape = self.layout(request)
-        generator, seed = generators(generator, request.seed)
+        takes = request[self.takes_option]
+        canvas_shape = (takes, *canvas_shape[1:])
+        generator, seed = generators(generator, request.seed, takes)
         timeline = None if isinstance(request.prompt, str) else [
             (min(layout.length - 1, self.start_frame(segment.start)), segment) for segment in request.prompt]
         result = run_joint(self.adapter, request, layout, canvas_shape, generator=generator, latents=latents,
                            reference_latents=reference_latents, timeline=timeline, callback=callback,
                            progress_bar=progress_bar, lpips=lpips)
-        return self.output(request, layout, result, seed)
+        outputs = [self.output(request, layout, result.latents[b : b + 1], result, None if seed is None else seed + b)
+                   for b in range(takes)]
+        for index, output in enumerate(outputs):
+            output.info["take"] = index
+        if request.rank != "none" and takes > 1:
+            outputs = rank_takes(outputs, request, scorer or default_scorer(request.rank, self.adapter.device))
+        outputs[0].takes = outputs
+        return outputs[0]
+
+    @property
+    def takes_option(self) -> str:
+        """The option that asks for several takes (diffusers' name for the kind)."""
+        return next(o.name for o in self.spec.options if o.key == "takes")
+
+    def settings(self, request: Request, seed: int | None) -> dict[str, Any]:
+        """What made a take: its request, seed, model and the version, for tags and sidecars."""
+        model = getattr(self.pipe, "name_or_path", None) or None
+        return settings(request, seed, model)
 
     def layout(self, request: Request) -> tuple[ViewLayout, tuple[int, ...]]:
         """The views and the canvas shape for `request`, after the checks that need the model."""
@@ -161,8 +185,9 @@ class JointPipeline:
         pixels) begins."""
         raise NotImplementedError
 
-    def output(self, request: Request, layout: ViewLayout, result: JointResult, seed: int | None) -> Any:
-        """The denoised canvas decoded into the pipeline's output."""
+    def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
+               seed: int | None) -> Any:
+        """One denoised canvas (`latents`, batch 1) decoded into the pipeline's output."""
         raise NotImplementedError
 
     def step_callback(

@@ -2,8 +2,9 @@
 
 Each distinct prompt (with its negative prompt) is encoded once. A view takes its segment's conditioning, or with a
 blend the segments' mixed by its share of each; a reference view takes its segment's. Rows are addressed by their
-position in a step's full batch (canvas by canvas: B x n views, then B x R references), so that the batches the
-denoiser is called with can mix views of different prompts and still be conditioned each by its own.
+position within their canvas's block of a step's batch (its n views, then its R references), which travels with
+them, so that the batches the denoiser is called with can mix views of different prompts and canvases and still be
+conditioned each by its own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ class Conditioning:
         encoded: Sequence[dict[str, torch.Tensor]],
         view_mix: torch.Tensor,
         reference_prompt: torch.Tensor,
-        canvases: int,
     ):
         """`encoded`: one adapter conditioning per distinct prompt ([negative, positive] rows with guidance);
         `view_mix` (n, P) each view's weights over the prompts; `reference_prompt` (R,) each reference's prompt."""
@@ -32,28 +32,26 @@ class Conditioning:
         self.view_prompt = view_mix.argmax(1)
         self.view_blended = (view_mix.max(1).values < 1).tolist()
         self.reference_prompt = reference_prompt
-        self.views, self.canvases = view_mix.shape[0], canvases
+        self.views = view_mix.shape[0]
 
     @classmethod
-    def single(cls, encoded: dict[str, torch.Tensor], views: int, canvases: int) -> Conditioning:
+    def single(cls, encoded: dict[str, torch.Tensor], views: int) -> Conditioning:
         """One prompt for every view and reference."""
-        return cls([encoded], torch.ones(views, 1), torch.zeros(1, dtype=torch.long), canvases)
+        return cls([encoded], torch.ones(views, 1), torch.zeros(1, dtype=torch.long))
 
     def rows(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The conditioning of the batch rows `ids` (positions in a step's full batch), laid out as the adapters'
-        `denoise` takes it: every row's negative, then every row's positive."""
+        """The conditioning of the batch rows `ids` (positions within their canvas's block: views 0 .. n-1, then
+        references n ..), laid out as the adapters' `denoise` takes it: every row's negative, then every positive."""
         ids = ids.cpu()
-        first_reference = self.canvases * self.views
-        is_view = ids < first_reference
-        reference = (ids - first_reference).clamp(min=0) % len(self.reference_prompt)
-        prompt = torch.where(is_view, self.view_prompt[ids % self.views], self.reference_prompt[reference])
-        blended = [i for i, row in enumerate(ids.tolist()) if row < first_reference and
-                   self.view_blended[row % self.views]]
+        is_view = ids < self.views
+        reference = (ids - self.views).clamp(min=0, max=len(self.reference_prompt) - 1)
+        prompt = torch.where(is_view, self.view_prompt[ids.clamp(max=self.views - 1)], self.reference_prompt[reference])
+        blended = [i for i, row in enumerate(ids.tolist()) if row < self.views and self.view_blended[row]]
         out = {}
         for key, table in self.tables.items():
             picked = table[prompt.to(table.device)]  # (rows, guidance rows, ...)
             if blended:
-                weights = self.view_mix[ids[blended] % self.views].to(table.device)
+                weights = self.view_mix[ids[blended]].to(table.device)
                 picked[blended] = _mix(table, weights)
             out[key] = picked.transpose(0, 1).reshape(-1, *table.shape[2:])
         return out

@@ -41,6 +41,8 @@ def generators(generator: Generators, seed: int | None, count: int = 1) -> tuple
     """The generator(s) to draw noise from, and the seed used: `count` CPU generators seeded seed, seed+1, ... (one
     per canvas), or the caller's own. A seed of -1 draws a random one."""
     if seed is None:
+        if isinstance(generator, list) and len(generator) != count:
+            raise SwapForwardError(f"Give one generator per take: {count} takes, {len(generator)} generators.")
         return generator, None
     if generator is not None:
         raise SwapForwardError("Give either seed or generator, not both.")
@@ -108,7 +110,7 @@ def run_joint(
     device, dtype = adapter.device, adapter.dtype
 
     # 1. The conditioning of every view (and reference view), and the timesteps, as the base pipeline sets them.
-    conditioning, reference_index = condition(adapter, request, layout, view_shape, canvases, timeline)
+    conditioning, reference_index = condition(adapter, request, layout, view_shape, timeline)
     references = 1 if reference_index is None else len(conditioning.reference_prompt)
     scheduler = copy.deepcopy(adapter.scheduler)
     adapter.set_timesteps(scheduler, request.num_inference_steps, view_shape)
@@ -146,7 +148,7 @@ def run_joint(
     # 5. The denoiser the loop calls: the model with its conditioning, counted, in batches that fit the device.
     count = CallCount()
     denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count), device,
-                       request.view_batch_size, one_call)
+                       request.view_batch_size, one_call, canvases)
 
     # 6. The loop.
     bar = tqdm(total=steps, desc=f"{request.method}, {layout.num_views} views", unit="step", disable=not progress_bar)
@@ -186,7 +188,6 @@ def condition(
     request: Request,
     layout: ViewLayout,
     view_shape: tuple[int, ...],
-    canvases: int,
     timeline: list[tuple[int, Segment]] | None,
 ) -> tuple[Conditioning, torch.Tensor | None]:
     """Every distinct prompt encoded once, and which one conditions each view and reference view; with a timeline
@@ -194,7 +195,7 @@ def condition(
     guidance = request.guidance_scale > 1.0
     if timeline is None:
         encoded = adapter.encode_prompt(request.prompt, request.negative_prompt, guidance, view_shape)
-        return Conditioning.single(encoded, layout.num_views, canvases), None
+        return Conditioning.single(encoded, layout.num_views), None
     pairs = [(s.prompt, s.negative_prompt or request.negative_prompt) for _, s in timeline]
     distinct = list(dict.fromkeys(pairs))
     encoded = [adapter.encode_prompt(prompt, negative, guidance, view_shape) for prompt, negative in distinct]
@@ -208,7 +209,7 @@ def condition(
     followed = view_reference(layout, segments)
     used = sorted(set(followed.tolist()))
     reference_index = torch.tensor([used.index(segment) for segment in followed.tolist()])
-    return Conditioning(encoded, mix @ to_prompt, segment_prompt[used], canvases), reference_index
+    return Conditioning(encoded, mix @ to_prompt, segment_prompt[used]), reference_index
 
 
 def reference_noise(shape: tuple[int, ...], references: int, generator: Generators, device: torch.device,

@@ -59,6 +59,14 @@ class DeviceMemory:
         return cls(start=start, peak=lambda: torch.cuda.max_memory_allocated(device), free=free)
 
 
+def aligned(size: int, ids: torch.Tensor) -> int:
+    """A batch size that keeps canvases whole when it can: the largest multiple of a canvas's block of rows (its views
+    and references; `ids` hold each row's position in its block) that fits in `size`, else `size` itself. So each
+    call holds whole canvases, and a take's rows meet the model as they would in a run of that take alone."""
+    block = int(ids.max()) + 1 if ids.numel() else 1
+    return (size // block) * block if size >= block else size
+
+
 def batch_limit(free_bytes: int, per_view_bytes: int, headroom: float = HEADROOM) -> int:
     """Views per call that fit in `headroom` of `free_bytes` when each costs `per_view_bytes` (at least one)."""
     return max(1, int(free_bytes * headroom) // max(per_view_bytes, 1))
@@ -86,7 +94,7 @@ def fit_in_memory(model: Model, memory: DeviceMemory | None = None, host_limit: 
         nonlocal limit
         if limit is None:
             return calibrate(x, t, ids)
-        size = min(limit, x.shape[0])
+        size = aligned(min(limit, x.shape[0]), ids)
         while True:
             try:
                 return torch.cat([model(part, t, i) for part, i in zip(x.split(size), ids.split(size), strict=True)])
@@ -104,7 +112,7 @@ def fixed_batches(model: Model, hint: str, size: int | None = None) -> Model:
     one sentence with `hint`."""
 
     def call(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        chunk = size or x.shape[0]
+        chunk = aligned(size, ids) if size else x.shape[0]
         try:
             return torch.cat([model(part, t, i) for part, i in zip(x.split(chunk), ids.split(chunk), strict=True)])
         except torch.cuda.OutOfMemoryError:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..core.layout import ViewLayout
+from ..delivery import settings_json
 from ..errors import SwapForwardError
 from ..files import PANORAMA_FORMATS, check_output_path, write_atomic
 from ..models import IMAGE_ADAPTERS
@@ -32,12 +33,30 @@ class PanoramaOutput:
     method: str
     model_calls: int
     info: dict[str, Any] = field(default_factory=dict)
+    takes: list[PanoramaOutput] = field(default_factory=list, repr=False)
+    """Every take of the call (this one first; best first when ranked); each has its own seed in info["seed"]."""
 
-    def save(self, path: str | os.PathLike) -> str:
-        """Write the image as PNG, JPEG or WebP (by extension), atomically."""
+    @property
+    def images(self) -> list[Any]:
+        """Every take's image, as diffusers' image pipelines return them."""
+        return [take.image for take in self.takes or [self]]
+
+    def save(self, path: str | os.PathLike, sidecar: bool = False) -> str:
+        """Write the image as PNG, JPEG or WebP (by extension), atomically; a PNG keeps the settings that made it in
+        a text chunk, and `sidecar` writes them to a JSON file beside it."""
+        from PIL.PngImagePlugin import PngInfo
+
         path = check_output_path(path, PANORAMA_FORMATS)
         fmt = PANORAMA_FORMATS[path.suffix.lower()]
-        return str(write_atomic(path, lambda tmp: self.image.save(tmp, format=fmt)))
+        text = settings_json(self.info.get("settings", {}))
+        extra = {}
+        if fmt == "PNG":
+            extra["pnginfo"] = PngInfo()
+            extra["pnginfo"].add_text("swapforward", text)
+        written = write_atomic(path, lambda tmp: self.image.save(tmp, format=fmt, **extra))
+        if sidecar:
+            write_atomic(f"{written}.json", lambda tmp: tmp.write_text(text))
+        return str(written)
 
 
 class PanoramaPipeline(JointPipeline):
@@ -85,18 +104,20 @@ class PanoramaPipeline(JointPipeline):
         """The views' width in pixels: `view_width`, or the model's native size (at most the panorama's width)."""
         return request.view_width or min(self.adapter.native_size, request.width)
 
-    def output(self, request: Request, layout: ViewLayout, result: JointResult, seed: int | None) -> PanoramaOutput:
+    def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
+               seed: int | None) -> PanoramaOutput:
         adapter = self.adapter
-        array = adapter.decode(result.latents, tile=layout.window, loop=request.loop)
+        array = adapter.decode(latents, tile=layout.window, loop=request.loop)
         image = adapter.pipe.image_processor.numpy_to_pil(array[None])[0]
         return PanoramaOutput(
             image=image,
             array=array,
-            latents=result.latents,
+            latents=latents,
             layout=layout,
             method=request.method,
             model_calls=result.model_calls,
             info={**result.info(), "height": request.height or adapter.native_size, "width": request.width,
                   "view_width": self.view_width(request), "overlap": request.overlap, "seed": seed,
-                  "segments": [] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt]},
+                  "segments": [] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt],
+                  "settings": self.settings(request, seed)},
         )

@@ -1,0 +1,94 @@
+"""Sound ready to drop into a project: exact lengths, sample rates, loudness, and the settings written beside it.
+
+- `resample_circular`: a loop resampled as a circle (scipy's Fourier resampling), so that a loop whose latent frames
+  do not fill an exact number of samples (or of bars) is brought to that count without a seam at the wrap.
+- `resample`: a plain clip to another sample rate, with soxr (band-limited, high quality).
+- `normalize_loudness`: integrated loudness (ITU-R BS.1770, pyloudnorm) brought to a target, never clipping: when
+  the gain would push the true peak (4x oversampled) above -1 dBTP, the gain is lowered and the result says so.
+- `settings`: what made a take (prompt, seed, method, model, version, tempo, every option), for tags and sidecars.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from .errors import SwapForwardError
+
+#: The highest true peak a normalised file may have (the EBU R 128 / streaming convention).
+TRUE_PEAK_DBTP = -1.0
+#: pyloudnorm measures in 400 ms blocks: shorter audio has no integrated loudness.
+LOUDNESS_MIN_SECONDS = 0.4
+
+
+def resample_circular(audio: np.ndarray, samples: int) -> np.ndarray:
+    """(channels, n) periodic audio -> (channels, `samples`), band-limited in the frequency domain (scipy's Fourier
+    resampling, which treats the signal as one period), so the result is still periodic: its end meets its start."""
+    if samples == audio.shape[-1]:
+        return audio
+    from scipy.signal import resample as fourier
+
+    return np.ascontiguousarray(fourier(audio.astype(np.float64), samples, axis=-1), dtype=np.float32)
+
+
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """(channels, samples) audio from `rate` to `target` Hz with soxr ('VHQ')."""
+    if rate == target:
+        return audio
+    import soxr
+
+    return np.ascontiguousarray(soxr.resample(audio.T.astype(np.float64), rate, target, quality="VHQ").T,
+                                dtype=np.float32)
+
+
+def true_peak(audio: np.ndarray, rate: int) -> float:
+    """The largest magnitude of the samples and of the 4x oversampled signal (the peaks between samples a DAC
+    reproduces)."""
+    return float(max(np.abs(audio).max(initial=0.0), np.abs(resample(audio, rate, 4 * rate)).max(initial=0.0)))
+
+
+def normalize_loudness(audio: np.ndarray, rate: int, target_lufs: float) -> tuple[np.ndarray, str | None]:
+    """(audio at `target_lufs` integrated loudness, None) or, when that would take the true peak above -1 dBTP,
+    (audio with the peak at -1 dBTP, a sentence saying what loudness it reached instead)."""
+    import pyloudnorm
+
+    if audio.shape[-1] < LOUDNESS_MIN_SECONDS * rate:
+        raise SwapForwardError(f"Loudness needs at least {LOUDNESS_MIN_SECONDS} s of audio to measure; this take has "
+                               f"{audio.shape[-1] / rate:.2f} s.")
+    meter = pyloudnorm.Meter(rate)
+    measured = meter.integrated_loudness(audio.T.astype(np.float64))
+    if not math.isfinite(measured):
+        raise SwapForwardError("This take is silent (below -70 LUFS): its loudness cannot be brought to a target.")
+    gain = 10 ** ((target_lufs - measured) / 20)
+    out = (audio * gain).astype(np.float32)
+    ceiling = 10 ** (TRUE_PEAK_DBTP / 20)
+    peak = true_peak(out, rate)
+    if peak <= ceiling:
+        return out, None
+    out = (out * (0.9999 * ceiling / peak)).astype(np.float32)  # a hair under, against float32 rounding
+    reached = meter.integrated_loudness(out.T.astype(np.float64))
+    return out, (f"the loudness was limited to {reached:.1f} LUFS (asked {target_lufs:g}) to keep the true peak at "
+                 f"{TRUE_PEAK_DBTP:g} dBTP without clipping")
+
+
+def settings(request: Any, seed: int | None, model: str | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What made a take, JSON-ready: every option of its request, the seed it used, the model and the version."""
+    from . import __version__
+    from .prompts import Segment
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, Segment):
+            return {"start": value.start, "prompt": value.prompt, "negative_prompt": value.negative_prompt}
+        return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+    return {"swapforward": __version__, "model": model, **{k: plain(v) for k, v in request.items()},
+            "seed": seed, **(extra or {})}
+
+
+def settings_json(values: dict[str, Any]) -> str:
+    return json.dumps(values, indent=1, sort_keys=True)
