@@ -118,9 +118,11 @@ def save_spectrogram(
     overlaps: list[tuple[float, float]],
     title: str = "",
     segments: list[tuple[float, str]] | None = None,
+    kept: list[tuple[float, float]] | None = None,
 ) -> Path:
-    """A PNG of the (frames, bins) spectrogram over `seconds`, view starts as lines, overlap spans shaded, and a
-    timeline's segment starts as white dashed lines labelled with their prompts."""
+    """A PNG of the (frames, bins) spectrogram over `seconds`, view starts as lines, overlap spans shaded, a
+    timeline's segment starts as white dashed lines labelled with their prompts, and kept input spans as a green bar
+    along the top."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,6 +135,9 @@ def save_spectrogram(
         ax.axvspan(start, end, color="cyan", alpha=0.2, lw=0)
     for x in boundaries:
         ax.axvline(x, color="cyan", lw=0.8)
+    for start, end in kept or []:
+        ax.axvspan(start, end, ymin=0.94, ymax=1.0, color="lime", lw=0)
+        ax.text(start, mel.shape[1] * 0.90, " kept", color="lime", fontsize=7, va="top", clip_on=True)
     for start, prompt in segments or []:
         ax.axvline(start, color="white", lw=1.2, ls="--")
         ax.text(start, mel.shape[1] * 0.97, f" {prompt[:40]}", color="white", fontsize=7, va="top", ha="left",

@@ -21,6 +21,7 @@ from typing import Any
 
 from .core.methods import METHODS
 from .errors import SwapForwardError
+from .inputs import clip_info, image_size, parse_spans
 from .prompts import Segment, parse_lines, settle, to_segments
 
 #: Seeds run from 0 to 2**64 - 1 (what torch.Generator takes); -1 asks for a random one, reported with the result.
@@ -97,6 +98,12 @@ class Option:
             return "text, or a list of (start, prompt[, negative prompt]) segments"
         if self.type == "timeline":
             return "one 'START PROMPT[ | NEGATIVE]' per line"
+        if self.type == "media":
+            return "a file (or, in Python, an array)"
+        if self.type == "spans":
+            return "START:END spans (m:ss or seconds; pixels for panoramas), separated by commas"
+        if self.type == "position":
+            return "pixels from the left, or left, center or right"
         noun = "a whole number" if self.type == "int" else "a finite number"
         if self.type == "float" and (self.minimum, self.maximum) == (0, 1):
             return f"{noun} between 0 and 1" + (" (exclusive)" if self.above and self.below else "")
@@ -219,6 +226,28 @@ def _timeline(option: Option, value: Any, label: str, text: bool) -> tuple[Segme
     raise _bad(option, label, value)
 
 
+def _media(option: Option, value: Any, label: str, text: bool) -> Any:
+    if isinstance(value, (str, os.PathLike)):
+        if not str(value).strip():
+            raise _bad(option, label, value)
+        return Path(value).expanduser()
+    if hasattr(value, "shape") or hasattr(value, "size") and hasattr(value, "mode"):  # arrays, tensors, PIL images
+        return value
+    raise _bad(option, label, value)
+
+
+def _spans(option: Option, value: Any, label: str, text: bool) -> list[tuple[float, float]]:
+    if not isinstance(value, (str, list, tuple)):
+        raise _bad(option, label, value)
+    return parse_spans(value, label)
+
+
+def _position(option: Option, value: Any, label: str, text: bool) -> float | str:
+    if isinstance(value, str) and value.strip().lower() in ("left", "center", "centre", "right"):
+        return value.strip().lower().replace("centre", "center")
+    return _float(option, value, label, text)
+
+
 def _choice(option: Option, value: Any, label: str, text: bool) -> str:
     if isinstance(value, str) and value.strip().lower() in option.choices:
         return value.strip().lower()
@@ -233,7 +262,7 @@ def _path(option: Option, value: Any, label: str, text: bool) -> Path:
 
 _CONVERTERS: dict[str, Callable[[Option, Any, str, bool], Any]] = {
     "float": _float, "int": _int, "seed": _seed, "bool": _bool, "str": _str, "choice": _choice, "path": _path,
-    "prompt": _prompt, "timeline": _timeline,
+    "prompt": _prompt, "timeline": _timeline, "media": _media, "spans": _spans, "position": _position,
 }
 
 
@@ -346,6 +375,79 @@ def _prompt_rule(kind: str, extent: str) -> Rule:
     return rule
 
 
+def _audio_input(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    """An input clip's kept spans on the output (default: all of it; with fill, all but those spans, and an output
+    as long as the clip), and the clips' readability, checked before any model loads."""
+    clip = values["init_audio"]
+    if values["reference_audio"] is not None:
+        if values["method"] != "safa":
+            raise SwapForwardError(f"{label('reference_audio')} guides the reference swap, which only safa has; use "
+                                   f"--method safa.")
+        clip_info(values["reference_audio"], label("reference_audio"), values["init_sample_rate"])
+    if clip is None:
+        for name in ("keep", "fill"):
+            if values[name] is not None:
+                raise SwapForwardError(f"{label(name)} keeps parts of an input clip; give {label('init_audio')} too.")
+        return
+    at, duration = values["init_at"], clip_info(clip, label("init_audio"), values["init_sample_rate"])
+    values["init_seconds"] = duration
+    if values["fill"] is None:
+        values["keep"] = values["keep"] or [(at, at + duration)]
+        return
+    if values["keep"] is not None:
+        raise SwapForwardError(f"Give {label('keep')} or {label('fill')}, not both.")
+    for start, end in values["fill"]:
+        if end > duration + 1e-9:
+            raise SwapForwardError(f"{label('fill')} span {start:g}:{end:g} reaches past the end of "
+                                   f"{label('init_audio')}, which lasts {duration:g} s.")
+    if values["audio_length_in_s"] is None and values["bpm"] is None:
+        values["audio_length_in_s"] = at + duration
+    edges = [0.0] + [x for span in values["fill"] for x in span] + [duration]
+    values["keep"] = [(at + a, at + b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b > a]
+
+
+def _audio_input_fits(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    if values["init_audio"] is None:
+        return
+    seconds, at, duration = values["audio_length_in_s"], values["init_at"], values["init_seconds"]
+    if at + duration > seconds + 1e-6:
+        raise SwapForwardError(
+            f"{label('init_audio')} lasts {duration:g} s from {at:g} s, past the end of the output ({seconds:g} s); "
+            f"ask for a longer output or an earlier {label('init_at')}."
+        )
+    for start, end in values["keep"]:
+        if start < at - 1e-6 or end > at + duration + 1e-6:
+            raise SwapForwardError(f"{label('keep')} span {start:g}:{end:g} lies outside the input clip, which is at "
+                                   f"{at:g} to {at + duration:g} s of the output.")
+
+
+def _image_input(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    """An input picture's readability and fit, and its kept spans, checked before any model loads."""
+    if values["reference_image"] is not None:
+        if values["method"] != "safa":
+            raise SwapForwardError(f"{label('reference_image')} guides the reference swap, which only safa has; use "
+                                   f"--method safa.")
+        image_size(values["reference_image"], label("reference_image"))
+    picture = values["init_image"]
+    if picture is None:
+        if values["keep"] is not None:
+            raise SwapForwardError(f"{label('keep')} keeps parts of an input picture; give {label('init_image')} too.")
+        return
+    height, width = image_size(picture, label("init_image"))
+    if values["height"] is not None:
+        width = round(width * values["height"] / height)  # it is resized to the panorama's height
+    if width > values["width"]:
+        raise SwapForwardError(f"{label('init_image')} is {width} px wide at the panorama's height, wider than the "
+                               f"panorama ({values['width']} px); ask for a wider panorama.")
+    if isinstance(values["init_at"], float) and values["init_at"] + width > values["width"] and not values["loop"]:
+        raise SwapForwardError(f"{label('init_image')} at {values['init_at']:g} px reaches past the panorama's right "
+                               f"edge ({values['width']} px); place it further left or use loop.")
+    for start, end in values["keep"] or []:
+        if end > values["width"]:
+            raise SwapForwardError(f"{label('keep')} span {start:g}:{end:g} lies outside the panorama "
+                                   f"({values['width']} px).")
+
+
 def _audio_length(values: dict[str, Any], label: Callable[[str], str]) -> None:
     """The length: given in seconds, or made of bars at a tempo (exactly bars x beats x 60 / bpm seconds)."""
     bpm, bars = values["bpm"], values["bars"]
@@ -403,6 +505,13 @@ TRANSITION = Option("transition", "choice", "blend", "How a view across a timeli
                     "(the segments' text embeddings mixed by its share of each) or cut (the segment at its centre).",
                     choices=("blend", "cut"))
 
+#: RePaint's resampling around kept regions (Lugmayr et al., 2022): off by default, it multiplies the model calls.
+REPAINT_OPTIONS = (
+    Option("repaint_resample", "int", 0, "RePaint: times to go back and redo each stretch of steps, so a kept region's "
+           "boundary blends better (each time costs those steps again; DDIM only).", minimum=0, maximum=20),
+    Option("repaint_jump", "int", 1, "RePaint: how many steps each resampling goes back.", minimum=1, maximum=1000),
+)
+
 #: The joint-diffusion options every kind shares, in the order the help lists them.
 METHOD_OPTIONS = (
     Option("method", "choice", "safa", "Joint-diffusion method.", choices=tuple(METHODS), short="-m", app="main"),
@@ -457,9 +566,29 @@ AUDIO = Spec(
                "where memory allows.", field="takes", minimum=1, maximum=64, app="main"),
         Option("rank", "choice", "none", "Order the takes by CLAP similarity to the prompt (best first).",
                choices=("none", "clap")),
+        Option("init_audio", "media", None, "Your own clip to start from: kept in the output (continue it, fill a gap, "
+               "loop it).", optional=True, app="main"),
+        Option("init_sample_rate", "int", None, "The sample rate of an init_audio or reference_audio given as an "
+               "array (Python).", minimum=1, maximum=384000, optional=True, app=""),
+        Option("init_at", "float", 0.0, "Where the clip starts in the output, in seconds (rounded to a latent frame).",
+               minimum=0, maximum=86400),
+        Option("keep", "spans", None, "Spans of the output (seconds) that keep the clip; default: all of it.",
+               optional=True),
+        Option("fill", "spans", None, "Spans of the clip to regenerate (the output then has the clip's length).",
+               optional=True),
+        Option("keep_fade", "float", 0.1, "Seconds at a kept span's edges that blend into the generation while "
+               "denoising (the last step keeps the span exactly).", minimum=0, maximum=60),
+        Option("splice", "bool", True, "Write the kept spans with the clip's own samples (else the decoded latent)."),
+        Option("crossfade", "float", 0.02, "Seconds of equal-power crossfade from the clip into the generation, "
+               "inside a kept span's edge.", minimum=0, maximum=10),
+        Option("reference_audio", "media", None, "Sounds like this: a clip whose latent is the reference view of the "
+               "reference-guided swap (safa).", field="like", optional=True),
+        Option("like_offset", "float", 0.0, "Where in a clip longer than a view the reference excerpt starts (s).",
+               minimum=0, maximum=86400),
+        *REPAINT_OPTIONS,
         *METHOD_OPTIONS,
     ),
-    rules=(_audio_length, _prompt_rule("audio", "audio_length_in_s")),
+    rules=(_audio_input, _audio_length, _audio_input_fits, _prompt_rule("audio", "audio_length_in_s")),
 )
 
 PANORAMA = Spec(
@@ -479,9 +608,23 @@ PANORAMA = Spec(
                "where memory allows.", field="takes", minimum=1, maximum=64, app="main"),
         Option("rank", "choice", "none", "Order the takes by CLIP score against the prompt (best first).",
                choices=("none", "clip")),
+        Option("init_image", "media", None, "Your own picture to extend into a panorama (resized to its height).",
+               optional=True, app="main"),
+        Option("init_at", "position", "center", "Where the picture goes: pixels from the left, or left, center or "
+               "right (rounded to 8 px)."),
+        Option("keep", "spans", None, "Spans of the panorama (pixels) that keep the picture; default: all of it.",
+               optional=True),
+        Option("keep_fade", "float", 16.0, "Pixels at a kept span's edges that blend into the generation while "
+               "denoising (the last step keeps the span exactly).", minimum=0, maximum=4096),
+        Option("splice", "bool", True, "Write the kept spans with the picture's own pixels (else the decoded latent)."),
+        Option("feather", "float", 16.0, "Pixels of feathered blend from the picture into the generation, inside a "
+               "kept span's edge.", minimum=0, maximum=4096),
+        Option("reference_image", "media", None, "Looks like this: a picture whose latent is the reference view of the "
+               "reference-guided swap (safa).", field="like", optional=True),
+        *REPAINT_OPTIONS,
         *METHOD_OPTIONS,
     ),
-    rules=(_panorama_sizes, _prompt_rule("panorama", "width"), _panorama_overlap),
+    rules=(_panorama_sizes, _image_input, _prompt_rule("panorama", "width"), _panorama_overlap),
 )
 
 SCHEDULER_CHOICES = ("paper", "default", "ddim", "dpm", "euler", "unipc")

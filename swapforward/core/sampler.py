@@ -34,6 +34,23 @@ def _scale_model_input(scheduler: Any, sample: torch.Tensor, t: torch.Tensor) ->
     return sample if scale is None else scale(sample, t)
 
 
+def repaint_order(steps: int, start: int = 0, jump: int = 1, resample: int = 0) -> list[int]:
+    """The step indices to run, with RePaint's resampling (Lugmayr et al., 2022): from step `start` on, after every
+    `jump` steps go back `jump` steps and run them again, `resample` times. Without resampling: 0 .. steps - 1."""
+    order = list(range(min(start, steps)))
+    k = len(order)
+    while k < steps:
+        stretch = list(range(k, min(k + jump, steps)))
+        order += stretch
+        if stretch[-1] + 1 < steps:  # never after the last step: it ends at x_0
+            order += stretch * resample
+        k += jump
+    return order
+
+
+Reference = torch.Tensor | Callable[[int], torch.Tensor]
+
+
 def joint_denoise(
     latents: torch.Tensor,
     denoiser: Denoiser,
@@ -42,7 +59,7 @@ def joint_denoise(
     *,
     axis: int,
     weights: torch.Tensor,
-    reference: torch.Tensor | None = None,
+    reference: Reference | None = None,
     reference_mask: torch.Tensor | None = None,
     reference_index: torch.Tensor | None = None,
     guide_steps: int = 0,
@@ -50,24 +67,36 @@ def joint_denoise(
     step_kwargs: dict | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
     prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    order: list[int] | None = None,
+    renoise: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Denoise a batch of B canvases `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
 
     `scheduler` must have had `set_timesteps` called. `reference` holds each canvas's reference view x_T (B,
     window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps` timesteps;
-    with `reference_index` (n,) it holds R references per canvas (B * R) and view i follows reference index[i].
+    with `reference_index` (n,) it holds R references per canvas (B * R) and view i follows reference index[i]. A
+    callable `reference(step)` is an observed reference instead (a user's clip noised to the level after that step):
+    it is swapped in as it is, not denoised.
     The denoiser's batch is laid out canvas by canvas, each canvas's views followed by its references, so that a
     canvas's rows are the same as in a run of that canvas alone.
-    The views of all canvases share the denoiser's batches. `callback(step_index, t, canvas)` is called after every
-    step; a tensor it returns replaces the canvas. `prepare(step_index, t, views)` may adjust the cropped views
-    (B * n, canvas by canvas) before they are denoised (SyncDiffusion's gradient step).
+    `callback(step_index, t, canvas)` is called after every step; a tensor it returns replaces the canvas.
+    `prepare(step_index, t, views)` may adjust the cropped views (B * n, canvas by canvas) before they are denoised
+    (SyncDiffusion's gradient step). `order` (see `repaint_order`) runs steps again after going back in time with
+    `renoise(canvas, from_step, to_step)`, which noises the canvas from the level before `from_step` to the level
+    before `to_step`; it needs a scheduler without step history (DDIM).
     """
     step_kwargs = step_kwargs or {}
     view_scheduler = copy.deepcopy(scheduler)
-    ref_scheduler = copy.deepcopy(scheduler) if reference is not None and guide_steps > 0 else None
+    observed = callable(reference)
+    ref_scheduler = copy.deepcopy(scheduler) if reference is not None and guide_steps > 0 and not observed else None
     canvases, n = latents.shape[0], layout.num_views
     canvas, ref = latents, reference
-    for k, t in enumerate(view_scheduler.timesteps):
+    timesteps = view_scheduler.timesteps
+    done = -1
+    for k in order or range(len(timesteps)):
+        if k <= done:  # RePaint: back in time to the level before step k
+            canvas = renoise(canvas, done + 1, k)
+        done, t = k, timesteps[k]
         views = layout.crop(canvas, axis)
         if prepare is not None:
             views = prepare(k, t, views)
@@ -85,6 +114,8 @@ def joint_denoise(
         if guided:
             ref = ref_scheduler.step(out_refs, t, ref, **step_kwargs).prev_sample
             views = reference_swap(views, ref, reference_mask, reference_index)
+        elif observed and k < guide_steps:
+            views = reference_swap(views, reference(k), reference_mask, reference_index)
         canvas = merge_views(views, layout, weights, axis)
         if callback is not None:
             replaced = callback(k, t, canvas)

@@ -147,6 +147,11 @@ def _component(gr: Any, kind: str, option: Option) -> Any:
         return gr.Dropdown(list(option.choices), value=value, **common)
     if option.type in ("float", "int", "seed"):
         return gr.Number(value=value, precision=0 if option.type != "float" else None, **common)
+    if option.type == "media":
+        kind_of = gr.Audio if kind == "audio" else gr.Image
+        return kind_of(value=None, type="filepath", label=common["label"], elem_id=common["elem_id"])
+    if option.type in ("spans", "position"):
+        return gr.Textbox(value=None if value is None else str(value), **common)
     if option.type == "timeline":
         return gr.Textbox(value=value, lines=4, placeholder="0:00 light rain on leaves\n0:30 thunderstorm", **common)
     return gr.Textbox(value=value, **common)

@@ -68,6 +68,10 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     if unknown:
         raise SwapForwardError(f"unknown field {unknown[0]!r} for a {kind} job; known: {', '.join(sorted(fields))}")
     spec, outputs = KINDS[kind].spec, OUTPUT[kind]
+    for option in spec.options:  # input files, like outputs, are relative to the jobs file
+        value = record.get(option.key)
+        if option.type == "media" and isinstance(value, str) and value.strip() and not Path(value).is_absolute():
+            record[option.key] = str(base / Path(value).expanduser())
 
     def share(keys: set[str]) -> dict[str, Any]:
         return {k: v for k, v in record.items() if k in keys}

@@ -47,7 +47,8 @@ app = typer.Typer(
     help="Arbitrarily long, loopable audio and panoramas from pretrained latent diffusion models (SaFa and baselines).",
 )
 
-METAVARS = {"float": "NUMBER", "int": "INTEGER", "seed": "SEED", "str": "TEXT", "path": "PATH", "timeline": "FILE"}
+METAVARS = {"float": "NUMBER", "int": "INTEGER", "seed": "SEED", "str": "TEXT", "path": "PATH", "timeline": "FILE",
+            "media": "FILE", "spans": "START:END,...", "position": "PX|left|center|right"}
 
 
 def fail(message: str) -> None:

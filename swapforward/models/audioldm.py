@@ -46,6 +46,30 @@ class AudioLDMAdapter(AudioAdapter):
     def denoise(self, latents, t, cond, guidance_scale):
         return classifier_free(lambda x: self._unet(x, t, cond), latents, cond, guidance_scale)
 
+    def mel(self, audio: np.ndarray) -> torch.Tensor:
+        """AudioLDM's input features of a (1, samples) waveform, (frames, bins): the log (floor 1e-5) of a slaney mel
+        filter bank up to Nyquist on the STFT magnitude, hop = the vocoder's upsampling, window 6.4 hops (AudioLDM's
+        1024 samples at a 160-sample hop)."""
+        from transformers.audio_utils import mel_filter_bank
+
+        n_fft = max(8, 2 * round(self.hop * 3.2))
+        wave = torch.from_numpy(np.ascontiguousarray(audio[0], dtype=np.float32))
+        spectrum = torch.stft(wave, n_fft, self.hop, window=torch.hann_window(n_fft), center=True, pad_mode="reflect",
+                              return_complex=True).abs()
+        bins = int(self.pipe.vocoder.config.model_in_dim)
+        bank = torch.from_numpy(mel_filter_bank(n_fft // 2 + 1, bins, 0.0, self.sample_rate / 2, self.sample_rate,
+                                                norm="slaney", mel_scale="slaney")).float()
+        return torch.log(torch.clamp(bank.T @ spectrum, min=1e-5)).T
+
+    @torch.no_grad()
+    def encode_audio(self, audio):
+        frames = -(-audio.shape[-1] // self.frame_samples)
+        mel = self.mel(audio)[: frames * self.vae_factor]
+        mel = torch.nn.functional.pad(mel, (0, 0, 0, frames * self.vae_factor - mel.shape[0]))
+        vae = self.pipe.vae
+        latent = vae.encode(mel[None, None].to(self.device, vae.dtype)).latent_dist.mode()
+        return (latent * vae.config.scaling_factor).to(self.dtype)
+
     def decode_preview(self, latents):
         """The mel spectrogram as a picture: scaled to [-1, 1] per view, on three channels."""
         mel = self.pipe.vae.decode(1 / self.pipe.vae.config.scaling_factor * latents).sample

@@ -123,9 +123,19 @@ class AudioAdapter(LatentAdapter):
     def latent_shape(self, frames: int) -> tuple[int, ...]:
         """Shape of a batch-1 latent `frames` long."""
 
+    @property
+    def channels(self) -> int:
+        """Audio channels the model makes (and takes)."""
+        return 1
+
     @abstractmethod
     def decode(self, latents: torch.Tensor, window: int, loop: bool) -> tuple[np.ndarray, np.ndarray]:
         """Long latent -> (waveform float32 (channels, samples), spectrogram float32 (frames, bins))."""
+
+    @abstractmethod
+    def encode_audio(self, audio: np.ndarray) -> torch.Tensor:
+        """(channels, samples) float32 at the model's rate -> latent (1, ..., frames, ...) of ceil(samples /
+        frame_samples) frames, the VAE's mean (its mode), as the model's own latents are scaled."""
 
 
 class ImageAdapter(LatentAdapter):
@@ -159,6 +169,17 @@ class ImageAdapter(LatentAdapter):
     @abstractmethod
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """One VAE decode, exactly as the base pipeline does it (scaling and shift included): pixels in [-1, 1]."""
+
+    @abstractmethod
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) pixels in [-1, 1] -> latent (1, C, H / 8, W / 8): the VAE's mode, scaled (and shifted) as the
+        model's own latents are, the inverse of `decode_latents`."""
+
+    @torch.no_grad()
+    def encode_image(self, array: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) float32 in [0, 1] -> latent."""
+        pixels = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None] * 2 - 1
+        return self.encode_pixels(pixels.to(self.device))
 
     def decode_preview(self, latents: torch.Tensor) -> torch.Tensor:
         return self.decode_latents(latents)

@@ -36,6 +36,18 @@ class StableAudioAdapter(AudioAdapter):
         return int(self.pipe.vae.hop_length)
 
     @property
+    def channels(self) -> int:
+        return int(self.pipe.vae.config.audio_channels)
+
+    @torch.no_grad()
+    def encode_audio(self, audio):
+        frames = -(-audio.shape[-1] // self.frame_samples)
+        wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
+        wave = torch.nn.functional.pad(wave, (0, frames * self.frame_samples - wave.shape[-1]))
+        vae = self.pipe.vae
+        return vae.encode(wave.to(self.device, vae.dtype)).latent_dist.mode()[..., :frames].to(self.dtype)
+
+    @property
     def trained_window_seconds(self) -> float:
         """The transformer's sample size in seconds (47.55 s for stable-audio-open-1.0)."""
         return self.pipe.transformer.config.sample_size * self.frame_samples / self.sample_rate

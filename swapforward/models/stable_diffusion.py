@@ -28,6 +28,10 @@ class StableDiffusionAdapter(ImageAdapter):
     def decode_latents(self, latents):
         return self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor, return_dict=False)[0]
 
+    def encode_pixels(self, pixels):
+        vae = self.pipe.vae
+        return (vae.encode(pixels.to(vae.dtype)).latent_dist.mode() * vae.config.scaling_factor).to(self.dtype)
+
 
 class StableDiffusionXLAdapter(ImageAdapter):
     """`StableDiffusionXLPipeline`: two CLIP encoders, pooled text and size/crop time ids as added conditions.
@@ -86,6 +90,18 @@ class StableDiffusionXLAdapter(ImageAdapter):
         else:
             latents = latents / vae.config.scaling_factor
         return vae.decode(latents, return_dict=False)[0]
+
+    def encode_pixels(self, pixels):
+        vae = self.pipe.vae
+        if vae.dtype == torch.float16 and vae.config.force_upcast:
+            vae.to(torch.float32)
+        latents = vae.encode(pixels.to(vae.dtype)).latent_dist.mode()
+        mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+        if mean is not None and std is not None:
+            mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+            std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+            return ((latents - mean) * vae.config.scaling_factor / std).to(self.dtype)
+        return (latents * vae.config.scaling_factor).to(self.dtype)
 
 
 class StableDiffusion3Adapter(ImageAdapter):
@@ -151,3 +167,8 @@ class StableDiffusion3Adapter(ImageAdapter):
     def decode_latents(self, latents):
         vae = self.pipe.vae
         return vae.decode((latents / vae.config.scaling_factor) + vae.config.shift_factor, return_dict=False)[0]
+
+    def encode_pixels(self, pixels):
+        vae = self.pipe.vae
+        latents = vae.encode(pixels.to(vae.dtype)).latent_dist.mode()
+        return ((latents - vae.config.shift_factor) * vae.config.scaling_factor).to(self.dtype)

@@ -15,10 +15,12 @@ from ..core.layout import ViewLayout
 from ..delivery import normalize_loudness, resample, resample_circular, settings_json
 from ..errors import SwapForwardError
 from ..files import AUDIO_RATES, save_spectrogram, write_atomic, write_audio
+from ..inputs import read_audio
 from ..models import AUDIO_ADAPTERS
 from ..options import AUDIO, Request
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
+from .kept import Kept, Media, edge_ramp
 from .memory import available_memory_bytes
 
 logger = logging.getLogger("swapforward")
@@ -50,6 +52,8 @@ class LongAudioOutput:
     info: dict[str, Any] = field(default_factory=dict)
     segments: list[tuple[float, str]] = field(default_factory=list)
     """A timeline's (start seconds, prompt) segments; empty for one prompt."""
+    kept: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) seconds that hold the input clip's own samples (with splice)."""
     takes: list[LongAudioOutput] = field(default_factory=list, repr=False)
     """Every take of the call (this one first; best first when ranked); each has its own seed in info["seed"]."""
 
@@ -97,7 +101,7 @@ class LongAudioOutput:
         """Write a PNG of the mel spectrogram with view starts and overlaps marked."""
         starts = [s * self.frame_seconds for s in self.layout.starts]
         return str(save_spectrogram(path, self.mel_spectrogram, self.seconds, starts, self.overlap_spans(), title,
-                                    self.segments))
+                                    self.segments, self.kept))
 
 
 #: Host memory per output sample at the end of a run: the waveform, its cross-fade buffers, the spectrogram
@@ -164,8 +168,40 @@ class LongAudioPipeline(JointPipeline):
         seconds = self.adapter.trained_window_seconds if request.window_seconds is None else request.window_seconds
         return self.frames_for(seconds, False)[0]
 
+    def media(self, request: Request, layout: ViewLayout, canvas_shape: tuple[int, ...]) -> Media:
+        """The input clip encoded and placed on the canvas at `init_at` (rounded to a latent frame), its kept frames
+        and splice spans; and the reference clip's latent, one view long (a shorter clip tiled, a longer one's
+        excerpt from `like_offset`)."""
+        adapter = self.adapter
+        rate, per_frame, axis = adapter.sample_rate, adapter.frame_samples, adapter.long_axis
+        media = Media()
+        if request.init_audio is not None:
+            wave = read_audio(request.init_audio, "init_audio", request.init_sample_rate).at(rate, adapter.channels)
+            latent = adapter.encode_audio(wave)
+            first = self.start_frame(request.init_at)
+            frames = min(latent.shape[axis], layout.length - first)
+            content = torch.zeros((1, *canvas_shape[1:]), dtype=adapter.dtype, device=adapter.device)
+            content.narrow(axis, first, frames).copy_(latent.narrow(axis, 0, frames))
+            exact = torch.zeros(layout.length, dtype=torch.bool)
+            offset = first * per_frame  # where the clip's first sample lands in the output
+            spans = []
+            for start, end in request.keep:
+                a, b = round((start - request.init_at) * rate), round((end - request.init_at) * rate)
+                a, b = max(0, a), min(wave.shape[-1], b)
+                exact[first + round(a / per_frame): first + min(frames, round(b / per_frame))] = True
+                spans.append((offset + a, offset + b))
+            fade = round(request.keep_fade * rate / per_frame)
+            media.kept = Kept(content, exact, edge_ramp(exact, fade, request.loop), axis)
+            media.splice = (wave, offset, spans) if request.splice else None
+        if request.reference_audio is not None:
+            wave = read_audio(request.reference_audio, "reference_audio",
+                              request.init_sample_rate).at(rate, adapter.channels)
+            media.reference = adapter.encode_audio(excerpt(wave, round(request.like_offset * rate),
+                                                           layout.window * per_frame, "like_offset", rate))
+        return media
+
     def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
-               seed: int | None) -> LongAudioOutput:
+               seed: int | None, media: Media) -> LongAudioOutput:
         adapter = self.adapter
         _, samples = self.frames_for(request.audio_length_in_s, request.loop)
         audio, mel = adapter.decode(latents, window=layout.window, loop=request.loop)
@@ -173,6 +209,8 @@ class LongAudioPipeline(JointPipeline):
         if request.loop and decoded != samples:  # whole latent frames -> the exact period, seamless
             audio = resample_circular(audio, samples)
         audio = audio[:, :samples]
+        if media.splice is not None:
+            audio = splice(audio, *media.splice, round(request.crossfade * adapter.sample_rate), request.loop)
         mel = mel[: math.ceil(samples * mel.shape[0] / decoded)] if not request.loop else mel
         stretch = samples / decoded if request.loop else 1.0
         return LongAudioOutput(
@@ -187,4 +225,45 @@ class LongAudioPipeline(JointPipeline):
             info={**result.info(), "requested_seconds": request.audio_length_in_s, "seed": seed,
                   "time_stretch": stretch, "decoded_samples": decoded, "settings": self.settings(request, seed)},
             segments=[] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt],
+            kept=[(a / adapter.sample_rate, b / adapter.sample_rate) for a, b in media.splice[2]]
+            if media.splice else [],
         )
+
+
+def excerpt(wave: np.ndarray, start: int, length: int, label: str, rate: int) -> np.ndarray:
+    """`length` samples of `wave` from `start`; a clip shorter than that is repeated to fill it."""
+    if start >= wave.shape[-1]:
+        raise SwapForwardError(f"{label} {start / rate:g} s is past the end of the clip ({wave.shape[-1] / rate:g} s).")
+    part = wave[:, start:start + length]
+    return np.resize(part, (part.shape[0], length)) if part.shape[-1] < length else part
+
+
+def splice(audio: np.ndarray, clip: np.ndarray, offset: int, spans: list[tuple[int, int]], fade: int,
+           loop: bool) -> np.ndarray:
+    """The output with its kept spans holding the clip's own samples (`clip` placed at `offset`), cross-faded with
+    equal power into the generated audio over `fade` samples inside each span edge that borders generated audio."""
+    out = audio.copy()
+    total = out.shape[-1]
+    for start, end in spans:
+        end = min(end, total)
+        if end <= start:
+            continue
+        original = clip[:, start - offset:end - offset]
+        length = end - start
+        rising = np.ones(length, dtype=np.float64)
+        edges = [(start > 0 or loop) and not _kept(start - 1, spans), (end < total or loop) and not _kept(end, spans)]
+        n = min(fade, length // 2)
+        if n:
+            theta = (np.arange(n) + 0.5) / n * np.pi / 2
+            if edges[0]:
+                rising[:n] = np.sin(theta)
+            if edges[1]:
+                rising[length - n:] = np.minimum(rising[length - n:], np.sin(theta[::-1]))
+        keep = rising == 1.0
+        mixed = np.sqrt(1 - rising ** 2) * out[:, start:end] + rising * original
+        out[:, start:end] = np.where(keep, original, mixed).astype(np.float32)
+    return out
+
+
+def _kept(sample: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= sample < b for a, b in spans)

@@ -17,6 +17,7 @@ from ..evaluation.ranking import default_scorer, rank_takes
 from ..models import adapter_for, load_pipeline
 from ..options import Request, Spec
 from .joint import Generators, JointResult, generators, run_joint
+from .kept import Media
 from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
 
 #: torch.compile's modes; the first two replay CUDA graphs.
@@ -154,11 +155,13 @@ class JointPipeline:
         generator, seed = generators(generator, request.seed, takes)
         timeline = None if isinstance(request.prompt, str) else [
             (min(layout.length - 1, self.start_frame(segment.start)), segment) for segment in request.prompt]
+        media = self.media(request, layout, canvas_shape)
         result = run_joint(self.adapter, request, layout, canvas_shape, generator=generator, latents=latents,
-                           reference_latents=reference_latents, timeline=timeline, callback=callback,
-                           progress_bar=progress_bar, lpips=lpips)
-        outputs = [self.output(request, layout, result.latents[b : b + 1], result, None if seed is None else seed + b)
-                   for b in range(takes)]
+                           reference_latents=reference_latents, timeline=timeline, kept=media.kept,
+                           observed_reference=media.reference, callback=callback, progress_bar=progress_bar,
+                           lpips=lpips)
+        outputs = [self.output(request, layout, result.latents[b : b + 1], result, None if seed is None else seed + b,
+                               media) for b in range(takes)]
         for index, output in enumerate(outputs):
             output.info["take"] = index
         if request.rank != "none" and takes > 1:
@@ -185,9 +188,13 @@ class JointPipeline:
         pixels) begins."""
         raise NotImplementedError
 
+    def media(self, request: Request, layout: ViewLayout, canvas_shape: tuple[int, ...]) -> Media:
+        """The request's own input (a clip or a picture to keep, or to sound or look like), encoded on the canvas."""
+        return Media()
+
     def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
-               seed: int | None) -> Any:
-        """One denoised canvas (`latents`, batch 1) decoded into the pipeline's output."""
+               seed: int | None, media: Media) -> Any:
+        """One denoised canvas (`latents`, batch 1) decoded into the pipeline's output (with the input spliced in)."""
         raise NotImplementedError
 
     def step_callback(

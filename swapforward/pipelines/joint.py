@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -23,7 +24,7 @@ from ..baselines import LoopContext, baseline_for
 from ..core.layout import ViewLayout
 from ..core.methods import get_method
 from ..core.plan import plan_joint
-from ..core.sampler import joint_denoise
+from ..core.sampler import joint_denoise, repaint_order
 from ..core.timeline import frame_segments, view_mix, view_reference
 from ..errors import SwapForwardError
 from ..models.base import LatentAdapter
@@ -31,6 +32,7 @@ from ..options import MAX_SEED, RANDOM_SEED, Request
 from ..prompts import Segment
 from .conditioning import Conditioning
 from .denoiser import CallCount, batched, counted_model
+from .kept import Kept, noised, renoiser
 
 logger = logging.getLogger("swapforward")
 
@@ -91,6 +93,8 @@ def run_joint(
     latents: torch.Tensor | None = None,
     reference_latents: torch.Tensor | None = None,
     timeline: list[tuple[int, Segment]] | None = None,
+    kept: Kept | None = None,
+    observed_reference: torch.Tensor | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
     progress_bar: bool = True,
     lpips: torch.nn.Module | None = None,
@@ -100,7 +104,9 @@ def run_joint(
     `latents` replace the canvases' initial noise and `reference_latents` the reference views'; given `latents` and
     no generator, the remaining noise comes from a generator seeded by the latents' bytes (`generator_from`).
     `timeline` holds the request's segments with their start frames on the canvas (`request.prompt` is a plain
-    prompt without it).
+    prompt without it). `kept` holds canvas frames to the user's input; `observed_reference` (the latent of a clip
+    or picture, one view long) replaces the generated reference view: it is noised to each guided step's level and
+    swapped in, not denoised.
     """
     axis = adapter.long_axis % len(canvas_shape)
     canvases = canvas_shape[0]
@@ -111,6 +117,8 @@ def run_joint(
 
     # 1. The conditioning of every view (and reference view), and the timesteps, as the base pipeline sets them.
     conditioning, reference_index = condition(adapter, request, layout, view_shape, timeline)
+    if observed_reference is not None:
+        reference_index = None  # the user's reference guides every view
     references = 1 if reference_index is None else len(conditioning.reference_prompt)
     scheduler = copy.deepcopy(adapter.scheduler)
     adapter.set_timesteps(scheduler, request.num_inference_steps, view_shape)
@@ -127,7 +135,10 @@ def run_joint(
         latents = randn_tensor(tuple(canvas_shape), generator=generator, device=device, dtype=dtype)
     elif generator is None:
         generator = generator_from(latents)
-    canvas = latents.to(device=device, dtype=dtype) * init_sigma
+    noise = latents.to(device=device, dtype=dtype)
+    canvas = noise * init_sigma
+    if kept is not None:
+        canvas = kept.start(canvas, noise, scheduler)
     reference_shape = (canvases * references, *view_shape[1:])
     if reference_latents is not None and tuple(reference_latents.shape) != reference_shape:
         raise SwapForwardError(
@@ -138,6 +149,8 @@ def run_joint(
         if reference_latents is None:
             reference_latents = reference_noise(reference_shape, references, generator, device, dtype)
         reference = reference_latents.to(device=device, dtype=dtype) * init_sigma
+        if observed_reference is not None:
+            reference = observed(observed_reference.to(device, dtype), reference_latents.to(device, dtype), scheduler)
 
     # 4. The baseline's plug-in (MAD's merged attention, SyncDiffusion's gradient step), if the method has one.
     baseline = baseline_for(request, steps, layout, lpips)
@@ -150,14 +163,22 @@ def run_joint(
     denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count), device,
                        request.view_batch_size, one_call, canvases)
 
-    # 6. The loop.
-    bar = tqdm(total=steps, desc=f"{request.method}, {layout.num_views} views", unit="step", disable=not progress_bar)
+    # 6. The loop (with RePaint's resampling of the steps after the guidance, when asked for and something is kept).
+    order = renoise = None
+    if request.repaint_resample and kept is not None:
+        renoise = renoiser(scheduler, generator)
+        order = repaint_order(steps, plan.guide_steps, request.repaint_jump, request.repaint_resample)
+    bar = tqdm(total=len(order or range(steps)), desc=f"{request.method}, {layout.num_views} views", unit="step",
+               disable=not progress_bar)
 
     def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         if baseline is not None:
             baseline.after_step(k)
         bar.update(1)
-        return callback(k, t, x) if callback is not None else None
+        if kept is not None:
+            x = kept.after_step(k, x, noise, scheduler)
+        replaced = callback(k, t, x) if callback is not None else None
+        return x if replaced is None else replaced
 
     running = nullcontext()
     if baseline is not None:
@@ -178,6 +199,8 @@ def run_joint(
             step_kwargs=adapter.step_kwargs(step_generator, request.eta),
             callback=on_step,
             prepare=baseline.prepare if baseline is not None else None,
+            order=order,
+            renoise=renoise,
         )
     return JointResult(latents=canvas, model_calls=count.calls, view_evaluations=count.evaluations,
                        guide_steps=plan.guide_steps, steps=steps, views_per_call=count.largest, references=references)
@@ -210,6 +233,11 @@ def condition(
     used = sorted(set(followed.tolist()))
     reference_index = torch.tensor([used.index(segment) for segment in followed.tolist()])
     return Conditioning(encoded, mix @ to_prompt, segment_prompt[used]), reference_index
+
+
+def observed(x0: torch.Tensor, noise: torch.Tensor, scheduler: Any) -> Callable[[int], torch.Tensor]:
+    """An observed reference view: `x0` (a clip's or picture's latent) at the level of the canvas after step k."""
+    return lambda k: noised(scheduler, x0, noise, k + 1)
 
 
 def reference_noise(shape: tuple[int, ...], references: int, generator: Generators, device: torch.device,

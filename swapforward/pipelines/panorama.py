@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +14,12 @@ from ..core.layout import ViewLayout
 from ..delivery import settings_json
 from ..errors import SwapForwardError
 from ..files import PANORAMA_FORMATS, check_output_path, write_atomic
+from ..inputs import read_image
 from ..models import IMAGE_ADAPTERS
 from ..options import PANORAMA, Request, check_multiple
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
+from .kept import Kept, Media, edge_ramp
 
 
 @dataclass
@@ -57,6 +60,9 @@ class PanoramaOutput:
         if sidecar:
             write_atomic(f"{written}.json", lambda tmp: tmp.write_text(text))
         return str(written)
+
+
+logger = logging.getLogger("swapforward")
 
 
 class PanoramaPipeline(JointPipeline):
@@ -104,10 +110,43 @@ class PanoramaPipeline(JointPipeline):
         """The views' width in pixels: `view_width`, or the model's native size (at most the panorama's width)."""
         return request.view_width or min(self.adapter.native_size, request.width)
 
+    def media(self, request: Request, layout: ViewLayout, canvas_shape: tuple[int, ...]) -> Media:
+        """The input picture resized to the panorama's height, encoded and placed at `init_at` (rounded to a latent
+        column; wrapping round a loop), its kept columns and splice; and the reference picture's latent, one view
+        (centre-cropped to the view's shape, then resized)."""
+        adapter = self.adapter
+        factor, height = adapter.vae_factor, canvas_shape[-2] * adapter.vae_factor
+        media = Media()
+        if request.init_image is not None:
+            picture = fit_height(read_image(request.init_image, "init_image"), height, factor)
+            width = picture.shape[1]
+            left = {"left": 0, "center": (request.width - width) // 2, "right": request.width - width}.get(
+                request.init_at, request.init_at)
+            first = round(left / factor)
+            latent = adapter.encode_image(picture)
+            columns = (first + torch.arange(latent.shape[-1])) % layout.length
+            content = torch.zeros((1, *canvas_shape[1:]), dtype=adapter.dtype, device=adapter.device)
+            content[..., columns.to(adapter.device)] = latent
+            kept = torch.zeros(layout.length, dtype=torch.bool)
+            spans = [(first * factor, first * factor + width)] if request.keep is None else [
+                (round(a), round(b)) for a, b in request.keep]
+            for a, b in spans:
+                inside = [(c - first * factor) % request.width for c in range(int(a), int(b), factor)]
+                kept[[(first + i // factor) % layout.length for i in inside if i < width]] = True
+            fade = round(request.keep_fade / factor)
+            media.kept = Kept(content, kept, edge_ramp(kept, fade, request.loop), adapter.long_axis)
+            media.splice = (picture, first * factor, spans) if request.splice else None
+        if request.reference_image is not None:
+            view = read_image(request.reference_image, "reference_image")
+            media.reference = adapter.encode_image(fit_view(view, height, layout.window * factor))
+        return media
+
     def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
-               seed: int | None) -> PanoramaOutput:
+               seed: int | None, media: Media) -> PanoramaOutput:
         adapter = self.adapter
         array = adapter.decode(latents, tile=layout.window, loop=request.loop)
+        if media.splice is not None:
+            array = splice_pixels(array, *media.splice, round(request.feather), request.loop)
         image = adapter.pipe.image_processor.numpy_to_pil(array[None])[0]
         return PanoramaOutput(
             image=image,
@@ -121,3 +160,59 @@ class PanoramaPipeline(JointPipeline):
                   "segments": [] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt],
                   "settings": self.settings(request, seed)},
         )
+
+
+def fit_height(picture: np.ndarray, height: int, multiple: int) -> np.ndarray:
+    """The picture at `height` pixels (its aspect kept, said in a note when it was resized), its width cut to a
+    multiple of the VAE factor."""
+    from PIL import Image
+
+    if picture.shape[0] != height:
+        width = max(multiple, round(picture.shape[1] * height / picture.shape[0]))
+        logger.warning(f"init_image is {picture.shape[0]} px high and the panorama {height} px: it was resized to "
+                       f"{width} x {height} (its aspect kept).")
+        image = Image.fromarray(np.clip(picture * 255 + 0.5, 0, 255).astype(np.uint8))
+        picture = np.asarray(image.resize((width, height), Image.LANCZOS), dtype=np.float32) / 255.0
+    return np.ascontiguousarray(picture[:, : picture.shape[1] // multiple * multiple])
+
+
+def fit_view(picture: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The picture centre-cropped to the view's aspect and resized to `height` x `width`."""
+    from PIL import Image
+
+    h, w = picture.shape[:2]
+    if w * height > h * width:
+        keep = round(h * width / height)
+        picture = picture[:, (w - keep) // 2:(w - keep) // 2 + keep]
+    else:
+        keep = round(w * height / width)
+        picture = picture[(h - keep) // 2:(h - keep) // 2 + keep]
+    image = Image.fromarray(np.clip(picture * 255 + 0.5, 0, 255).astype(np.uint8))
+    return np.asarray(image.resize((width, height), Image.LANCZOS), dtype=np.float32) / 255.0
+
+
+def splice_pixels(array: np.ndarray, picture: np.ndarray, left: int, spans: list[tuple[int, int]], feather: int,
+                  loop: bool) -> np.ndarray:
+    """The panorama with its kept spans holding the picture's own pixels (placed at `left`, wrapping round a loop),
+    blended linearly into the generation over `feather` pixels inside each span edge that borders generated pixels."""
+    out = array.copy()
+    width = out.shape[1]
+    kept_columns = {c % width for a, b in spans for c in range(a, b)}
+    for a, b in spans:
+        length = b - a
+        ramp = np.ones(length, dtype=np.float32)
+        n = min(feather, length // 2)
+        if n:
+            rising = (np.arange(n, dtype=np.float32) + 0.5) / n
+            if (a > 0 or loop) and (a - 1) % width not in kept_columns:
+                ramp[:n] = rising
+            if (b < width or loop) and b % width not in kept_columns:
+                ramp[length - n:] = np.minimum(ramp[length - n:], rising[::-1])
+        columns = np.arange(a, b) % width
+        source = (np.arange(a, b) - left) % width
+        valid = source < picture.shape[1]
+        columns, source, ramp = columns[valid], source[valid], ramp[valid]
+        original = picture[:, source]
+        mixed = ramp[None, :, None] * original + (1 - ramp[None, :, None]) * out[:, columns]
+        out[:, columns] = np.where(ramp[None, :, None] == 1.0, original, mixed)
+    return out
