@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core.methods import METHODS
+from .core.methods import METHODS, REFERENCE_PHASES
 from .errors import SwapForwardError
 from .inputs import clip_info, image_size, parse_spans
 from .prompts import Segment, parse_lines, settle, to_segments
@@ -587,6 +587,10 @@ AUDIO = Spec(
                minimum=0, maximum=86400),
         *REPAINT_OPTIONS,
         *METHOD_OPTIONS,
+        Option("reference_phase", "choice", "local", "Which middle frames of each view the reference-guided swap "
+               "replaces: the same frames in every view (local, the paper's own setting), counted from each view's "
+               "first middle frame (middle), or complementary frames in neighbouring views (alternate: less copying "
+               "between neighbours; see docs/lab.md).", choices=REFERENCE_PHASES, methods=REFERENCE_METHODS),
     ),
     rules=(_audio_input, _audio_length, _audio_input_fits, _prompt_rule("audio", "audio_length_in_s")),
 )
@@ -718,6 +722,20 @@ EVALUATE = Spec("eval", (
     Option("reference_model", "str", None, "Without --reference: make the reference set with this base model.",
            optional=True, app=""),
     Option("reference_samples", "int", 500, "Size of a generated reference set.", minimum=2, maximum=1_000_000,
+           app=""),
+))
+
+LAB = Spec("lab", (
+    Option("quick", "bool", False, "A smaller run of the main rows (25 steps, 128 styles canvases): about a minute on "
+           "two CPU cores.", app=""),
+    Option("out_dir", "path", "lab", "Folder for lab.md, lab.json and lab.png.", short="-o", app=""),
+    Option("scheduler", "choice", "ddim", "The sampler: DDIM with epsilon or v prediction, or flow matching (Euler, "
+           "SD 3 style).", choices=("ddim", "ddim-v", "flow"), app=""),
+    Option("steps", "int", None, "Denoising steps (default 50, or 25 with --quick).", minimum=1, maximum=1000,
+           optional=True, app=""),
+    Option("samples", "int", None, "Canvases sampled in the styles world (default 512, or 128 with --quick).",
+           minimum=2, maximum=100_000, optional=True, app=""),
+    Option("seed", "int", 0, "Seed of the styles world's samples and the kept clip.", minimum=0, maximum=2**63 - 1,
            app=""),
 ))
 

@@ -76,8 +76,9 @@ def test_md_equals_plain_per_view_multidiffusion(audioldm, scheduler_cls):
     assert torch.equal(out.latents, expected)
 
 
-def plain_safa(pipe, frames, window, stride, steps, seed, r_guide, loop):
-    """Algorithm 1 written out frame by frame (w = 1, overlaps <= half a window), independently of the core."""
+def plain_safa(pipe, frames, window, stride, steps, seed, r_guide, loop, phase="local"):
+    """Algorithm 1 written out frame by frame (w = 1, overlaps <= half a window), independently of the core; the
+    reference swap takes a view's odd frames (phase local) or its odd middle frames counted from the first one."""
     embeds = pipe._encode_prompt(PROMPT, "cpu", 1, True, None)
     scheduler = copy.deepcopy(pipe.scheduler)
     scheduler.set_timesteps(steps)
@@ -102,10 +103,11 @@ def plain_safa(pipe, frames, window, stride, steps, seed, r_guide, loop):
         new = torch.empty_like(x)
         for p in range(frames):
             covering = [(i, f.index(p)) for i, f in enumerate(frames_of) if p in f]
-            if len(covering) == 1:  # middle region: Reference-Guided Swap on every second middle frame
+            if len(covering) == 1:  # middle region: Reference-Guided Swap on every second frame
                 i, o = covering[0]
                 middle = [q for q in range(window) if sum(frames_of[i][q] in g for g in frames_of) == 1]
-                from_ref = k < guide and len(starts) > 1 and middle.index(o) % 2 == 1
+                rank = o if phase == "local" else middle.index(o)
+                from_ref = k < guide and len(starts) > 1 and rank % 2 == 1
                 new[:, :, p] = ref[:, :, o] if from_ref else views[i][:, :, o]
             else:  # overlap: Self-Loop Swap, left view on even positions counted from the right view's start
                 (a, oa), (b, ob) = sorted(covering, key=lambda c: -c[1])
@@ -114,12 +116,14 @@ def plain_safa(pipe, frames, window, stride, steps, seed, r_guide, loop):
     return x
 
 
-@pytest.mark.parametrize("loop", [False, True])
-def test_safa_equals_plain_algorithm_1(audioldm, loop):
+@pytest.mark.parametrize("loop,phase", [(False, "local"), (True, "local"), (False, "middle"), (True, "middle")])
+def test_safa_equals_plain_algorithm_1(audioldm, loop, phase):
     long = LongAudioPipeline.from_pipe(audioldm)
     out = long(PROMPT, audio_length_in_s=0.15, window_seconds=WINDOW_S, method="safa", overlap=0.2, loop=loop,
-               num_inference_steps=6, r_guide=0.5, seed=5, view_batch_size=1, progress_bar=False)
-    expected = plain_safa(audioldm, frames=75, window=32, stride=26, steps=6, seed=5, r_guide=0.5, loop=loop)
+               num_inference_steps=6, r_guide=0.5, seed=5, view_batch_size=1, progress_bar=False,
+               reference_phase=phase)
+    expected = plain_safa(audioldm, frames=75, window=32, stride=26, steps=6, seed=5, r_guide=0.5, loop=loop,
+                          phase=phase)
     assert out.info["guide_steps"] == 3
     assert torch.equal(out.latents, expected)
 

@@ -16,6 +16,7 @@ from swapforward.core import (
     swap_weights,
     triangular_weights,
 )
+from swapforward.core.methods import REFERENCE_PHASES
 
 
 def owners(layout, weights):
@@ -178,6 +179,22 @@ def test_reference_mask_alternates_inside_the_middle_region_only():
     views = torch.zeros(3, 1, 32, 2)
     swapped = reference_swap(views, ref, mask[:, None, :, None])
     assert swapped[1, 0, :, 0].tolist() == [7.0 if m else 0.0 for m in mask[1].tolist()]
+
+
+def test_reference_mask_phases_with_an_odd_overlap():
+    layout = ViewLayout.build(79, 32, stride=24)  # starts 0, 24, 47: overlaps of 8 and 9 frames
+    assert layout.starts == (0, 24, 47)
+    masks = {phase: reference_swap_mask(layout, 4, 2, 2, 32, phase=phase)[:, 0, :, 0] for phase in REFERENCE_PHASES}
+    odd = torch.arange(32) % 2 == 1
+    middle = layout.middle
+    assert torch.equal(masks["local"], middle & odd), "the same local frames in every view"
+    assert torch.equal(masks["alternate"][1], middle[1] & ~odd), "a view's neighbours take the other frames"
+    assert torch.equal(masks["alternate"][0::2], (middle & odd)[0::2])
+    counted = middle.long().cumsum(1) - 1  # Eq. 9's index counted from the first middle frame
+    assert torch.equal(masks["middle"], middle & (counted % 2 == 1))
+    assert masks["middle"][2, 9 + 1] and not masks["local"][2, 9 + 1], "the phases differ after an odd overlap"
+    with pytest.raises(ValueError, match="reference phase 'centre'"):
+        reference_swap_mask(layout, 4, 2, 2, 32, phase="centre")
 
 
 def test_reference_mask_swaps_whole_rows_for_images():

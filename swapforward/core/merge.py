@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from .layout import ViewLayout
+from .methods import REFERENCE_PHASES
 
 
 def swap_mask(length: int, interval: int = 1) -> torch.Tensor:
@@ -100,20 +101,30 @@ def merge_views(views: torch.Tensor, layout: ViewLayout, weights: torch.Tensor, 
 
 
 def reference_swap_mask(
-    layout: ViewLayout, ndim: int, axis: int, swap_axis: int, swap_axis_size: int, interval: int = 1
+    layout: ViewLayout, ndim: int, axis: int, swap_axis: int, swap_axis_size: int, interval: int = 1,
+    phase: str = "local",
 ) -> torch.Tensor:
     """Where Eq. 10 takes the reference: W_refer of Eq. 9 inside each view's middle (non-overlap) region.
 
-    Along the long axis (`swap_axis == axis`, audio frames) the mask alternates over the middle frames counted
-    from the first middle frame; along another axis (image rows) it alternates over that axis, for whole rows
-    of the middle region. Returns a bool tensor broadcastable to the stacked views (n, ...).
+    Along the long axis (`swap_axis == axis`, audio frames) the mask alternates over the middle frames by `phase`:
+    "local" counts the view's own frame index, so every view takes the same frames of the reference; "middle" counts
+    from the view's first middle frame (Eq. 9's index read literally: the phase then depends on the parity of the
+    view's left overlap); "alternate" is "local" shifted by `interval` per view, so neighbours take complementary
+    frames. Along another axis (image rows) it alternates over that axis, for whole rows of the middle region.
+    Returns a bool tensor broadcastable to the stacked views (n, ...).
     """
     axis, swap_axis = axis % ndim, swap_axis % ndim
     middle = layout.middle
     shape = [layout.num_views] + [1] * (ndim - 1)
     shape[axis] = layout.window
     if swap_axis == axis:
-        rank = middle.long().cumsum(1) - 1
+        if phase not in REFERENCE_PHASES:
+            raise ValueError(f"Unknown reference phase {phase!r}; use one of {', '.join(REFERENCE_PHASES)}.")
+        rank = torch.arange(layout.window).expand_as(middle)
+        if phase == "middle":
+            rank = middle.long().cumsum(1) - 1
+        elif phase == "alternate":
+            rank = rank + interval * torch.arange(layout.num_views)[:, None]
         return (middle & (((rank // interval) % 2) == 1)).view(shape)
     alt_shape = [1] * ndim
     alt_shape[swap_axis] = swap_axis_size

@@ -50,6 +50,9 @@ METHODS: dict[str, Method] = {
     )
 }
 
+#: Where the reference-guided swap's alternation starts in each view (see `merge.reference_swap_mask`).
+REFERENCE_PHASES = ("local", "middle", "alternate")
+
 
 def get_method(name: str) -> Method:
     method = METHODS.get(str(name).lower())

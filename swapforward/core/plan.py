@@ -35,6 +35,7 @@ def plan_joint(
     r_guide: float = 0.3,
     swap_interval: int = 1,
     tail_shift: int = 0,
+    reference_phase: str = "local",
 ) -> JointPlan:
     """The plan for `steps` denoising steps of views of `view_shape` laid out along `axis`.
 
@@ -47,5 +48,6 @@ def plan_joint(
     mask = None
     if guide_steps > 0:
         ndim = len(view_shape)
-        mask = reference_swap_mask(layout, ndim, axis, swap_axis, view_shape[swap_axis % ndim], swap_interval)
+        mask = reference_swap_mask(layout, ndim, axis, swap_axis, view_shape[swap_axis % ndim], swap_interval,
+                                   reference_phase)
     return JointPlan(weights=weights, guide_steps=guide_steps, reference_mask=mask)

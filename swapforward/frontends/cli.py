@@ -25,6 +25,7 @@ from ..options import (
     ANALYZE,
     AUDIO,
     EVALUATE,
+    LAB,
     LOAD,
     OUTPUT,
     PANORAMA,
@@ -383,6 +384,25 @@ def evaluate(
         results = {generated.name: result}
         ev.write_reports(results, opts.out, opts.markdown)
     typer.echo(ev.markdown(results), nl=False)
+
+
+@command("lab", [flag(o, "lab") for o in LAB.options])
+def lab(given: dict) -> None:
+    """Run every method where the true answer is known, and measure it against the truth (docs/lab.md).
+
+    Exact denoisers of a Gaussian world and of a mixture of styles stand in for a trained model.
+    """
+    from ..lab.run import markdown, run, write_report
+
+    with user_errors():
+        opts = pick(given, LAB)
+        if opts.out_dir.exists() and not opts.out_dir.is_dir():
+            raise SwapForwardError(f"Cannot write into {str(opts.out_dir)!r}: it is a file.")
+        result = run(quick=opts.quick, scheduler=opts.scheduler, steps=opts.steps, samples=opts.samples,
+                     seed=opts.seed, progress=lambda line: typer.echo(line, err=True))
+        paths = write_report(result, opts.out_dir)
+    typer.echo(markdown(result), nl=False)
+    typer.echo("wrote " + ", ".join(paths))
 
 
 @command("app", [flag(o, "app") for o in SERVE.options] + load_flags())

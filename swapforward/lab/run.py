@@ -1,0 +1,351 @@
+"""Running every method over a long canvas of a world with a known answer, and measuring it against the truth.
+
+In the Gaussian world the whole sampler (DDIM with eta 0, a linear windowed denoiser, linear merges and swaps) is
+linear in its initial noise, so its output distribution is found exactly: the sampler run on every unit vector of
+the canvas noise (and of the reference noise) gives the matrix A with output = A z, and the output covariance is
+A A^T. The styles world is sampled (consistency with its standard error). Each setting runs the core's
+`joint_denoise` with the method's plan, as the pipelines do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+
+from ..core.layout import ViewLayout
+from ..core.methods import METHODS
+from ..core.plan import plan_joint
+from ..core.sampler import joint_denoise
+from . import metrics
+from .worlds import GaussianWorld, StylesWorld, denoiser
+
+SCHEDULERS = ("ddim", "ddim-v", "flow")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the lab's table."""
+
+    method: str
+    overlap: float = 0.2
+    swap_interval: int = 1
+    r_guide: float = 0.3
+    phase: str = "local"
+    soften: bool = False
+    loop: bool = False
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        extra = [f"overlap {self.overlap:g}"]
+        if METHODS.get(self.method) is not None and METHODS[self.method].merge == "swap":
+            extra.append(f"w {self.swap_interval}")
+        if self.method == "safa":
+            extra += [f"r_guide {self.r_guide:g}", f"phase {self.phase}"]
+        if self.soften:
+            extra.append("cross-faded swap")
+        if self.loop:
+            extra.append("loop")
+        return f"{self.method} ({', '.join(extra)})"
+
+
+CONTROL = Setting("control", label="single window (the model itself)")
+
+
+def settings(quick: bool) -> list[Setting]:
+    """The table's rows: the control first, then every method at the paper's audio overlap (0.2) and MD's 0.8, then
+    the lab's questions (the reference mask's phase, swap intervals, a cross-faded swap, r_guide from 0 to 0.5)."""
+    rows = [CONTROL, Setting("md", 0.2), Setting("md-tri", 0.2), Setting("safa-selfloop", 0.2), Setting("safa", 0.2),
+            Setting("md", 0.8), Setting("md-tri", 0.8), Setting("safa-selfloop", 0.8),
+            Setting("safa", 0.2, phase="middle"), Setting("safa", 0.2, phase="alternate"),
+            Setting("safa", 0.2, loop=True), Setting("md", 0.8, loop=True)]
+    if quick:
+        return rows
+    rows += [Setting("safa-selfloop", 0.2, swap_interval=w) for w in (2, 4, 8)]
+    rows += [Setting("safa-selfloop", 0.2, soften=True), Setting("safa-selfloop", 0.2, loop=True)]
+    rows += [Setting("safa", 0.2, phase=p, loop=True) for p in ("middle", "alternate")]
+    rows += [Setting("safa", 0.2, r_guide=r) for r in (0.1, 0.2, 0.4, 0.5)]
+    return rows
+
+
+@dataclass
+class Lab:
+    """The geometry and sampler every setting shares."""
+
+    window: int = 64
+    length: int = 217
+    """Every setting's canvas (the control's is one window): four views at the paper's 0.2, thirteen at 0.8."""
+    steps: int = 50
+    scheduler: str = "ddim"
+    samples: int = 256
+    seed: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def make_scheduler(self) -> Any:
+        from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+        if self.scheduler == "flow":
+            scheduler = FlowMatchEulerDiscreteScheduler()
+        else:
+            scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                      clip_sample=False, set_alpha_to_one=False,
+                                      prediction_type="v_prediction" if self.scheduler == "ddim-v" else "epsilon")
+        scheduler.set_timesteps(self.steps)
+        return scheduler
+
+    def layout(self, setting: Setting) -> ViewLayout:
+        """The setting's views over the canvas (one view of one window for the control)."""
+        length = self.window if setting.method == "control" else self.length
+        return ViewLayout.build(length, self.window, overlap=setting.overlap, loop=setting.loop)
+
+    def sample(self, world: Any, setting: Setting, noise: torch.Tensor, reference: torch.Tensor | None,
+               kept: Any = None) -> torch.Tensor:
+        """The setting's output for canvases `noise` (B, C, length, K) and reference noise (B, C, window, K)."""
+        layout = self.layout(setting)
+        scheduler = self.make_scheduler()
+        method = METHODS["safa-selfloop" if setting.method == "control" else setting.method]
+        plan = plan_joint(method, layout, len(scheduler.timesteps), view_shape=(1, noise.shape[1], self.window,
+                                                                                  noise.shape[3]),
+                          axis=2, swap_axis=2, r_guide=setting.r_guide, swap_interval=setting.swap_interval,
+                          reference_phase=setting.phase)
+        weights = softened(plan.weights) if setting.soften else plan.weights
+        callback = None
+        sigma = getattr(scheduler, "init_noise_sigma", 1.0)
+        if kept is not None:
+            def callback(k: int, t: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+                return kept.after_step(k, canvas, noise, scheduler)
+
+            noise_in = kept.start(noise * sigma, noise, scheduler)
+        else:
+            noise_in = noise * sigma
+        return joint_denoise(noise_in, denoiser(world, scheduler), scheduler, layout, axis=2, weights=weights,
+                             reference=reference * sigma if plan.guide_steps else None,
+                             reference_mask=plan.reference_mask, guide_steps=plan.guide_steps, callback=callback)
+
+    def linear_map(self, world: GaussianWorld, setting: Setting,
+                   kept: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, c): one lane's output = A z + c for z its canvas noise then its reference noise (exact)."""
+        layout = self.layout(setting)
+        lane = replace(world, channels=1, bins=1)
+        inputs = layout.length + self.window
+        basis = torch.eye(inputs, dtype=torch.float64)
+        noise = basis[:, : layout.length].reshape(inputs, 1, layout.length, 1)
+        reference = basis[:, layout.length:].reshape(inputs, 1, self.window, 1)
+        zero = torch.zeros(1, 1, layout.length, 1, dtype=torch.float64)
+        offset = self.sample(lane, setting, zero, torch.zeros(1, 1, self.window, 1, dtype=torch.float64), kept)
+        columns = self.sample(lane, setting, noise, reference, kept) - offset
+        return columns.reshape(inputs, layout.length).T, offset.reshape(layout.length)
+
+
+def softened(weights: torch.Tensor) -> torch.Tensor:
+    """The swap's binary weights cross-faded over neighbouring frames ([1, 2, 1] / 4), never below a small floor."""
+    kernel = torch.tensor([[[0.25, 0.5, 0.25]]], dtype=weights.dtype)
+    smooth = torch.nn.functional.conv1d(weights[:, None].float(), kernel.float(), padding=1)[:, 0].to(weights)
+    return torch.where(weights.sum(0, keepdim=True) > 0, smooth.clamp(min=1e-3), smooth)
+
+
+def gaussian_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]:
+    """Exact measures of one setting in the Gaussian world."""
+    layout = lab.layout(setting)
+    a, _ = lab.linear_map(world, setting)
+    cov = a @ a.T
+    truth = world.covariance(layout.length)
+    if setting.loop:  # a loop's truth is the stationary process on a circle of `length` frames
+        tau = torch.arange(layout.length)[:, None] - torch.arange(layout.length)[None, :]
+        tau = torch.minimum(tau.abs(), layout.length - tau.abs())
+        truth = world.kernel(tau) + 1e-4 * torch.eye(layout.length, dtype=torch.float64)
+    freqs, power = metrics.spectrum_of_covariance(cov)
+    _, true_power = metrics.spectrum_of_covariance(truth)
+    covered = (layout.coverage > 1).int().tolist()
+    edges = [i for i in range(1, len(covered)) if covered[i] != covered[i - 1]]
+    bounds = [0, *edges, len(covered)]
+    runs = [(lo, hi, covered[lo]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    overlaps = [(lo, hi) for lo, hi, c in runs if c]
+    middles = [(lo, hi) for lo, hi, c in runs if not c]
+    width = min([hi - lo for lo, hi in overlaps] or [layout.window])
+    pairs = metrics.view_pair_correlations(cov, layout)
+    stride = layout.starts[1] - layout.starts[0] if layout.num_views > 1 else layout.window
+    middle_frames = [f for lo, hi in middles for f in range(lo, hi) if f + stride < layout.length]
+    copy = (sum(metrics.correlation(cov, f, f + stride) for f in middle_frames) / len(middle_frames)
+            if middle_frames else float("nan"))
+    return {
+        "setting": setting.name, **asdict(setting), "views_made": layout.num_views, "length": layout.length,
+        "lsd_db": metrics.log_spectral_distance(power, true_power),
+        "low_band": metrics.band_ratio(freqs, power, true_power, metrics.LOW_BAND),
+        "high_band": metrics.band_ratio(freqs, power, true_power, metrics.HIGH_BAND),
+        "overlap_high_band": metrics.region_band_ratio(cov, truth, overlaps, width, metrics.HIGH_BAND),
+        "overlap_top_band": metrics.region_band_ratio(cov, truth, overlaps, width, metrics.TOP_BAND),
+        "middle_high_band": metrics.region_band_ratio(cov, truth, middles, width, metrics.HIGH_BAND),
+        "min_variance": float(cov.diagonal().min()), "max_variance": float(cov.diagonal().max()),
+        "variance": cov.diagonal().tolist(),
+        "kl_per_frame": metrics.gaussian_kl(cov, truth),
+        "kl_floor_per_frame": metrics.gaussian_kl(cov, truth, floor=metrics.KL_FLOOR),
+        "lost_dimensions": metrics.lost_dimensions(cov),
+        "pair_corr_first": pairs[0] if pairs else float("nan"),
+        "pair_corr_rest": sum(pairs[1:]) / len(pairs[1:]) if len(pairs) > 1 else float("nan"),
+        "corr_at_stride": copy, "true_corr_at_stride": float(world.kernel(torch.tensor(stride))),
+        "spectrum": power.tolist(), "true_spectrum": true_power.tolist(), "frequencies": freqs.tolist(),
+    }
+
+
+def styles_row(lab: Lab, world: StylesWorld, setting: Setting) -> dict[str, Any]:
+    """Sampled measures of one setting in the styles world: do the canvas's window-sized segments keep one style?"""
+    layout = lab.layout(setting)
+    generator = torch.Generator().manual_seed(lab.seed)
+    noise = torch.randn(lab.samples, world.channels, layout.length, world.bins, generator=generator,
+                        dtype=torch.float64)
+    reference = torch.randn(lab.samples, world.channels, lab.window, world.bins, generator=generator,
+                            dtype=torch.float64)
+    out = lab.sample(world, setting, noise, reference)
+    segments = max(1, layout.length // lab.window)
+    pieces = torch.stack([out[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
+    logl = world.log_likelihoods(pieces.flatten(0, 1)).view(lab.samples, segments, -1)
+    share, error = metrics.consistency(logl)
+    return {"setting": setting.name, "segments": segments, "consistency": share, "consistency_se": error,
+            "independent_windows": metrics.independent_consistency(world.weights, segments)}
+
+
+def kept_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]:
+    """A kept first window (a continuation): the filled frames' output distribution against the exact Gaussian
+    conditional given the kept ones, as a KL per filled frame (for one draw of the kept frames)."""
+    from ..pipelines.kept import Kept, edge_ramp
+
+    layout = lab.layout(setting)
+    truth = world.covariance(layout.length)
+    generator = torch.Generator().manual_seed(lab.seed + 1)
+    x = torch.linalg.cholesky(truth) @ torch.randn(layout.length, generator=generator, dtype=torch.float64)
+    kept_frames = torch.zeros(layout.length, dtype=torch.bool)
+    kept_frames[: lab.window // 2] = True
+    content = torch.where(kept_frames, x, torch.zeros_like(x)).view(1, 1, layout.length, 1)
+    kept = Kept(content, kept_frames, edge_ramp(kept_frames, 2, setting.loop), axis=2)
+    a, c = lab.linear_map(world, setting, kept)
+    free = ~kept_frames
+    k, f = kept_frames.nonzero().flatten(), free.nonzero().flatten()
+    gain = truth[f][:, k] @ torch.linalg.inv(truth[k][:, k])
+    mean, cov = gain @ x[k], truth[f][:, f] - gain @ truth[k][:, f]
+    out_cov = a[f] @ a[f].T
+    return {"setting": setting.name, "kept_frames": int(kept_frames.sum()),
+            "kl_filled_per_frame": metrics.gaussian_kl(out_cov, cov, c[f], mean),
+            "kl_floor_filled_per_frame": metrics.gaussian_kl(out_cov, cov, c[f], mean, floor=metrics.KL_FLOOR),
+            "lost_dimensions": metrics.lost_dimensions(out_cov),
+            "kept_exact": bool(torch.equal(c[k], x[k]) and a[k].abs().max() < 1e-9)}
+
+
+def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, samples: int | None = None,
+        seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every setting in both worlds, and the kept-clip rows; a dict ready for `write_report`."""
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"Unknown lab scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}.")
+    lab = Lab(steps=steps or (25 if quick else 50), scheduler=scheduler, samples=samples or (128 if quick else 512),
+              seed=seed)
+    gaussian, styles = GaussianWorld(), StylesWorld()
+    rows = settings(quick)
+    kept_settings = [Setting("md", 0.2), Setting("md-tri", 0.2), Setting("safa-selfloop", 0.2), Setting("safa", 0.2)]
+    result: dict[str, Any] = {"window": lab.window, "length": lab.length, "steps": lab.steps, "scheduler": scheduler,
+                              "samples": lab.samples, "seed": seed, "gaussian": [], "styles": [], "kept": []}
+    jobs = [("gaussian", s, gaussian_row, gaussian) for s in rows] + [("styles", s, styles_row, styles) for s in rows]
+    jobs += [("kept", s, kept_row, gaussian) for s in kept_settings]
+    for done, (table, setting, measure, world) in enumerate(jobs, 1):
+        result[table].append(measure(lab, world, setting))
+        if progress is not None:
+            progress(f"[{done}/{len(jobs)}] {table}: {setting.name}")
+    return result
+
+
+def write_report(result: dict[str, Any], folder: str | os.PathLike) -> list[str]:
+    """lab.md (the tables), lab.json (every number) and lab.png (spectra and variance along the canvas)."""
+    from ..files import write_atomic
+
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, name) for name in ("lab.md", "lab.json", "lab.png")]
+    write_atomic(paths[0], lambda tmp: tmp.write_text(markdown(result)))
+    write_atomic(paths[1], lambda tmp: tmp.write_text(json.dumps(_finite(result), indent=1)))
+    write_atomic(paths[2], lambda tmp: _plot(result, tmp))
+    return paths
+
+
+def _finite(value: Any) -> Any:
+    """The result with every infinite or NaN number as null, so lab.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def markdown(result: dict[str, Any]) -> str:
+    head = (f"Canvas {result['length']} frames, window {result['window']} frames, {result['steps']} "
+            f"{result['scheduler']} steps; Gaussian world exact, styles world over {result['samples']} canvases "
+            f"(± one standard error).\n\n")
+    lines = ["### Gaussian world (exact)\n",
+             "| setting | views | LSD (dB) | low band | high band | overlap high band | overlap top band | "
+             "middle high band | variance min / max | KL / frame | KL / frame, -20 dB floor | lost dims | "
+             "view-pair corr (first, rest) | corr at stride (truth) |",
+             "| --- |" + " ---: |" * 13]
+    for r in result["gaussian"]:
+        lines.append(
+            f"| {r['setting']} | {r['views_made']} | {r['lsd_db']:.3f} | {r['low_band']:.3f} | {r['high_band']:.3f} | "
+            f"{_f(r['overlap_high_band'])} | {_f(r['overlap_top_band'])} | {_f(r['middle_high_band'])} | "
+            f"{r['min_variance']:.3f} / "
+            f"{r['max_variance']:.3f} | {_kl(r['kl_per_frame'])} | {r['kl_floor_per_frame']:.4f} | "
+            f"{r['lost_dimensions']} | {_f(r['pair_corr_first'])}, "
+            f"{_f(r['pair_corr_rest'])} | {_f(r['corr_at_stride'])} ({r['true_corr_at_stride']:.3f}) |")
+    lines += ["\n### Styles world: does every window-sized segment keep one style?\n",
+              "| setting | segments | consistency | independent windows | ", "| --- | ---: | ---: | ---: |"]
+    lines[-2] = lines[-2].rstrip(" ")
+    for r in result["styles"]:
+        lines.append(f"| {r['setting']} | {r['segments']} | {r['consistency']:.3f} ± {r['consistency_se']:.3f} | "
+                     f"{r['independent_windows']:.3f} |")
+    lines += ["\n### A kept first half-window (continuation), Gaussian world (exact)\n",
+              "| setting | kept frames | KL / filled frame vs the true conditional | the same, -20 dB floor | "
+              "lost dims | kept frames exact |",
+              "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for r in result["kept"]:
+        lines.append(f"| {r['setting']} | {r['kept_frames']} | {_kl(r['kl_filled_per_frame'])} | "
+                     f"{r['kl_floor_filled_per_frame']:.4f} | {r['lost_dimensions']} | {r['kept_exact']} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def _kl(value: float | None) -> str:
+    return "∞" if value is None or value == math.inf else f"{value:.4f}"  # ∞: a degenerate output
+
+
+def _f(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"  # NaN: no such region
+
+
+def _plot(result: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=100)
+    shown = [r for r in result["gaussian"] if not r["loop"] and r["swap_interval"] == 1 and not r["soften"]][:7]
+    for r in shown:
+        freqs = r["frequencies"]
+        ratio = [10 * math.log10(p / t) for p, t in zip(r["spectrum"], r["true_spectrum"], strict=True)]
+        left.plot(freqs, ratio, label=r["setting"])
+        right.plot(r["variance"], label=r["setting"])
+    left.axhline(0, color="black", lw=0.5)
+    left.set_xlabel("frequency (cycles per frame)")
+    left.set_ylabel("spectrum / truth (dB)")
+    left.set_title("spectra against the true process", fontsize=9)
+    right.axhline(1, color="black", lw=0.5)
+    right.set_xlabel("canvas frame")
+    right.set_ylabel("marginal variance (truth: 1)")
+    right.set_title("variance along the canvas: do overlaps dip?", fontsize=9)
+    left.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

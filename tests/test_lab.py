@@ -1,0 +1,215 @@
+"""The ground-truth lab: exact denoisers, metrics that recover known answers, and the properties it finds, pinned
+with margins from the measurements in docs/lab.md (so a change of the engine that changes them fails here)."""
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from swapforward.core.merge import reference_swap_mask
+from swapforward.frontends.cli import app
+from swapforward.lab import metrics
+from swapforward.lab.run import CONTROL, Lab, Setting, gaussian_row, kept_row, styles_row
+from swapforward.lab.worlds import GaussianWorld, StylesWorld, denoiser
+
+
+@pytest.fixture(scope="module")
+def lab50():
+    return Lab(steps=50)
+
+
+@pytest.fixture(scope="module")
+def rows(lab50):
+    """Exact Gaussian rows at 50 DDIM steps, by (method, overlap, extra)."""
+    world = GaussianWorld()
+    wanted = {
+        "md 0.2": Setting("md", 0.2), "md 0.8": Setting("md", 0.8), "md-tri 0.8": Setting("md-tri", 0.8),
+        "selfloop 0.2": Setting("safa-selfloop", 0.2), "selfloop 0.8": Setting("safa-selfloop", 0.8),
+        "selfloop w8": Setting("safa-selfloop", 0.2, swap_interval=8),
+        "safa local": Setting("safa", 0.2), "safa middle": Setting("safa", 0.2, phase="middle"),
+        "safa alternate": Setting("safa", 0.2, phase="alternate"),
+        "safa r0.1": Setting("safa", 0.2, r_guide=0.1), "safa r0.5": Setting("safa", 0.2, r_guide=0.5),
+    }
+    return {name: gaussian_row(lab50, world, setting) for name, setting in wanted.items()}
+
+
+# --- the worlds' denoisers are exact ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("world", [GaussianWorld(), StylesWorld()], ids=["gaussian", "styles"])
+def test_the_windowed_denoiser_is_bayes_optimal(world):
+    """E[x0 | x_t] leaves a residual uncorrelated with x_t; a predictor 10% off is caught by the same test."""
+    generator = torch.Generator().manual_seed(0)
+    draws = 4000
+    x0 = world.sample(draws, 16, generator)
+    x0 = x0[0] if isinstance(x0, tuple) else x0
+    abar = torch.tensor(0.5, dtype=torch.float64)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+
+    def worst_z(estimate):
+        """The largest |mean / standard error| of residual(frame f) * x_t(frame g), canvases taken as independent
+        (a canvas's lanes share its style, so they are not)."""
+        products = torch.einsum("ncfb,ncgb->nfg", x0 - estimate, x_t) / (world.channels * world.bins)
+        return float((products.mean(0) / (products.std(0) / math.sqrt(draws))).abs().max())
+
+    assert worst_z(world.x0_hat(x_t, abar)) < 4.5  # 256 entries: above 4.5 by chance about once in 500 runs
+    assert worst_z(0.9 * world.x0_hat(x_t, abar)) > 20
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "ddim-v", "flow"])
+def test_the_single_window_control_matches_the_truth_and_improves_with_steps(scheduler):
+    """Measured: DDIM (epsilon or v) 0.043, 0.009, 0.0025 nats per frame at 10, 25, 50 steps; flow 0.026, 0.004,
+    0.001."""
+    world = GaussianWorld()
+    kl = [gaussian_row(Lab(steps=n, scheduler=scheduler), world, CONTROL)["kl_per_frame"] for n in (10, 25, 50)]
+    assert kl[0] > kl[1] > kl[2]
+    assert kl[2] < 0.005
+    assert kl[1] < 0.5 * kl[0] and kl[2] < 0.5 * kl[1]
+
+
+def test_epsilon_and_v_prediction_give_the_same_sampler():
+    world, lab_eps, lab_v = GaussianWorld(), Lab(steps=10), Lab(steps=10, scheduler="ddim-v")
+    a_eps, _ = lab_eps.linear_map(world, Setting("md", 0.2))
+    a_v, _ = lab_v.linear_map(world, Setting("md", 0.2))
+    assert torch.allclose(a_eps, a_v, atol=1e-9)
+    scheduler = lab_v.make_scheduler()
+    x = torch.randn(2, 1, 64, 1, dtype=torch.float64)
+    t = scheduler.timesteps[3]
+    v = denoiser(world, scheduler)(x, t)
+    abar = scheduler.alphas_cumprod[int(t)].double()
+    x0 = world.x0_hat(x, abar)
+    assert torch.allclose(abar.sqrt() * x - (1 - abar).sqrt() * v, x0), "v = sqrt(abar) eps - sqrt(1 - abar) x0"
+
+
+# --- the metrics recover known answers --------------------------------------------------------------------------
+
+
+def test_metrics_of_white_noise():
+    cov = torch.eye(128, dtype=torch.float64)
+    freqs, power = metrics.spectrum_of_covariance(cov)
+    assert torch.allclose(power, torch.ones_like(power)), "a white process has a flat unit spectrum"
+    assert metrics.gaussian_kl(cov, cov) == pytest.approx(0, abs=1e-12)
+    assert metrics.gaussian_kl(2 * cov, cov) == pytest.approx(0.5 * (2 - 1 - math.log(2)))
+    assert metrics.band_ratio(freqs, power, power, metrics.HIGH_BAND) == pytest.approx(1)
+    assert metrics.lost_dimensions(cov) == 0
+    samples = torch.randn(4000, 1, 128, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    _, mean, error = metrics.spectrum_of_samples(samples)
+    assert float(((mean - 1) / error).abs().max()) < 5, "the sampled spectrum agrees within its standard errors"
+    assert metrics.log_spectral_distance(mean, torch.ones_like(mean)) < 0.2
+
+
+def test_metrics_of_a_canvas_made_by_copying_one_window():
+    """Tiling one white window three times: the copy shows as correlation 1 at the stride and as lost dimensions."""
+    window, length = 16, 48
+    tile = torch.eye(window, dtype=torch.float64).repeat(3, 1)  # canvas = tile @ z
+    cov = tile @ tile.T
+    assert metrics.lost_dimensions(cov) == length - window
+    assert metrics.gaussian_kl(cov, torch.eye(length, dtype=torch.float64)) == math.inf
+    assert math.isfinite(metrics.gaussian_kl(cov, torch.eye(length, dtype=torch.float64), floor=metrics.KL_FLOOR))
+    from swapforward.core.layout import ViewLayout
+
+    layout = ViewLayout(length=length, window=window, starts=(0, 16, 32))
+    assert metrics.view_pair_correlations(cov, layout) == pytest.approx([1.0, 1.0])
+    assert metrics.correlation(cov, 3, 3 + window) == pytest.approx(1.0)
+
+
+def test_consistency_counts_canvases_whose_segments_share_a_style():
+    logl = torch.tensor([[[0.0, -1.0], [0.0, -2.0]], [[0.0, -1.0], [-3.0, 0.0]]])  # canvas 1 keeps style 0
+    share, error = metrics.consistency(logl)
+    assert share == 0.5 and error == pytest.approx(math.sqrt(0.25 / 2))
+    assert metrics.independent_consistency((0.5, 0.5), 3) == 0.25
+
+
+# --- what the lab finds, pinned with margins --------------------------------------------------------------------
+
+
+def test_averaging_at_0_8_loses_energy_that_swapping_keeps(rows):
+    """50 steps: overlap high band MD 0.920 vs SaFa* 0.930, top band 0.898 vs 0.937; MD's variance dips to 0.843
+    where MD* keeps 0.904, and its low band is 0.876 against MD*'s 0.915."""
+    md, swap, tri = rows["md 0.8"], rows["selfloop 0.8"], rows["md-tri 0.8"]
+    assert swap["overlap_high_band"] > md["overlap_high_band"] + 0.005
+    assert swap["overlap_top_band"] > md["overlap_top_band"] + 0.02
+    assert tri["min_variance"] > md["min_variance"] + 0.04
+    assert tri["low_band"] > md["low_band"] + 0.02
+
+
+def test_where_the_swap_loses_at_the_papers_overlap(rows):
+    """0.2: SaFa* KL 0.0087 nats per frame against MD's 0.0046 and a variance dip to 0.812 (MD 0.843); w = 8 brings
+    it to 0.0027 and w = 1 puts extra energy at the top band (0.888 against 0.864)."""
+    md, swap, wide = rows["md 0.2"], rows["selfloop 0.2"], rows["selfloop w8"]
+    assert swap["kl_per_frame"] > 1.5 * md["kl_per_frame"]
+    assert swap["min_variance"] < md["min_variance"] - 0.015
+    assert wide["kl_per_frame"] < 0.5 * swap["kl_per_frame"]
+    assert swap["overlap_top_band"] > wide["overlap_top_band"] + 0.01
+    assert md["lost_dimensions"] == swap["lost_dimensions"] == 0
+
+
+def test_the_reference_swap_copies_frames_and_discards_their_noise(rows, lab50):
+    """With DDIM (eta 0) the frames a guided step overwrites lose their own noise for good: the output lies in a
+    subspace, lacking (overwritten frames - distinct reference frames) dimensions; views copy each other."""
+    for name, phase in (("safa local", "local"), ("safa middle", "middle"), ("safa alternate", "alternate")):
+        layout = lab50.layout(Setting("safa", 0.2, phase=phase))
+        mask = reference_swap_mask(layout, 4, 2, 2, lab50.window, phase=phase)[:, 0, :, 0]
+        assert rows[name]["lost_dimensions"] == int(mask.sum() - mask.any(0).sum())
+        assert rows[name]["kl_per_frame"] == math.inf
+    local, middle, alternate = rows["safa local"], rows["safa middle"], rows["safa alternate"]
+    assert abs(local["pair_corr_first"] - local["pair_corr_rest"]) < 0.02, "the same frames in every view: uniform"
+    assert local["pair_corr_rest"] > 0.4
+    assert middle["pair_corr_first"] < 0.2 < 0.4 < middle["pair_corr_rest"], "the phase depends on overlap parity"
+    assert alternate["pair_corr_first"] < 0.2 and alternate["pair_corr_rest"] < 0.2
+    assert alternate["kl_floor_per_frame"] < 0.8 * local["kl_floor_per_frame"]
+    low, mid, high = rows["safa r0.1"], local, rows["safa r0.5"]
+    assert low["corr_at_stride"] < mid["corr_at_stride"] < high["corr_at_stride"]
+
+
+def test_the_reference_swap_buys_consistency():
+    """25 steps, 256 canvases: SaFa keeps one style in about 0.6 of the canvases, SaFa* and MD in about 0.45
+    (independent windows: 0.25); more r_guide, more consistency."""
+    lab, world = Lab(steps=25, samples=256, seed=0), StylesWorld()
+    share = {name: styles_row(lab, world, setting)["consistency"] for name, setting in (
+        ("md", Setting("md", 0.2)), ("selfloop", Setting("safa-selfloop", 0.2)), ("safa", Setting("safa", 0.2)),
+        ("safa 0.5", Setting("safa", 0.2, r_guide=0.5)))}
+    assert share["safa"] > share["selfloop"] + 0.08
+    assert share["safa"] > share["md"] + 0.08
+    assert share["safa 0.5"] > share["safa"]
+    assert min(share.values()) > 0.25 + 0.1, "joint diffusion beats independent windows"
+
+
+def test_a_kept_clip_stays_exact_and_its_continuation_follows_the_true_conditional():
+    """50 steps: the filled frames' KL from the exact conditional is 0.008 (MD), 0.013 (SaFa*); SaFa's independent
+    reference makes it degenerate."""
+    lab, world = Lab(steps=50), GaussianWorld()
+    md, swap, safa = (kept_row(lab, world, s) for s in (Setting("md", 0.2), Setting("safa-selfloop", 0.2),
+                                                         Setting("safa", 0.2)))
+    assert md["kept_exact"] and swap["kept_exact"] and safa["kept_exact"]
+    assert md["kl_filled_per_frame"] < 0.02 and swap["kl_filled_per_frame"] < 0.03
+    assert safa["kl_filled_per_frame"] == math.inf and safa["lost_dimensions"] > 0
+
+
+# --- the command --------------------------------------------------------------------------------------------------
+
+
+def test_the_lab_command_writes_the_table_json_and_plots(tmp_path):
+    result = CliRunner().invoke(app, ["lab", "--quick", "--steps", "4", "--samples", "8", "--scheduler", "flow",
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "out" / "lab.md").read_text()
+    assert table.splitlines()[0].startswith("Canvas 217 frames, window 64 frames, 4 flow steps")
+    assert "| single window (the model itself) | 1 |" in table.split("### Gaussian")[1].splitlines()[4]
+    data = json.loads((tmp_path / "out" / "lab.json").read_text())
+    assert data["gaussian"][0]["method"] == "control" and data["steps"] == 4
+    assert {r["method"] for r in data["gaussian"]} >= {"md", "md-tri", "safa", "safa-selfloop"}
+    assert any(r["kl_per_frame"] is None for r in data["gaussian"]), "infinite KL is null in strict JSON"
+    assert (tmp_path / "out" / "lab.png").read_bytes()[:4] == b"\x89PNG"
+    assert "wrote" in result.output
+
+
+def test_the_lab_command_refuses_bad_values_in_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for args, message in ((["--steps", "0"], "--steps"), (["--scheduler", "pndm"], "--scheduler 'pndm'"),
+                          (["-o", str(tmp_path / "file")], "it is a file")):
+        result = CliRunner().invoke(app, ["lab", *args])
+        assert result.exit_code != 0 and message in result.output
+        assert "Traceback" not in result.output
