@@ -23,15 +23,17 @@ IMAGE_FORMATS = {".png": "PNG"}
 PANORAMA_FORMATS = {**IMAGE_FORMATS, ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def check_output_path(path: str | os.PathLike, formats: dict[str, str]) -> Path:
-    """Refuse an output path before any work: unsupported extension, missing or unwritable folder, a folder."""
+def check_output_path(path: str | os.PathLike, formats: dict[str, str] | None) -> Path:
+    """Refuse an output path before any work: unsupported extension (unless `formats` is None: any), missing or
+    unwritable folder, a folder."""
     path = Path(path).expanduser()
     ext = path.suffix.lower()
-    if ext not in formats:
+    if formats is not None and ext not in formats:
         allowed = ", ".join(formats)
         raise SwapForwardError(f"Cannot write {str(path)!r}: unsupported format {ext or '(none)'!r}; use {allowed}.")
     if path.is_dir():
-        raise SwapForwardError(f"Cannot write {str(path)!r}: it is a folder; give a file name ending in {ext}.")
+        raise SwapForwardError(f"Cannot write {str(path)!r}: it is a folder; give a file name" +
+                               (f" ending in {ext}." if ext else "."))
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise SwapForwardError(f"Cannot write {str(path)!r}: folder {str(folder)!r} does not exist.")

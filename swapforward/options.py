@@ -694,6 +694,22 @@ OUTPUT = {
 }
 
 
+#: Saving a long run's state and resuming it (pipelines/resume.py): the command line's, and `generate`'s arguments.
+RUN = Spec("run", (
+    Option("save_state", "path", None, "Write the run's state to FILE every --save-every steps, so that --resume FILE "
+           "can finish it after an interruption (a preempted machine, a crash).", optional=True, app="",
+           metavar="FILE"),
+    Option("save_every", "int", 10, "Steps between two writes of --save-state.", minimum=1, maximum=100000, app=""),
+    Option("resume", "path", None, "Continue the run saved in FILE by --save-state, with the same settings: the "
+           "result is the uninterrupted run's, bit for bit.", optional=True, app="", metavar="FILE"),
+))
+
+
+#: The CLAP checkpoints the evaluation offers: transformers ports of LAION-CLAP, HTSAT-tiny without and with feature
+#: fusion, and the larger HTSAT-base general and music-and-speech ones.
+CLAP_MODELS = ("clap-htsat-unfused", "clap-htsat-fused", "larger-clap-general", "larger-clap-music-and-speech")
+
+
 def _kind_choice(help_text: str) -> Option:
     return Option("kind", "choice", "audio", help_text, choices=("audio", "panorama"), app="")
 
@@ -723,6 +739,11 @@ EVALUATE = Spec("eval", (
            optional=True, app=""),
     Option("reference_samples", "int", 500, "Size of a generated reference set.", minimum=2, maximum=1_000_000,
            app=""),
+    Option("clap_model", "choice", "clap-htsat-unfused", "CLAP checkpoint for the CLAP score and Intra-CLAP "
+           "(transformers ports of LAION-CLAP; the paper does not say which it used).",
+           choices=CLAP_MODELS, app=""),
+    Option("clap_normalize", "choice", "none", "Scale each crop before CLAP: as written (none) or to a peak of 1 "
+           "(peak); published evaluations differ.", choices=("none", "peak"), app=""),
 ))
 
 LAB = Spec("lab", (

@@ -2,6 +2,7 @@
 feature networks in place of the real ones."""
 
 import json
+from dataclasses import replace
 
 import lpips
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from swapforward.evaluation import metrics
+from swapforward import SwapForwardError
+from swapforward.evaluation import metrics, weights
 from swapforward.evaluation.crops import (
     audio_windows,
     image_crops,
@@ -22,6 +24,7 @@ from swapforward.evaluation.evaluate import (
     evaluate_audio,
     evaluate_panoramas,
     markdown,
+    read_audio,
     write_reports,
 )
 from swapforward.evaluation.features import (
@@ -30,6 +33,7 @@ from swapforward.evaluation.features import (
     ImageExtractors,
     VGGish,
     load_cnn14,
+    load_vggish,
     mel_picture,
     vggish_examples,
 )
@@ -103,10 +107,24 @@ def test_image_and_region_crops():
 # --- feature networks ------------------------------------------------------------------------------------------------
 
 
-def test_cnn14_loads_a_checkpoint_in_the_panns_format(tmp_path):
+@pytest.fixture
+def trust(monkeypatch):
+    """Record a test file's own SHA-256 as the checkpoint's, as the real files' are recorded in weights.py."""
+
+    def record(path):
+        name = path.name
+        monkeypatch.setitem(weights.CHECKPOINTS, name, replace(weights.CHECKPOINTS[name],
+                                                               sha256=weights.sha256_of(path)))
+        return path
+
+    return record
+
+
+def test_cnn14_loads_a_checkpoint_in_the_panns_format(tmp_path, trust):
     torch.manual_seed(0)
     model = Cnn14().eval()
     torch.save({"model": model.state_dict()}, tmp_path / "Cnn14_16k_mAP=0.438.pth")
+    trust(tmp_path / "Cnn14_16k_mAP=0.438.pth")
     loaded = load_cnn14(folder=tmp_path)
     wave = torch.randn(2, 16000)
     with torch.no_grad():
@@ -122,6 +140,106 @@ def test_missing_weights_are_one_sentence(tmp_path):
                        match=r"FD and KL \(PANNs CNN14, 16 kHz\) needs Cnn14_16k_mAP=0.438.pth in .*; "
                              r"run `swapforward weights`"):
         load_cnn14(folder=tmp_path)
+
+
+@pytest.mark.parametrize("change", ["lacks", "extra", "misshapen"])
+def test_checkpoints_are_loaded_strictly(tmp_path, trust, change):
+    """A checkpoint that does not fit the network is refused in one sentence naming the file and the keys, never
+    loaded in part (the rest would stay random and the metric would still print a number)."""
+    torch.manual_seed(0)
+    cnn_state, vggish_state = Cnn14().state_dict(), VGGish().state_dict()
+    if change == "lacks":
+        del cnn_state["fc_audioset.bias"], vggish_state["embeddings.4.weight"]
+    elif change == "extra":
+        cnn_state["spec_augmenter.bias"] = vggish_state["pproc.mean"] = torch.zeros(3)
+    else:
+        cnn_state["fc1.bias"], vggish_state["features.0.bias"] = torch.zeros(7), torch.zeros(7)
+    torch.save({"model": cnn_state}, tmp_path / "Cnn14_16k_mAP=0.438.pth")
+    torch.save(vggish_state, tmp_path / "vggish-10086976.pth")
+    trust(tmp_path / "Cnn14_16k_mAP=0.438.pth"), trust(tmp_path / "vggish-10086976.pth")
+    key = {"lacks": ("fc_audioset.bias", "embeddings.4.weight"), "extra": ("spec_augmenter.bias", "pproc.mean"),
+           "misshapen": ("fc1.bias", "features.0.bias")}[change]
+    words = {"lacks": "lacks", "extra": "has unexpected", "misshapen": "has misshapen"}[change]
+    with pytest.raises(SwapForwardError, match=rf"Cnn14_16k_mAP=0.438.pth does not fit Cnn14: it {words} {key[0]}\.$"):
+        load_cnn14(folder=tmp_path)
+    with pytest.raises(SwapForwardError, match=rf"vggish-10086976.pth does not fit VGGish: it {words} {key[1]}\.$"):
+        load_vggish(folder=tmp_path)
+
+
+def test_a_corrupted_checkpoint_is_refused_and_not_used(tmp_path, trust, monkeypatch):
+    torch.manual_seed(0)
+    path = tmp_path / "Cnn14_16k_mAP=0.438.pth"
+    torch.save({"model": Cnn14().state_dict()}, path)
+    trust(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the cache
+    path.write_bytes(bytes(data))
+    loaded = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loaded.append(a) or {})
+    message = (r"Cnn14_16k_mAP=0.438.pth does not match its recorded SHA-256 \(expected [0-9a-f]{16}\.\.\., found "
+               r"[0-9a-f]{16}\.\.\.\), so it is not used; delete it and run `swapforward weights` again\.$")
+    with pytest.raises(SwapForwardError, match=message):
+        load_cnn14(folder=tmp_path)
+    assert loaded == [], "the file was never read as a checkpoint"
+
+
+def test_the_real_checkpoints_have_recorded_hashes_and_sources():
+    for checkpoint in weights.CHECKPOINTS.values():
+        if checkpoint.url:
+            assert len(checkpoint.sha256) in (8, 64) and checkpoint.source, checkpoint.name
+            if len(checkpoint.sha256) == 8:
+                assert checkpoint.name.rsplit("-", 1)[1].startswith(checkpoint.sha256), "torch.hub's name convention"
+    for name in ("clip-vit-base-patch16", "clap-htsat-unfused"):
+        assert len(weights.CHECKPOINTS[name].revision) == 40, "the default hub snapshots are pinned to a commit"
+    assert weights.CHECKPOINTS["vgg16-397923af.pth"].sha256.startswith("397923af")
+
+
+def test_downloads_are_verified_before_they_enter_the_cache(tmp_path, monkeypatch):
+    published = tmp_path / "published.bin"
+    published.write_bytes(b"the real weights")
+    good = weights.sha256_of(published)
+    url = published.as_uri()
+    monkeypatch.setitem(weights.CHECKPOINTS, "vgg19-dcbb9e9d.pth",
+                        replace(weights.CHECKPOINTS["vgg19-dcbb9e9d.pth"], url=url, sha256=good[:8]))
+    cache = tmp_path / "cache"
+    weights.fetch(["vgg19-dcbb9e9d.pth"], cache, log=lambda line: None)
+    assert (cache / "vgg19-dcbb9e9d.pth").read_bytes() == b"the real weights"
+    published.write_bytes(b"something else")  # the server now hands out another file
+    (cache / "vgg19-dcbb9e9d.pth").unlink()
+    with pytest.raises(SwapForwardError, match=r"^The download of vgg19-dcbb9e9d.pth from file://.* does not match "
+                                               r"its recorded SHA-256 .*, so it was deleted; try again later\.$"):
+        weights.fetch(["vgg19-dcbb9e9d.pth"], cache, log=lambda line: None)
+    assert sorted(p.name for p in cache.iterdir()) == [], "neither the file nor a partial one is left"
+
+
+def test_snapshot_folders_are_checked_against_their_manifest(tmp_path):
+    folder = tmp_path / "clap-htsat-unfused"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "sub" / "model.safetensors").write_bytes(b"weights")
+    weights.write_manifest(folder)
+    assert weights.require("clap-htsat-unfused", tmp_path) == folder
+    (folder / "sub" / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(SwapForwardError, match=r"model.safetensors does not match its recorded SHA-256"):
+        weights.require("clap-htsat-unfused", tmp_path)
+
+
+def test_stereo_files_are_averaged_to_mono(tmp_path):
+    t = np.arange(16000) / 16000
+    left = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    right = (0.25 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, right], 1), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "mono.wav", left, 16000, subtype="FLOAT")
+    assert np.array_equal(read_audio(tmp_path / "stereo.wav", 16000), (left + right) / 2)
+    assert np.array_equal(read_audio(tmp_path / "mono.wav", 16000), left)
+
+
+def test_clap_input_can_be_peak_normalised():
+    from swapforward.evaluation.features import peak_normalized
+
+    wave = np.array([0.1, -0.4, 0.2], dtype=np.float32)
+    assert np.allclose(peak_normalized(wave), [0.25, -1.0, 0.5])
+    assert np.array_equal(peak_normalized(np.zeros(3, dtype=np.float32)), np.zeros(3))
 
 
 # --- end to end with random networks --------------------------------------------------------------------------------
@@ -210,7 +328,7 @@ def test_eval_command_names_missing_weights(tmp_path, monkeypatch):
     assert empty.exit_code == 2 and "holds no .jpeg, .jpg, .png, .webp files." in empty.stderr
 
 
-def test_vggish_examples_and_embeddings(tmp_path):
+def test_vggish_examples_and_embeddings(tmp_path, trust):
     from swapforward.evaluation.features import VGGish, load_vggish, vggish_examples
 
     t = np.arange(16000 * 2) / 16000
@@ -222,6 +340,7 @@ def test_vggish_examples_and_embeddings(tmp_path):
     torch.manual_seed(0)
     model = VGGish().eval()
     torch.save(model.state_dict(), tmp_path / "vggish-10086976.pth")
+    trust(tmp_path / "vggish-10086976.pth")
     with torch.no_grad():
         embedding = load_vggish(folder=tmp_path)(examples)
     assert embedding.shape == (2, 128) and (embedding < 0).any(), "no final ReLU"

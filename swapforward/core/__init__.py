@@ -24,6 +24,7 @@ _EXPORTS = {
     "JointPlan": "plan",
     "plan_joint": "plan",
     "joint_denoise": "sampler",
+    "LoopState": "sampler",
     "decode_tiled": "tiling",
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,6 +52,21 @@ def repaint_order(steps: int, start: int = 0, jump: int = 1, resample: int = 0) 
 Reference = torch.Tensor | Callable[[int], torch.Tensor]
 
 
+@dataclass
+class LoopState:
+    """Where a joint run stands between two steps: enough to continue it to the same bytes (with the same
+    denoiser and callbacks). `position` indexes the step order (RePaint runs some steps more than once)."""
+
+    position: int
+    done: int
+    """The last step index run (-1 before the first)."""
+    canvas: torch.Tensor
+    reference: torch.Tensor | None
+    """The generated reference view(s) (None for an observed reference, which is recomputed)."""
+    view_scheduler: Any
+    ref_scheduler: Any
+
+
 def joint_denoise(
     latents: torch.Tensor,
     denoiser: Denoiser,
@@ -69,6 +85,8 @@ def joint_denoise(
     prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     order: list[int] | None = None,
     renoise: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
+    resume: LoopState | None = None,
+    on_state: Callable[[LoopState], None] | None = None,
 ) -> torch.Tensor:
     """Denoise a batch of B canvases `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
 
@@ -84,6 +102,8 @@ def joint_denoise(
     (SyncDiffusion's gradient step). `order` (see `repaint_order`) runs steps again after going back in time with
     `renoise(canvas, from_step, to_step)`, which noises the canvas from the level before `from_step` to the level
     before `to_step`; it needs a scheduler without step history (DDIM).
+    `on_state(state)` receives the loop's state after every step (the live objects: copy or save them at once);
+    `resume` continues from such a state instead of from `latents`.
     """
     step_kwargs = step_kwargs or {}
     view_scheduler = copy.deepcopy(scheduler)
@@ -92,8 +112,15 @@ def joint_denoise(
     canvases, n = latents.shape[0], layout.num_views
     canvas, ref = latents, reference
     timesteps = view_scheduler.timesteps
-    done = -1
-    for k in order or range(len(timesteps)):
+    order = order or list(range(len(timesteps)))
+    done, start = -1, 0
+    if resume is not None:
+        start, done, canvas = resume.position, resume.done, resume.canvas
+        view_scheduler = copy.deepcopy(resume.view_scheduler)
+        if ref_scheduler is not None:
+            ref, ref_scheduler = resume.reference, copy.deepcopy(resume.ref_scheduler)
+    for position in range(start, len(order)):
+        k = order[position]
         if k <= done:  # RePaint: back in time to the level before step k
             canvas = renoise(canvas, done + 1, k)
         done, t = k, timesteps[k]
@@ -120,4 +147,6 @@ def joint_denoise(
         if callback is not None:
             replaced = callback(k, t, canvas)
             canvas = canvas if replaced is None else replaced
+        if on_state is not None:
+            on_state(LoopState(position + 1, done, canvas, None if observed else ref, view_scheduler, ref_scheduler))
     return canvas

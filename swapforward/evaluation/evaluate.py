@@ -40,11 +40,12 @@ def list_files(folder: str | Path, suffixes: set[str]) -> list[Path]:
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """First channel, resampled to `sample_rate`, float32."""
+    """The channels averaged to mono (as FAD toolkits load audio, e.g. librosa's mono=True), resampled to
+    `sample_rate`, float32: a stereo file counts both channels, a mono file is unchanged."""
     import soundfile as sf
 
     data, rate = sf.read(path, always_2d=True, dtype="float32")
-    return resample(data[:, 0], rate, sample_rate)
+    return resample(data.mean(axis=1, dtype=np.float32), rate, sample_rate)
 
 
 def read_image(path: Path) -> torch.Tensor:
@@ -77,7 +78,7 @@ def evaluate_audio(
         per_file.append([wave[a:b] for a, b in spans])
     crops = [c for file_crops in per_file for c in file_crops]
     result: dict = {"files": len(generated), "crops": len(crops), "window_seconds": window_seconds,
-                    "overlap": overlap, "step_seconds": step_seconds}
+                    "overlap": overlap, "step_seconds": step_seconds, **extractors.settings}
     ref = [read_audio(p, sr)[: round(window_seconds * sr)] for p in reference or []]
     if ref:
         result["reference_clips"] = len(ref)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import SwapForwardError
 from ..spectrogram import log_mel
 from .weights import require, weights_dir
+
+
+def load_strict(model: nn.Module, state: dict, path: Path) -> None:
+    """Load every parameter of `model` from `state`, refusing a checkpoint with missing, extra or misshapen
+    tensors in one sentence (a partial load would leave random weights and give numbers all the same)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    misshapen = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or extra or misshapen:
+        parts = [f"{label} {', '.join(keys[:3])}" + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+                 for label, keys in (("lacks", missing), ("has unexpected", extra), ("has misshapen", misshapen))
+                 if keys]
+        raise SwapForwardError(f"{path} does not fit {type(model).__name__}: it {'; it '.join(parts)}.")
+    model.load_state_dict(state, strict=True)
 
 
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -110,8 +126,8 @@ class Cnn14(nn.Module):
 def load_cnn14(device: str = "cpu", folder: Path | None = None) -> Cnn14:
     path = require("Cnn14_16k_mAP=0.438.pth", folder)
     model = Cnn14()
-    state = torch.load(path, map_location="cpu", weights_only=False)  # a trusted file holding numpy objects
-    model.load_state_dict(state.get("model", state), strict=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)  # a verified file holding numpy objects
+    load_strict(model, state.get("model", state), path)
     return model.eval().to(device)
 
 
@@ -168,7 +184,8 @@ class VGGish(nn.Module):
 
 def load_vggish(device: str = "cpu", folder: Path | None = None) -> VGGish:
     model = VGGish()
-    model.load_state_dict(torch.load(require("vggish-10086976.pth", folder), map_location="cpu"), strict=False)
+    path = require("vggish-10086976.pth", folder)
+    load_strict(model, torch.load(path, map_location="cpu"), path)
     return model.eval().to(device)
 
 
@@ -187,6 +204,8 @@ class AudioExtractors:
     clap_text: Callable[[str], np.ndarray] | None = None
     lpips: nn.Module | None = None
     mel: Callable[[np.ndarray], torch.Tensor] | None = None
+    settings: dict = field(default_factory=dict)
+    """What the report should record about them (the CLAP checkpoint and its input normalisation)."""
 
 
 @dataclass
@@ -207,13 +226,27 @@ def mel_picture(wave: np.ndarray, sample_rate: int = 16000) -> torch.Tensor:
     return mel.flip(0)[None, None].expand(1, 3, -1, -1)
 
 
+def _place_copy(name: str, folder: Path | None, target: Path) -> None:
+    """Put the verified cached checkpoint `name` where a library looks for it (torch's hub folder, clean-fid's
+    temporary path), unless the same bytes are there already."""
+    from .weights import CHECKPOINTS, verify
+
+    source = require(name, folder)
+    if target.exists():
+        try:
+            verify(target, CHECKPOINTS[name])
+            return
+        except SwapForwardError:
+            pass  # another file under that name: replace it with the verified one
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    partial.replace(target)
+
+
 def _torch_hub_weights(name: str, folder: Path | None) -> None:
     """Make torchvision find a cached ImageNet checkpoint without downloading: copy it into torch's hub folder."""
-    source = require(name, folder)
-    target = Path(torch.hub.get_dir()) / "checkpoints" / name
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+    _place_copy(name, folder, Path(torch.hub.get_dir()) / "checkpoints" / name)
 
 
 def load_lpips(folder: Path | None = None) -> nn.Module:
@@ -251,10 +284,7 @@ def load_inception(device: str = "cpu", folder: Path | None = None) -> Callable[
     from cleanfid.features import build_feature_extractor
     from cleanfid.resize import make_resizer
 
-    source = require("inception-2015-12-05.pt", folder)
-    expected = Path(tempfile.gettempdir()) / "inception-2015-12-05.pt"  # where clean-fid looks for it
-    if not expected.exists():
-        shutil.copyfile(source, expected)
+    _place_copy("inception-2015-12-05.pt", folder, Path(tempfile.gettempdir()) / "inception-2015-12-05.pt")
     model = build_feature_extractor("clean", torch.device(device))
     resize = make_resizer("PIL", False, "bicubic", (299, 299))
 
@@ -266,12 +296,22 @@ def load_inception(device: str = "cpu", folder: Path | None = None) -> Callable[
     return features
 
 
+def _from_pretrained_strict(cls: type, path: Path) -> nn.Module:
+    """A transformers model whose every weight came from `path` (one sentence naming what is missing if not)."""
+    model, info = cls.from_pretrained(path, output_loading_info=True)
+    missing = list(info.get("missing_keys") or []) + [str(m[0]) for m in info.get("mismatched_keys") or []]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise SwapForwardError(f"{path} does not fit {cls.__name__}: it lacks {', '.join(missing[:3])}{more}.")
+    return model.eval()
+
+
 def load_clip(device: str = "cpu", folder: Path | None = None):
     """(image -> embedding, text -> embedding) with openai/clip-vit-base-patch16 from the cache."""
     from transformers import CLIPModel, CLIPProcessor
 
     path = require("clip-vit-base-patch16", folder)
-    model, processor = CLIPModel.from_pretrained(path).eval().to(device), CLIPProcessor.from_pretrained(path)
+    model, processor = _from_pretrained_strict(CLIPModel, path).to(device), CLIPProcessor.from_pretrained(path)
 
     @torch.no_grad()
     def image(images: torch.Tensor) -> np.ndarray:
@@ -291,7 +331,7 @@ def load_clap(device: str = "cpu", folder: Path | None = None, name: str = "clap
     from transformers import ClapModel, ClapProcessor
 
     path = require(name, folder)
-    model, processor = ClapModel.from_pretrained(path).eval().to(device), ClapProcessor.from_pretrained(path)
+    model, processor = _from_pretrained_strict(ClapModel, path).to(device), ClapProcessor.from_pretrained(path)
 
     @torch.no_grad()
     def audio(waves: list[np.ndarray]) -> np.ndarray:
@@ -306,7 +346,18 @@ def load_clap(device: str = "cpu", folder: Path | None = None, name: str = "clap
     return audio, text
 
 
-def default_audio_extractors(device: str = "cpu", folder: Path | None = None) -> AudioExtractors:
+def peak_normalized(wave: np.ndarray) -> np.ndarray:
+    """`wave` scaled so its largest absolute sample is 1 (silence unchanged)."""
+    peak = float(np.abs(wave).max()) if wave.size else 0.0
+    return wave / peak if peak > 0 else wave
+
+
+def default_audio_extractors(device: str = "cpu", folder: Path | None = None, clap_model: str = "clap-htsat-unfused",
+                             clap_normalize: str = "none") -> AudioExtractors:
+    """The real networks from the cache. CLAP sees each crop resampled to 48 kHz, as written (`clap_normalize`
+    "none") or peak-normalised ("peak"): published evaluations differ on it, so the report records the choice."""
+    from .weights import CHECKPOINTS
+
     folder = folder or weights_dir()
     cnn14 = load_cnn14(device, folder)
 
@@ -321,9 +372,15 @@ def default_audio_extractors(device: str = "cpu", folder: Path | None = None) ->
     def vggish(wave: np.ndarray) -> np.ndarray:
         return vggish_model(vggish_examples(wave).to(device)).cpu().numpy()
 
-    clap_audio, clap_text = load_clap(device, folder)
-    return AudioExtractors(16000, panns, vggish, lambda ws: clap_audio([resample(w, 16000, 48000) for w in ws]),
-                           clap_text, load_lpips(folder), mel_picture)
+    clap_audio, clap_text = load_clap(device, folder, clap_model)
+    prepare = peak_normalized if clap_normalize == "peak" else (lambda w: w)
+    settings = {"clap_model": f"{CHECKPOINTS[clap_model].repo}@{CHECKPOINTS[clap_model].revision or 'main'}",
+                "clap_normalize": clap_normalize, "channels": "averaged to mono"}
+
+    def clap(waves: list[np.ndarray]) -> np.ndarray:
+        return clap_audio([prepare(resample(w, 16000, 48000)) for w in waves])
+
+    return AudioExtractors(16000, panns, vggish, clap, clap_text, load_lpips(folder), mel_picture, settings)
 
 
 def default_image_extractors(device: str = "cpu", folder: Path | None = None) -> ImageExtractors:

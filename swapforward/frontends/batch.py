@@ -5,8 +5,9 @@ steps, r_guide, sync_decay, ...), how to load its model (model, scheduler, dtype
 and spectrogram for audio), and its kind. Every job is checked by the option specification when the file is read,
 and a file with bad jobs is refused as a whole, naming each, before any model is loaded.
 
-Every process started by `accelerate launch` (or `torchrun`) reads the whole file and takes the jobs whose index
-modulo the number of processes is its rank, on GPU LOCAL_RANK when there is one. A job whose output file already
+Every process started by `accelerate launch` (or `torchrun`) reads the whole file and takes its contiguous share of
+the jobs (Accelerate's `split_between_processes`), on its own GPU when there is one; the counts are gathered at the
+end (`gather_object`). A job whose output file already
 exists is skipped: outputs are written atomically, so an existing file is a complete one, and an interrupted run
 resumes where it stopped. A job that fails while running is reported and the others go on.
 """
@@ -23,19 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwapForwardError
-from ..options import LOAD, OUTPUT, RANDOM_SEED, Request
+from ..options import LOAD, OUTPUT, RANDOM_SEED, RUN, Request
 from ..registry import KINDS
 
 #: Fields every job has besides its kind's options.
 REQUIRED = ("prompt", "out")
 #: Loading options a job may set; the device is the process's.
 JOB_LOAD = tuple(o for o in LOAD.options if o.name != "device")
+#: A job with save_state resumes from that file by itself when it exists (and removes it once its output is written).
+JOB_RUN = tuple(o for o in RUN.options if o.name != "resume")
 
 
 def job_fields(kind: str) -> list[str]:
     """Every field a job of `kind` may have."""
     keys = [o.key for o in KINDS[kind].spec.options] + [o.key for o in JOB_LOAD]
-    return ["kind", *keys, *(o.key for o in OUTPUT[kind].options)]
+    return ["kind", *keys, *(o.key for o in OUTPUT[kind].options), *(o.key for o in JOB_RUN)]
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Job:
     request: Request
     load: Request
     output: Request
+    run: Request
 
     @property
     def out(self) -> Path:
@@ -82,7 +86,10 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     output = outputs.check(share({o.key for o in outputs.options}), "job")
     paths = {o.name: output[o.name] for o in outputs.options if o.type == "path" and output[o.name] is not None}
     output = output.replace(**{name: p if p.is_absolute() else base / p for name, p in paths.items()})
-    return Job(index, kind, request, load, output)
+    run = RUN.check(share({o.key for o in JOB_RUN}), "job")
+    if run.save_state is not None and not run.save_state.is_absolute():
+        run = run.replace(save_state=base / run.save_state)
+    return Job(index, kind, request, load, output, run)
 
 
 def read_records(path: Path) -> list[Any]:
@@ -140,15 +147,13 @@ def load_jobs(path: str | os.PathLike, defaults: Request | None = None) -> list[
     return jobs
 
 
-def process_slot() -> tuple[int, int, str | None]:
-    """(rank, number of processes, device) of this process under accelerate launch / torchrun, else (0, 1, None)."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    device = None
+def process_state() -> Any:
+    """Accelerate's view of this process: its index, the number of processes and its device, under `accelerate
+    launch` or `torchrun` (which set up the process group), or a single process."""
     import torch
+    from accelerate import PartialState
 
-    if world > 1 and torch.cuda.is_available():
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
-    return rank, world, device
+    return PartialState(cpu=not torch.cuda.is_available())  # without GPUs, processes still share the jobs (gloo)
 
 
 @dataclass
@@ -160,20 +165,18 @@ class BatchReport:
 
 def run_jobs(
     jobs: list[Job],
-    rank: int = 0,
-    world: int = 1,
     device: str | None = None,
     on_job: Callable[[Job, str, str], None] | None = None,
     report: BatchReport | None = None,
 ) -> BatchReport:
-    """Run this process's share of `jobs`, loading each model once; `on_job(job, status, detail)` after each."""
+    """Run `jobs` (this process's share), loading each model once; `on_job(job, status, detail)` after each. The
+    output of a job is written whole or not at all: an interruption while it is written waits for the writing."""
+    from ..signals import deferred
     from .common import load_model, save_result
 
     pipelines: dict[tuple, Any] = {}
     report = report if report is not None else BatchReport()
     for job in jobs:
-        if job.index % world != rank:
-            continue
         if job.out.exists():
             report.skipped.append(job.index)
             if on_job:
@@ -184,9 +187,16 @@ def run_jobs(
             key = (job.kind, *job.load.values())
             if key not in pipelines:
                 pipelines[key] = load_model(KINDS[job.kind], job.load, device=device)
-            result = pipelines[key].generate(job.request, progress_bar=False)
+            state = job.run.save_state
+            result = pipelines[key].generate(job.request, progress_bar=False, save_state=state,
+                                             save_every=job.run.save_every,
+                                             resume_from=state if state is not None and state.exists() else None)
             job.out.parent.mkdir(parents=True, exist_ok=True)  # evaluation sets nest folders per method and prompt
-            save_result(result, job.output, job.request)
+            with deferred():
+                save_result(result, job.output, job.request)
+                report.done.append(job.index)
+                if state is not None:
+                    state.unlink(missing_ok=True)
         except SwapForwardError as error:
             report.failed.append((job.index, str(error)))
             if on_job:
@@ -198,7 +208,6 @@ def run_jobs(
             if on_job:
                 on_job(job, "failed", detail)
             continue
-        report.done.append(job.index)
         if on_job:
             on_job(job, "done", f"{time.perf_counter() - start:.1f} s")
     return report
@@ -206,15 +215,19 @@ def run_jobs(
 
 def run_batch(jobs: list[Job], defaults: Request, echo: Callable[..., None]) -> int:
     """Run this process's share with a progress bar, print the counts (all processes' too), return the exit status:
-    0, 1 if a job failed, 130 if interrupted (the finished jobs are kept, the one in flight is not written)."""
+    0, 1 if a job failed, 130 (Ctrl-C) or 143 (SIGTERM) if interrupted: the finished jobs are kept, the job in flight
+    is written whole if it was being written, else not at all."""
     import sys
 
     from tqdm.auto import tqdm
 
-    rank, world, device = process_slot()
+    state = process_state()
+    world, rank = state.num_processes, state.process_index
+    device = str(state.device) if world > 1 and state.device.type == "cuda" else None
     device = device or (defaults.device if defaults.device != "auto" else None)
     tag = f"[{rank + 1}/{world}] " if world > 1 else ""
-    mine = [job for job in jobs if job.index % world == rank]
+    with state.split_between_processes(jobs) as share:
+        mine = list(share)
     bar = tqdm(total=len(mine), desc=f"{tag}jobs", unit="job")
 
     def on_job(job: Job, status: str, detail: str) -> None:
@@ -225,29 +238,19 @@ def run_batch(jobs: list[Job], defaults: Request, echo: Callable[..., None]) -> 
     report = BatchReport()
     try:
         with bar:
-            run_jobs(jobs, rank, world, device=device, on_job=on_job, report=report)
-    except KeyboardInterrupt:
-        echo(f"{tag}interrupted: {len(report.done)} finished job(s) were kept, the job in flight was not written.",
-             err=True)
+            run_jobs(mine, device=device, on_job=on_job, report=report)
+    except KeyboardInterrupt as stop:  # `Interrupted` under the command line, which also handles SIGTERM
+        echo(f"{tag}interrupted ({getattr(stop, 'name', 'SIGINT')}): {len(report.done)} finished job(s) were kept "
+             f"whole, nothing of the job in flight was written.", err=True)
         echo(f"{tag}{len(report.done)} done, {len(report.skipped)} skipped, {len(report.failed)} failed")
-        return 130
+        return getattr(stop, "status", 130)
     counts = [len(report.done), len(report.skipped), len(report.failed)]
     echo(f"{tag}{counts[0]} done, {counts[1]} skipped, {counts[2]} failed")
     if world > 1:  # wait for every process, so that no failure stops another's jobs, then agree on the total
-        counts = gather_counts(counts)
+        from accelerate.utils import gather_object
+
+        counts = [sum(column) for column in zip(*gather_object([counts]), strict=True)]
         if rank == 0:
             echo(f"all processes: {counts[0]} done, {counts[1]} skipped, {counts[2]} failed")
+        state.destroy_process_group()
     return 1 if counts[2] else 0
-
-
-def gather_counts(counts: list[int]) -> list[int]:
-    """Sum per-process counts over all processes (gloo, so it also works on CPU), which waits for all of them."""
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    total = torch.tensor(counts)
-    dist.all_reduce(total)
-    dist.destroy_process_group()
-    return total.tolist()

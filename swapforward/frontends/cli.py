@@ -21,6 +21,7 @@ import typer
 
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
+from ..files import check_output_path
 from ..options import (
     ANALYZE,
     AUDIO,
@@ -30,6 +31,7 @@ from ..options import (
     OUTPUT,
     PANORAMA,
     RANDOM_SEED,
+    RUN,
     SERVE,
     SPECS,
     Option,
@@ -38,6 +40,7 @@ from ..options import (
 )
 from ..prompts import describe, words
 from ..registry import KINDS, Kind
+from ..signals import Interrupted, deferred
 from .common import check_outputs, check_ranking, load_model, quiet_libraries, save_result
 from .summary import seed_summary, views_summary
 
@@ -65,9 +68,9 @@ def user_errors() -> Iterator[None]:
         yield
     except SwapForwardError as error:
         fail(str(error))
-    except KeyboardInterrupt:
-        typer.echo("interrupted; nothing was written.", err=True)
-        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt as stop:
+        typer.echo(f"interrupted ({getattr(stop, 'name', 'SIGINT')}); nothing was written.", err=True)
+        raise typer.Exit(code=getattr(stop, "status", 130)) from None
 
 
 def flag(option: Option, kind: str, default: Any = None) -> inspect.Parameter:
@@ -168,7 +171,7 @@ def generation_flags(kind: Kind) -> list[inspect.Parameter]:
     """Every flag of `swapforward audio|panorama`: the request's options, how to load the model, where to write."""
     request = [flag(o, kind.name) for o in kind.spec.options if o.name != "prompt"]
     output = [flag(o, kind.name) for o in OUTPUT[kind.name].options]
-    return request + load_flags(kind) + output
+    return request + load_flags(kind) + output + [flag(o, kind.name) for o in RUN.options]
 
 
 def summary(kind: Kind, result: Any, out: Path, wall: float) -> str:
@@ -203,10 +206,22 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
         takes = request_takes(request)
         check_outputs(kind, output, takes)
         check_ranking(request)
+        run = pick(given, RUN)
+        if run.resume is not None and not run.resume.is_file():
+            raise SwapForwardError(f"Cannot resume from {str(run.resume)!r}: no such file.")
+        if run.save_state is not None:
+            check_output_path(run.save_state, None)
         pipe = load_model(kind, load)
         start = time.perf_counter()
-        result = pipe.generate(request, progress_bar=True)
-        paths = save_result(result, output, request)
+        result = pipe.generate(request, progress_bar=True, save_state=run.save_state, save_every=run.save_every,
+                               resume_from=run.resume)
+        paths: list[Path] = []
+        try:
+            with deferred():  # a signal while writing waits until every file of the result is written
+                paths = save_result(result, output, request)
+        except Interrupted as stop:
+            typer.echo(f"interrupted ({stop.name}) while writing; the output was written whole: {paths[0]}", err=True)
+            raise typer.Exit(code=stop.status) from None
         wall = time.perf_counter() - start
     typer.echo(summary(kind, result, paths[0], wall))
     if len(paths) > 1:
@@ -351,8 +366,6 @@ def evaluate(
     """
     from ..evaluation import evaluate as ev
     from ..evaluation.features import default_audio_extractors, default_image_extractors
-    from ..files import check_output_path
-
     with user_errors():
         opts, load = pick(given, EVALUATE), pick(given, LOAD)
         check_output_path(opts.out, {".json": "JSON"})
@@ -376,8 +389,10 @@ def evaluate(
                 progress=lambda done, total: typer.echo(f"reference {done}/{total}", err=True),
             )
         if kind == "audio":
-            result = ev.evaluate_audio(files, references, default_audio_extractors(torch_device), opts.prompt,
-                                       opts.window_seconds, opts.overlap, opts.step_seconds)
+            extractors = default_audio_extractors(torch_device, clap_model=opts.clap_model,
+                                                  clap_normalize=opts.clap_normalize)
+            result = ev.evaluate_audio(files, references, extractors, opts.prompt, opts.window_seconds, opts.overlap,
+                                       opts.step_seconds)
         else:
             result = ev.evaluate_panoramas(files, references, default_image_extractors(torch_device), opts.prompt,
                                            opts.crop)
@@ -448,6 +463,9 @@ def _click() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; a usage mistake (unknown flag, missing argument) is one line and exit status 2."""
+    from ..signals import install
+
+    install()
     errors = _click()
     command_line = typer.main.get_command(app)
     try:
@@ -460,9 +478,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         hint = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
         typer.echo(f"error: {error.format_message().rstrip('.')}{hint}.", err=True)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted; nothing was written.", err=True)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as stop:
+        typer.echo(f"interrupted ({getattr(stop, 'name', 'SIGINT')}); nothing was written.", err=True)
+        sys.exit(getattr(stop, "status", 130))
     sys.exit(code if isinstance(code, int) else 0)
 
 

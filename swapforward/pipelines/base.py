@@ -5,6 +5,7 @@ joint run, output) whose kind-specific steps the subclasses fill in."""
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,9 +16,10 @@ from ..delivery import settings
 from ..errors import SwapForwardError
 from ..evaluation.ranking import default_scorer, rank_takes
 from ..models import adapter_for, load_pipeline
-from ..options import Request, Spec
+from ..options import RANDOM_SEED, RUN, Request, Spec
 from .joint import Generators, JointResult, generators, run_joint
 from .kept import Media
+from .resume import check_resumable, load_state
 from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
 
 #: torch.compile's modes; the first two replay CUDA graphs.
@@ -118,6 +120,9 @@ class JointPipeline:
         progress_bar: bool = True,
         lpips: torch.nn.Module | None = None,
         scorer: Callable[[list[Any], str], list[float]] | None = None,
+        save_state: str | os.PathLike | None = None,
+        save_every: int = 10,
+        resume_from: str | os.PathLike | None = None,
         **options: Any,
     ) -> Any:
         """What `__call__` does: check the options with the spec (once), then generate.
@@ -127,12 +132,15 @@ class JointPipeline:
         is derived from the latents, so the run is reproducible). `callback(step, t, latents)` or diffusers'
         `callback_on_step_end(pipe, step, t, callback_kwargs)` (whose returned "latents" replace the canvas) run
         after every step; `lpips` is SyncDiffusion's perceptual network (default: VGG LPIPS); `scorer(takes, prompt)`
-        returns a score per take for `rank` (default: the evaluation's CLAP or CLIP similarity).
+        returns a score per take for `rank` (default: the evaluation's CLAP or CLIP similarity). `save_state` writes
+        the run's state to a file every `save_every` steps, and `resume_from` finishes a run from such a file.
         """
         request = self.spec.check({"prompt": prompt, **options})
+        run = RUN.check({"save_state": save_state, "save_every": save_every, "resume": resume_from})
         hook = self.step_callback(callback, callback_on_step_end, callback_on_step_end_tensor_inputs)
         return self.generate(request, generator=generator, latents=latents, reference_latents=reference_latents,
-                             callback=hook, progress_bar=progress_bar, lpips=lpips, scorer=scorer)
+                             callback=hook, progress_bar=progress_bar, lpips=lpips, scorer=scorer,
+                             save_state=run.save_state, save_every=run.save_every, resume_from=run.resume)
 
     @torch.no_grad()
     def generate(
@@ -146,20 +154,32 @@ class JointPipeline:
         progress_bar: bool = True,
         lpips: torch.nn.Module | None = None,
         scorer: Callable[[list[Any], str], list[float]] | None = None,
+        save_state: str | os.PathLike | None = None,
+        save_every: int = 10,
+        resume_from: str | os.PathLike | None = None,
     ) -> Any:
         """Generate a request already checked by this pipeline's spec (what `__call__` and the front ends do): the
-        model-dependent checks and the layout, the joint loop, the output."""
+        model-dependent checks and the layout, the joint loop, the output. `save_state` writes the run's state every
+        `save_every` steps; `resume_from` continues a run so saved (with the same settings; a seed of -1 takes the
+        saved run's) to the bytes of the uninterrupted run."""
+        resumed = load_state(resume_from, self.adapter.device) if resume_from is not None else None
+        if resumed is not None and request.seed == RANDOM_SEED:
+            request = request.replace(seed=resumed.asked.get("seed"))
         layout, canvas_shape = self.layout(request)
         takes = request[self.takes_option]
         canvas_shape = (takes, *canvas_shape[1:])
         generator, seed = generators(generator, request.seed, takes)
+        asked = self.settings(request, seed)
+        if resumed is not None:
+            check_resumable(resumed, asked, resume_from)
         timeline = None if isinstance(request.prompt, str) else [
             (min(layout.length - 1, self.start_frame(segment.start)), segment) for segment in request.prompt]
         media = self.media(request, layout, canvas_shape)
         result = run_joint(self.adapter, request, layout, canvas_shape, generator=generator, latents=latents,
                            reference_latents=reference_latents, timeline=timeline, kept=media.kept,
                            observed_reference=media.reference, callback=callback, progress_bar=progress_bar,
-                           lpips=lpips)
+                           lpips=lpips, save=None if save_state is None else (save_state, save_every, asked),
+                           resume=resumed)
         outputs = [self.output(request, layout, result.latents[b : b + 1], result, None if seed is None else seed + b,
                                media) for b in range(takes)]
         for index, output in enumerate(outputs):

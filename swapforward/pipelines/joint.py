@@ -33,6 +33,7 @@ from ..prompts import Segment
 from .conditioning import Conditioning
 from .denoiser import CallCount, batched, counted_model
 from .kept import Kept, noised, renoiser
+from .resume import RunState, StateSaver, restore_generators
 
 logger = logging.getLogger("swapforward")
 
@@ -98,6 +99,8 @@ def run_joint(
     callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
     progress_bar: bool = True,
     lpips: torch.nn.Module | None = None,
+    save: tuple[Any, int, dict[str, Any]] | None = None,
+    resume: RunState | None = None,
 ) -> JointResult:
     """Denoise canvases of `canvas_shape` (batch first), laid out as `layout` along `adapter.long_axis`.
 
@@ -106,7 +109,8 @@ def run_joint(
     `timeline` holds the request's segments with their start frames on the canvas (`request.prompt` is a plain
     prompt without it). `kept` holds canvas frames to the user's input; `observed_reference` (the latent of a clip
     or picture, one view long) replaces the generated reference view: it is noised to each guided step's level and
-    swapped in, not denoised.
+    swapped in, not denoised. `save` = (path, every, settings) writes the run's state every `every` steps; `resume`
+    (a loaded state) continues a run from it, after the same set-up (so the same noise) as the first run.
     """
     axis = adapter.long_axis % len(canvas_shape)
     canvases = canvas_shape[0]
@@ -121,7 +125,17 @@ def run_joint(
         reference_index = None  # the user's reference guides every view
     references = 1 if reference_index is None else len(conditioning.reference_prompt)
     scheduler = copy.deepcopy(adapter.scheduler)
-    adapter.set_timesteps(scheduler, request.num_inference_steps, view_shape)
+    limit = scheduler.config.get("num_train_timesteps") or 0
+    try:
+        adapter.set_timesteps(scheduler, request.num_inference_steps, view_shape)
+        alphas = getattr(scheduler, "alphas_cumprod", None)
+        too_many = alphas is not None and int(scheduler.timesteps.max()) >= len(alphas)
+    except ValueError:  # DDIM refuses more steps than its training timesteps
+        too_many = True
+    if too_many:  # (and with steps_offset 1, as AudioLDM's, its last timestep would fall off the end)
+        most = limit - int(scheduler.config.get("steps_offset") or 0)
+        raise SwapForwardError(f"num_inference_steps={request.num_inference_steps} is more than "
+                               f"{type(scheduler).__name__} allows with this model; use at most {most}.")
     steps = len(scheduler.timesteps)
 
     # 2. The plan of Algorithm 1: merge weights, guide steps, the reference mask.
@@ -168,8 +182,23 @@ def run_joint(
     if request.repaint_resample and kept is not None:
         renoise = renoiser(scheduler, generator)
         order = repaint_order(steps, plan.guide_steps, request.repaint_jump, request.repaint_resample)
-    bar = tqdm(total=len(order or range(steps)), desc=f"{request.method}, {layout.num_views} views", unit="step",
-               disable=not progress_bar)
+    sequence = order or list(range(steps))
+    loop_state = None
+    if resume is not None:  # the saved loop, generators and counts in place of the fresh ones
+        loop_state = resume.loop
+        if tuple(loop_state.canvas.shape) != tuple(canvas.shape):
+            raise SwapForwardError("The saved state's canvas does not fit this run; resume with the same settings.")
+        loop_state.canvas = loop_state.canvas.to(device=device, dtype=dtype)
+        if loop_state.reference is not None:
+            loop_state.reference = loop_state.reference.to(device=device, dtype=dtype)
+        restore_generators(generator, resume.generators)
+        count.calls, count.evaluations, count.largest = resume.counts
+        if baseline is not None:
+            for k in sequence[: loop_state.position]:
+                baseline.after_step(k)
+    saver = None if save is None else StateSaver(save[0], save[1], save[2], generator, count)
+    bar = tqdm(total=len(sequence), initial=loop_state.position if loop_state else 0,
+               desc=f"{request.method}, {layout.num_views} views", unit="step", disable=not progress_bar)
 
     def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         if baseline is not None:
@@ -201,6 +230,8 @@ def run_joint(
             prepare=baseline.prepare if baseline is not None else None,
             order=order,
             renoise=renoise,
+            resume=loop_state,
+            on_state=saver,
         )
     return JointResult(latents=canvas, model_calls=count.calls, view_evaluations=count.evaluations,
                        guide_steps=plan.guide_steps, steps=steps, views_per_call=count.largest, references=references)
