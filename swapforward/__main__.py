@@ -1,5 +1,15 @@
-"""`python -m swapforward ...` (and `accelerate launch -m swapforward batch ...`) run the command line."""
+"""The `swapforward` command (`python -m swapforward ...`, `accelerate launch -m swapforward batch ...`)."""
 
-from .frontends.cli import main
 
-main()
+def run() -> None:
+    """Handle Ctrl-C and SIGTERM from the first moment (one line, no traceback), then run the command line."""
+    from .signals import install
+
+    install()
+    from .frontends.cli import main
+
+    main()
+
+
+if __name__ == "__main__":
+    run()

@@ -104,23 +104,96 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_the_served_page_makes_audio_and_reports_mistakes(studio):
-    from gradio_client import Client
-
+def serve(studio):
     demo = build_app(studio)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                allowed_paths=[str(studio.output_dir)])
+    return demo, port
+
+
+def test_the_served_page_makes_audio_keeps_the_takes_and_reports_mistakes(studio, capfd):
+    from gradio_client import Client
+
+    demo, port = serve(studio)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         values = dict(prompt="rain", seconds=0.15, method="md", steps=3, seed=7, window_seconds=0.064,
                       file_format="wav", negative_prompt="")
-        sound, picture, files, summary = client.predict(*app_arguments(**values), api_name="/audio")
+        sound, picture, files, summary, take_a, take_b = client.predict(*app_arguments(**values), api_name="/audio")
         data, rate = sf.read(sound)
         assert rate == 16000 and len(data) == 2400 and "seed 7; 3 views;" in summary
+        assert sf.info(sound).subtype == "PCM_16", "the player gets a WAV every browser plays, however short"
+        assert len(files) == 1 and files[0].endswith(".wav")
+        *_, take_a, take_b = client.predict(*app_arguments(**{**values, "seed": 8, "file_format": "flac"}),
+                                            api_name="/audio")
+        labels = [label for label, _ in take_a["choices"]]
+        assert len(labels) == 2 and labels[0].startswith("1.1 rain-md-7-") and labels[1].startswith("2.1 rain-md-8-")
+        assert (take_a["value"], take_b["value"]) == (labels[1], labels[0]), "the newest two, ready to compare"
+        capfd.readouterr()
         with pytest.raises(Exception, match="The prompt is empty"):
             client.predict(*app_arguments(**{**values, "prompt": ""}), api_name="/audio")
+        log = capfd.readouterr().err
+        assert "swapforward app: refused: The prompt is empty" in log and "Traceback" not in log
+        assert len([line for line in log.splitlines() if "refused" in line]) == 1
     finally:
         demo.close()
+
+
+def test_the_page_has_a_cancel_button_for_each_generation(studio):
+    demo = build_app(studio)
+    config = demo.config
+    by_id = {c["id"]: c for c in config["components"]}
+    generate = {d["api_name"]: i for i, d in enumerate(config["dependencies"]) if d.get("api_name") in
+                ("audio", "panorama")}
+    cancels = {}
+    for dependency in config["dependencies"]:
+        for target, _ in dependency["targets"]:
+            label = by_id[target]["props"].get("value")
+            if label == "Cancel":
+                cancels[by_id[target]["props"]["elem_id"]] = dependency["cancels"]
+    assert cancels == {"audio-cancel": [generate["audio"]], "panorama-cancel": [generate["panorama"]]}
+
+
+def test_progress_is_reported_in_denoising_steps(studio):
+    seen = []
+    studio.audio("rain", seed=1, progress=lambda done, total: seen.append((done, total)), **AUDIO)
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_looped_panorama_turns_in_a_360_viewer(studio):
+    import urllib.request
+
+    from gradio_client import Client
+
+    demo, port = serve(studio)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        shown = {o.key: o.default_for("panorama") for o in app_options("panorama")}
+        shown.update(prompt="forest", width=192, height=64, view_width=64, steps=2, seed=1, negative_prompt="")
+        arguments = [shown.get(o.key) for o in app_options("panorama")]
+        loop_at = [o.key for o in app_options("panorama")].index("loop")
+        arguments[loop_at] = True
+        path, html, files, summary, *_ = client.predict(*arguments, api_name="/panorama")
+        assert "looping" in summary and "animation: sf-turn" in html
+        url = html.split("url('")[1].split("')")[0]
+        assert url.startswith("/gradio_api/file=" + str(studio.output_dir))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{url}") as response:
+            assert response.status == 200 and response.read()[:4] == b"\x89PNG", "the viewer's picture is served"
+        arguments[loop_at] = False
+        _, html, *_ = client.predict(*arguments, api_name="/panorama")
+        assert html == "", "a panorama that does not loop has no 360 view"
+    finally:
+        demo.close()
+
+
+def test_the_360_viewer_can_stand_still_at_an_angle():
+    from swapforward.frontends.app import viewer_html
+
+    turning = viewer_html("/x/p.png", 1024, 128)
+    assert "-1920.0px" in turning and "animation" in turning  # one period: 1024 px shown 240 px high
+    still = viewer_html("/x/p.png", 1024, 128, angle=90)
+    assert "background-position-x: -480.0px" in still and "animation:" not in still
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,8 @@ def default_lpips() -> torch.nn.Module:
     try:
         import lpips
     except ImportError:
-        raise SwapForwardError("SyncDiffusion needs the lpips package; install it with `pip install lpips`.") from None
+        raise SwapForwardError("SyncDiffusion needs the lpips and torchvision packages; install them with "
+                               "`pip install 'swapforward[syncd]'`.") from None
     checkpoints = os.path.join(torch.hub.get_dir(), "checkpoints")
     try:
         return lpips.LPIPS(net="vgg", verbose=False).eval()

@@ -29,6 +29,13 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 
+def needed_weights(kind: str, clap_model: str = "clap-htsat-unfused") -> list[str]:
+    """The cache entries the default extractors of `kind` load (`swapforward weights` fetches them)."""
+    if kind == "audio":
+        return ["Cnn14_16k_mAP=0.438.pth", "vggish-10086976.pth", clap_model, "vgg16-397923af.pth"]
+    return ["clip-vit-base-patch16", "inception-2015-12-05.pt", "vgg16-397923af.pth", "vgg19-dcbb9e9d.pth"]
+
+
 def list_files(folder: str | Path, suffixes: set[str]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():

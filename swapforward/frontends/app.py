@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,15 +95,17 @@ class Studio:
         return KINDS[kind].spec.check({**values, "prompt": prompt}, "app"), output
 
     def audio(self, prompt: str, file_format: str = "flac", model: str | None = None, progress_bar: bool = True,
-              **values: Any) -> tuple[str, str, list[str], str]:
+              progress: Progress | None = None, **values: Any) -> tuple[str, str, list[str], str]:
         """Generate audio; (sound file, spectrogram PNG, every take's file, one-line summary) of the first (or best)
-        take. `values` are the audio options by field name (seconds, method, loop, steps, takes, loudness, ...)."""
+        take. `values` are the audio options by field name (seconds, method, loop, steps, takes, loudness, ...);
+        `progress(done, total)` is called after every denoising step."""
         if file_format not in AUDIO_FILE_FORMATS:
             raise SwapForwardError(f"file_format must be one of {', '.join(AUDIO_FILE_FORMATS)}, got {file_format!r}.")
         request, output = self.request("audio", prompt, values)
         check_ranking(request)
         start = time.perf_counter()
-        result = self.pipeline("audio", model).generate(request, progress_bar=progress_bar)
+        result = self.pipeline("audio", model).generate(request, progress_bar=progress_bar,
+                                                        callback=step_callback(progress, request))
         stem = self.output_dir / result_stem(request, result.info["seed"], self.model_id("audio", model))
         output = output.replace(out=stem.with_suffix(f".{file_format}"), spectrogram=stem.with_suffix(".png"))
         files = save_result(result, output, request)
@@ -112,12 +116,13 @@ class Studio:
         return str(files[0]), str(picture), [str(f) for f in files], summary
 
     def panorama(self, prompt: str, model: str | None = None, progress_bar: bool = True,
-                 **values: Any) -> tuple[str, list[str], str]:
+                 progress: Progress | None = None, **values: Any) -> tuple[str, list[str], str]:
         """Generate a panorama; (PNG of the first or best take, every take's PNG, one-line summary)."""
         request, output = self.request("panorama", prompt, values)
         check_ranking(request)
         start = time.perf_counter()
-        result = self.pipeline("panorama", model).generate(request, progress_bar=progress_bar)
+        result = self.pipeline("panorama", model).generate(request, progress_bar=progress_bar,
+                                                           callback=step_callback(progress, request))
         stem = result_stem(request, result.info["seed"], self.model_id("panorama", model))
         files = save_result(result, output.replace(out=self.output_dir / f"{stem}.png"), request)
         wall = time.perf_counter() - start
@@ -125,6 +130,49 @@ class Studio:
         summary = f"{w} x {h}, seed {result.info['seed']}; {views_summary(result)}; {wall:.1f} s" + takes_summary(
             result)
         return str(files[0]), [str(f) for f in files], summary
+
+
+    def playable(self, sound: str | Path) -> str:
+        """A 16-bit PCM WAV copy of a result for the browser's player (every browser plays it, however short the
+        clip; 24-bit FLAC and float WAV are not played everywhere), beside the result."""
+        import soundfile as sf
+
+        from ..files import write_atomic
+
+        sound = Path(sound)
+        preview = sound.with_name(f"{sound.stem}.play.wav")
+        if not preview.exists():
+            data, rate = sf.read(sound, always_2d=True, dtype="float32")
+            write_atomic(preview, lambda tmp: sf.write(tmp, data, rate, subtype="PCM_16", format="WAV"))
+        return str(preview)
+
+
+Progress = Callable[[int, int], None]
+
+
+def step_callback(progress: Progress | None, request: Request) -> Callable[[int, Any, Any], None] | None:
+    """A pipeline step callback that reports (steps done, steps) to `progress`."""
+    if progress is None:
+        return None
+    steps = request.num_inference_steps
+    return lambda k, t, latents: progress(min(k + 1, steps), steps)
+
+
+def viewer_html(path: str, width: int, height: int, angle: float | None = None, shown_height: int = 240) -> str:
+    """A 360-degree viewer for a looped panorama, without scripts: the picture repeats round a strip that turns by
+    itself, or stands still looking at `angle` degrees (0 is the left edge)."""
+    period = width * shown_height / height
+    url = f"/gradio_api/file={path}"
+    if angle is None:
+        motion = "animation: sf-turn 60s linear infinite;"
+        position = "0px"
+    else:
+        motion, position = "", f"{-period * (angle % 360) / 360:.1f}px"
+    return (f"<style>@keyframes sf-turn {{ from {{ background-position-x: 0px; }} to {{ background-position-x: "
+            f"{-period:.1f}px; }} }}</style>"
+            f"<div class='sf-360' style=\"height: {shown_height}px; background-image: url('{url}'); "
+            f"background-repeat: repeat-x; background-size: auto 100%; background-position-x: {position}; "
+            f"{motion}\"></div>")
 
 
 def takes_summary(result: Any) -> str:
@@ -159,28 +207,35 @@ def _component(gr: Any, kind: str, option: Option) -> Any:
 
 def build_app(studio: Studio) -> Any:
     """The gradio Blocks of the app, a tab per kind calling `studio`, one generation at a time (the buttons share one
-    queue: the model runs on one device)."""
+    queue: the model runs on one device). Each tab shows the denoising steps as progress and has a cancel button;
+    a session's takes are listed so that any two can be compared; a looped panorama turns in a 360-degree viewer."""
     try:
         import gradio as gr
     except ImportError:
         raise SwapForwardError("The web app needs gradio: pip install 'swapforward[app]'.") from None
 
-    def shown(run, keys: list[str]):
-        """Call a studio method with the fields by name and gradio's progress bar; a mistake is one sentence."""
+    def refuse(error: SwapForwardError) -> None:
+        """A user mistake: one sentence on the page and one line in the server's log, no traceback."""
+        print(f"swapforward app: refused: {error}", file=sys.stderr, flush=True)
+        raise gr.Error(str(error), print_exception=False) from None
 
-        def call(*args, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio injects it by default value
-            try:
-                return run(**dict(zip(keys, args, strict=True)))
-            except SwapForwardError as error:
-                raise gr.Error(str(error)) from None
+    def remembered(history: list, files: list[str], play: Callable[[str], str]) -> tuple[list, Any, Any]:
+        """The session's list of takes with this generation's added, and the two compare menus set to its newest."""
+        number = len({label.split(".")[0] for label, _ in history}) + 1
+        history = history + [[f"{number}.{i + 1} {Path(f).name}", play(f)] for i, f in enumerate(files)]
+        labels = [label for label, _ in history]
+        return (history, gr.Dropdown(choices=labels, value=labels[-1]),
+                gr.Dropdown(choices=labels, value=labels[-2] if len(labels) > 1 else labels[-1]))
 
-        return call
+    def pick(label: str | None, history: list) -> str | None:
+        return next((file for name, file in history if name == label), None)
 
     with gr.Blocks(title="swapforward") as demo:
         gr.Markdown("# swapforward\nArbitrarily long, loopable audio and panoramas from pretrained latent diffusion "
                     "models (SaFa and its baselines). Leave the seed at -1 for a random one; the summary says which.")
         for kind, title in (("audio", "Audio"), ("panorama", "Panorama")):
             with gr.Tab(title):
+                history = gr.State([])
                 with gr.Row():
                     with gr.Column():
                         options = app_options(kind)
@@ -190,19 +245,63 @@ def build_app(studio: Studio) -> Any:
                             if kind == "audio":
                                 inputs["file_format"] = gr.Radio(list(AUDIO_FILE_FORMATS), value="flac",
                                                                  label="file format", elem_id="audio-file_format")
-                        run = gr.Button(f"Generate {kind}", variant="primary")
+                        with gr.Row():
+                            run = gr.Button(f"Generate {kind}", variant="primary", elem_id=f"{kind}-generate")
+                            cancel = gr.Button("Cancel", variant="stop", elem_id=f"{kind}-cancel")
                     with gr.Column():
                         if kind == "audio":
                             outputs = [gr.Audio(label="Audio (loops play round)", type="filepath"),
                                        gr.Image(label="Mel spectrogram", type="filepath")]
                         else:
                             outputs = [gr.Image(label="Panorama", type="filepath")]
+                            viewer = gr.HTML(elem_id="panorama-360")
+                            with gr.Row():
+                                turning = gr.Checkbox(value=True, label="360 view turns by itself")
+                                angle = gr.Slider(0, 360, value=0, step=1, label="look at (degrees)")
+                            shown_picture = gr.State(None)
                         outputs.append(gr.File(label="Every take", file_count="multiple"))
                         outputs.append(gr.Textbox(label="Summary", interactive=False))
-                method = studio.audio if kind == "audio" else studio.panorama
-                run.click(shown(method, list(inputs)), list(inputs.values()), outputs, api_name=kind,
-                          concurrency_id="gpu", concurrency_limit=1)
+                        with gr.Accordion("Compare takes", open=False):
+                            with gr.Row():
+                                menus = [gr.Dropdown([], label=f"take {side}", elem_id=f"{kind}-compare-{side}")
+                                         for side in ("A", "B")]
+                            player = gr.Audio if kind == "audio" else gr.Image
+                            players = [player(label=f"take {side}", type="filepath") for side in ("A", "B")]
+                keys = list(inputs)
+
+                def generate(history_now, *args, progress=gr.Progress(), kind=kind, keys=keys):  # noqa: B008
+                    values = dict(zip(keys, args, strict=True))
+                    report = lambda done, total: progress((done, total), desc="denoising", unit="steps")  # noqa: E731
+                    try:
+                        if kind == "audio":
+                            sound, picture, files, summary = studio.audio(**values, progress=report)
+                            shown = [studio.playable(sound), picture]
+                            listed = remembered(history_now, files, studio.playable)
+                            return (*shown, files, summary, *listed)
+                        path, files, summary = studio.panorama(**values, progress=report)
+                    except SwapForwardError as error:
+                        refuse(error)
+                    from PIL import Image
+
+                    width, height = Image.open(path).size
+                    looped = (path, width, height) if values.get("loop") else None
+                    html = viewer_html(path, width, height) if looped else ""
+                    return (path, html, looped, files, summary, *remembered(history_now, files, str))
+
+                shown_outputs = outputs[:1] + ([viewer, shown_picture] if kind == "panorama" else outputs[1:2])
+                event = run.click(generate, [history, *inputs.values()],
+                                  [*shown_outputs, *outputs[-2:], history, *menus], api_name=kind,
+                                  concurrency_id="gpu", concurrency_limit=1)
+                cancel.click(None, None, None, cancels=[event], api_name=False)
+                for menu, shown_player in zip(menus, players, strict=True):
+                    menu.change(pick, [menu, history], shown_player, api_name=False)
                 if kind == "audio":  # a seamless loop plays round and round, so its seam (or none) can be heard
                     inputs["loop"].change(lambda loop: gr.Audio(loop=loop), inputs["loop"], outputs[0],
                                           api_name=False)
+                else:
+                    def turn(picture: Any, moving: bool, degrees: float) -> str:
+                        return "" if picture is None else viewer_html(*picture, angle=None if moving else degrees)
+
+                    for control in (turning, angle):
+                        control.change(turn, [shown_picture, turning, angle], viewer, api_name=False)
     return demo

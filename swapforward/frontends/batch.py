@@ -86,6 +86,9 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     output = outputs.check(share({o.key for o in outputs.options}), "job")
     paths = {o.name: output[o.name] for o in outputs.options if o.type == "path" and output[o.name] is not None}
     output = output.replace(**{name: p if p.is_absolute() else base / p for name, p in paths.items()})
+    from .common import check_fits
+
+    check_fits(KINDS[kind], request, lambda name: spec[name].label("job"))
     run = RUN.check(share({o.key for o in JOB_RUN}), "job")
     if run.save_state is not None and not run.save_state.is_absolute():
         run = run.replace(save_state=base / run.save_state)

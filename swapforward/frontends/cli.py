@@ -41,7 +41,7 @@ from ..options import (
 from ..prompts import describe, words
 from ..registry import KINDS, Kind
 from ..signals import Interrupted, deferred
-from .common import check_outputs, check_ranking, load_model, quiet_libraries, save_result
+from .common import check_fits, check_outputs, check_ranking, load_model, quiet_libraries, save_result
 from .summary import seed_summary, views_summary
 
 app = typer.Typer(
@@ -206,6 +206,7 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
         takes = request_takes(request)
         check_outputs(kind, output, takes)
         check_ranking(request)
+        check_fits(kind, request, lambda name: kind.spec[name].label("cli"))
         run = pick(given, RUN)
         if run.resume is not None and not run.resume.is_file():
             raise SwapForwardError(f"Cannot resume from {str(run.resume)!r}: no such file.")
@@ -366,6 +367,8 @@ def evaluate(
     """
     from ..evaluation import evaluate as ev
     from ..evaluation.features import default_audio_extractors, default_image_extractors
+    from ..evaluation.weights import require
+
     with user_errors():
         opts, load = pick(given, EVALUATE), pick(given, LOAD)
         check_output_path(opts.out, {".json": "JSON"})
@@ -379,6 +382,8 @@ def evaluate(
         suffixes = ev.AUDIO_SUFFIXES if kind == "audio" else ev.IMAGE_SUFFIXES
         files = ev.list_files(generated, suffixes)
         references = ev.list_files(opts.reference, suffixes) if opts.reference is not None else None
+        for name in ev.needed_weights(kind, opts.clap_model):  # before any slow work: the weights are there, whole
+            require(name)
         if references is None and opts.reference_model is not None:
             if not opts.prompt:
                 raise SwapForwardError("Generating a reference set needs the --prompt it was made for.")
@@ -422,7 +427,7 @@ def lab(given: dict) -> None:
 
 @command("app", [flag(o, "app") for o in SERVE.options] + load_flags())
 def web_app(given: dict) -> None:
-    """Serve the web app: long audio and panoramas from a browser (needs `pip install 'swapforward[app]'`)."""
+    """Serve the web app: long audio and panoramas from a browser (needs `pip install 'swapforward\\[app]'`)."""
     from .app import Studio, build_app
 
     with user_errors():

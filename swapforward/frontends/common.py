@@ -4,6 +4,7 @@ loading request says, check and write the outputs."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ def quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers sets up its logger
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     for name in ("diffusers", "transformers", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
     ours = logging.getLogger("swapforward")  # our notes: one line each on stderr
@@ -29,6 +32,8 @@ def quiet_libraries() -> None:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()  # they set their loggers' levels when first used: set them again
+    transformers.utils.logging.set_verbosity_error()
 
 
 class _Notes(logging.Handler):
@@ -36,6 +41,25 @@ class _Notes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         print(f"note: {record.getMessage()}", file=sys.stderr)
+
+
+#: The least any supported model needs per second or per pixel column: 16 kHz audio (AudioLDM), 512 px high panoramas
+#: (SD 1.x and 2 base), so that an output that cannot fit is refused before a model loads.
+LEAST_SAMPLE_RATE, LEAST_HEIGHT = 16000, 512
+
+
+def check_fits(kind: Kind, request: Request, label: Any) -> None:
+    """The host-memory check before loading, with the least any model of the kind needs (the pipeline checks again
+    with its own model's sample rate or height)."""
+    from ..pipelines.memory import BYTES_PER_PIXEL, BYTES_PER_SAMPLE, check_host_memory
+
+    if kind.name == "audio":
+        seconds = request.audio_length_in_s
+        check_host_memory(label("audio_length_in_s"), seconds,
+                          seconds * LEAST_SAMPLE_RATE * request.num_waveforms_per_prompt, BYTES_PER_SAMPLE, "s")
+    else:
+        pixels = (request.height or LEAST_HEIGHT) * request.width * request.num_images_per_prompt
+        check_host_memory(label("width"), request.width, pixels, BYTES_PER_PIXEL, "px", 8)
 
 
 def load_model(kind: Kind, load: Request, device: str | None = None) -> Any:

@@ -99,6 +99,19 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def check_hub_id(model_id: str) -> None:
+    """Refuse, in one sentence, a model that is neither a local folder nor a well-formed hub id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        raise SwapForwardError(
+            f"Model {model_id!r} is neither a local folder nor a hub id (owner/name of letters, digits, '-', '_' "
+            f"and '.', e.g. {KNOWN_AUDIO_MODELS[0]})."
+        ) from None
+
+
 def load_pipeline(model_id: str, supported: dict[str, type], **kwargs: Any) -> Any:
     """Load a diffusers pipeline by hub id or local folder, refusing families without an adapter first.
 
@@ -110,8 +123,11 @@ def load_pipeline(model_id: str, supported: dict[str, type], **kwargs: Any) -> A
         raise SwapForwardError(f"The model id must be a hub id or a local folder, got {model_id!r}.")
     if _looks_like_path(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
         raise SwapForwardError(f"Model folder {model_id!r} does not exist.")
-    path = os.path.expanduser(model_id) if os.path.isdir(os.path.expanduser(model_id)) else model_id
-    if path == model_id and not hub_reachable():
+    local = os.path.isdir(os.path.expanduser(model_id))
+    path = os.path.expanduser(model_id) if local else model_id
+    if not local:
+        check_hub_id(model_id)
+    if not local and not hub_reachable():
         kwargs["local_files_only"] = True
     try:
         config = DiffusionPipeline.load_config(path, local_files_only=kwargs.get("local_files_only", False))

@@ -21,7 +21,7 @@ from ..options import AUDIO, Request
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
-from .memory import available_memory_bytes
+from .memory import BYTES_PER_SAMPLE, check_host_memory
 
 logger = logging.getLogger("swapforward")
 
@@ -104,11 +104,6 @@ class LongAudioOutput:
                                     self.segments, self.kept))
 
 
-#: Host memory per output sample at the end of a run: the waveform, its cross-fade buffers, the spectrogram
-#: (fewer values than samples) and their copies, at 4 bytes each.
-_BYTES_PER_SAMPLE = 32
-
-
 class LongAudioPipeline(JointPipeline):
     """Long-form text-to-audio by joint diffusion over window-sized views of one long latent.
 
@@ -144,13 +139,8 @@ class LongAudioPipeline(JointPipeline):
     def layout(self, request: Request) -> tuple[ViewLayout, tuple[int, ...]]:
         adapter = self.adapter
         seconds = request.audio_length_in_s
-        per_second = _BYTES_PER_SAMPLE * adapter.sample_rate
-        available = available_memory_bytes()
-        if seconds * per_second > 0.8 * available:
-            raise SwapForwardError(
-                f"audio_length_in_s={seconds!r} needs about {seconds * per_second / 2**30:.1f} GiB of memory and "
-                f"{available / 2**30:.1f} GiB is free; ask for at most {int(0.8 * available / per_second)} s."
-            )
+        samples = seconds * adapter.sample_rate * request.num_waveforms_per_prompt  # every take is decoded
+        check_host_memory("audio_length_in_s", seconds, samples, BYTES_PER_SAMPLE, "s")
         frames, _ = self.frames_for(seconds, request.loop)
         window = self.window_frames(request)
         if request.tail_shift >= window:

@@ -129,6 +129,23 @@ def out_of_memory() -> SwapForwardError:
     )
 
 
+#: Host memory per output sample or pixel at the end of a run (the decoded output, its copies and the file's
+#: encoding; measured: about 38 bytes per panorama pixel with the PNG written), with a margin.
+BYTES_PER_SAMPLE = 32
+BYTES_PER_PIXEL = 48
+
+
+def check_host_memory(label: str, value: float, units: float, unit_bytes: float, unit: str, step: int = 1) -> None:
+    """Refuse, in one sentence, an output of `units` samples or pixels that would not fit in the free host memory,
+    naming the most `label` that fits (in multiples of `step`)."""
+    available = available_memory_bytes()
+    need = units * unit_bytes
+    if need > HEADROOM * available:
+        most = int(HEADROOM * available * value / need) // step * step
+        raise SwapForwardError(f"{label}={value!r} needs about {need / 2**30:.1f} GiB of memory and "
+                               f"{available / 2**30:.1f} GiB is free; ask for at most {most} {unit}.")
+
+
 def available_memory_bytes() -> int:
     """Host memory available now (MemAvailable), or the physical total where that cannot be read."""
     try:

@@ -20,6 +20,7 @@ from ..options import PANORAMA, Request, check_multiple
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
+from .memory import BYTES_PER_PIXEL, check_host_memory
 
 
 @dataclass
@@ -94,6 +95,9 @@ class PanoramaPipeline(JointPipeline):
         for name in ("height", "width", "view_width"):
             if request[name] is not None:
                 check_multiple(name, request[name], adapter.size_multiple)
+        height = request.height or adapter.native_size
+        pixels = height * request.width * request.num_images_per_prompt  # every take is decoded
+        check_host_memory("width", request.width, pixels, BYTES_PER_PIXEL, "px", adapter.size_multiple)
         window = self.view_width(request) // adapter.vae_factor
         if request.tail_shift >= window:
             raise SwapForwardError(

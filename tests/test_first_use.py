@@ -1,0 +1,126 @@
+"""What a new user meets first: the installed command, checks that come before slow work (memory, weights), and
+messages that are one clear line."""
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tomllib
+from typer.testing import CliRunner
+
+from swapforward import PanoramaPipeline, SwapForwardError
+from swapforward.frontends.cli import app
+from swapforward.pipelines import memory
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Runner(CliRunner):
+    def invoke(self, cli, args, **kwargs):
+        return super().invoke(cli, [str(a) for a in args], **kwargs)
+
+
+runner = Runner()
+
+
+def test_the_installed_command_runs():
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["swapforward"]
+    module, _, name = target.partition(":")
+    assert callable(getattr(importlib.import_module(module), name))
+    command = Path(sys.executable).with_name("swapforward")
+    result = subprocess.run([str(command), "methods"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("safa "), result.stderr
+
+
+@pytest.fixture
+def little_memory(monkeypatch):
+    """A machine with 1 GiB free."""
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 2**30)
+
+
+def test_outputs_too_large_for_memory_are_refused_before_the_model_loads(little_memory, tmp_path):
+    missing = tmp_path / "no-model-here"  # loading it would fail: the memory check must come first
+    wide = runner.invoke(app, ["panorama", "x", "--model", missing, "--width", 999992, "-o", tmp_path / "p.png"])
+    assert wide.exit_code == 2
+    assert wide.stderr.strip() == ("error: --width=999992 needs about 22.9 GiB of memory and 1.0 GiB is free; ask for "
+                                   "at most 34952 px.")
+    long = runner.invoke(app, ["audio", "x", "--model", missing, "--seconds", 3600, "-o", tmp_path / "a.wav"])
+    assert long.exit_code == 2 and "--seconds=3600.0 needs about 1.7 GiB" in long.stderr
+    assert "ask for at most 1677 s" in long.stderr
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"kind": "panorama", "prompt": "x", "out": "p.png", "model": str(missing),
+                                "width": 999992}) + "\n")
+    batch = runner.invoke(app, ["batch", jobs])
+    assert batch.exit_code == 2 and "job 0: width=999992 needs about 22.9 GiB" in batch.stderr
+    assert list(tmp_path.glob("*.png")) == []
+
+
+def test_the_pipeline_checks_again_with_its_own_models_height(sd, little_memory):
+    pipe = PanoramaPipeline.from_pipe(sd)  # native size 64: a 64 px high panorama of 300000 px needs 0.9 GiB
+    with pytest.raises(SwapForwardError, match=r"^width=400000 needs about 1\.1 GiB of memory and 1\.0 GiB is free; "
+                                               r"ask for at most 279616 px\.$"):
+        pipe("x", width=400000, num_inference_steps=1, seed=0)
+
+
+def test_eval_checks_the_metric_weights_before_making_a_reference_set(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWAPFORWARD_WEIGHTS", str(tmp_path / "weights"))
+    (tmp_path / "gen").mkdir()
+    sf.write(tmp_path / "gen" / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    start = time.perf_counter()
+    result = runner.invoke(app, ["eval", tmp_path / "gen", "--reference-model", tiny_model_dir, "--prompt", "rain",
+                                 "--reference-samples", 500, "--out", tmp_path / "m.json"])
+    assert result.exit_code == 2 and "needs Cnn14_16k_mAP=0.438.pth in" in result.stderr
+    assert not (tmp_path / "reference").exists(), "no reference clip was made"
+    assert time.perf_counter() - start < 60
+
+
+def test_ctrl_c_while_starting_is_one_line(tiny_model_dir, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "swapforward", "audio", "rain", "--model", tiny_model_dir,
+                                "-o", str(tmp_path / "a.wav")], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # importing torch and diffusers, loading the model
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "interrupted (SIGINT); nothing was written.", stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_malformed_model_id_is_not_suggested_for_download(tmp_path):
+    result = runner.invoke(app, ["audio", "x", "--model", "not a/valid id!!", "-o", tmp_path / "a.wav"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: Model 'not a/valid id!!' is neither a local folder nor a hub id "
+                                     "(owner/name of letters, digits, '-', '_' and '.', e.g. "
+                                     "cvssp/audioldm-s-full-v2).")
+
+
+def test_help_keeps_the_install_extra():
+    result = runner.invoke(app, ["app", "--help"])
+    assert "pip install 'swapforward[app]'" in " ".join(result.stdout.split()).replace("│", "").replace("  ", " ")
+
+
+def test_syncdiffusion_names_both_packages_it_needs(monkeypatch):
+    from swapforward.baselines import syncdiffusion
+
+    monkeypatch.setitem(sys.modules, "lpips", None)  # not installed
+    with pytest.raises(SwapForwardError, match=r"^SyncDiffusion needs the lpips and torchvision packages; install "
+                                               r"them with `pip install 'swapforward\[syncd\]'`\.$"):
+        syncdiffusion.default_lpips()
+
+
+def test_the_libraries_warnings_stay_quiet_in_a_fresh_process():
+    """transformers sets its loggers' level when it is first imported; warnings such as 'requires torchvision' must
+    stay out of the terminal even so."""
+    code = ("from swapforward.frontends.common import quiet_libraries; quiet_libraries(); import logging; "
+            "logging.getLogger('transformers.utils.import_utils').warning('CLIPImageProcessor requires torchvision')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "requires torchvision" not in result.stderr, result.stderr
