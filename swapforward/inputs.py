@@ -9,6 +9,7 @@ first two); pictures by PIL, as RGB in [0, 1].
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,14 +95,7 @@ def read_image(value: Any, label: str = "init_image") -> np.ndarray:
     from PIL import Image
 
     if isinstance(value, (str, os.PathLike)):
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise SwapForwardError(f"{label} {str(path)!r} does not exist.")
-        try:
-            with Image.open(path) as image:
-                value = image.convert("RGB")
-        except OSError as error:
-            raise SwapForwardError(f"{label} {str(path)!r} cannot be read as a picture ({_reason(error)}).") from None
+        value = _open_picture(value, label, lambda image: image.convert("RGB"))
     if isinstance(value, Image.Image):
         value = np.asarray(value.convert("RGB"), dtype=np.float32) / 255.0
     array = np.asarray(value, dtype=np.float32)
@@ -110,19 +104,24 @@ def read_image(value: Any, label: str = "init_image") -> np.ndarray:
     return array / 255.0 if array.max() > 1.0 else array
 
 
-def image_size(value: Any, label: str) -> tuple[int, int]:
-    """(height, width) of a picture, reading only what is needed."""
+def _open_picture(value: str | os.PathLike, label: str, use: Callable[[Any], Any]) -> Any:
+    """`use(image)` on the picture file `value` while it is open; one sentence if it is missing or unreadable."""
     from PIL import Image
 
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise SwapForwardError(f"{label} {str(path)!r} does not exist.")
+    try:
+        with Image.open(path) as image:
+            return use(image)
+    except OSError as error:
+        raise SwapForwardError(f"{label} {str(path)!r} cannot be read as a picture ({_reason(error)}).") from None
+
+
+def image_size(value: Any, label: str) -> tuple[int, int]:
+    """(height, width) of a picture, reading only what is needed."""
     if isinstance(value, (str, os.PathLike)):
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise SwapForwardError(f"{label} {str(path)!r} does not exist.")
-        try:
-            with Image.open(path) as image:
-                return image.height, image.width
-        except OSError as error:
-            raise SwapForwardError(f"{label} {str(path)!r} cannot be read as a picture ({_reason(error)}).") from None
+        return _open_picture(value, label, lambda image: (image.height, image.width))
     array = read_image(value, label)
     return array.shape[0], array.shape[1]
 

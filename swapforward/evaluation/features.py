@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import SwapForwardError
 from ..spectrogram import log_mel
-from .weights import require, weights_dir
+from .weights import CHECKPOINTS, require, verify, weights_dir
 
 
 def load_strict(model: nn.Module, state: dict, path: Path) -> None:
@@ -229,8 +229,6 @@ def mel_picture(wave: np.ndarray, sample_rate: int = 16000) -> torch.Tensor:
 def _place_copy(name: str, folder: Path | None, target: Path) -> None:
     """Put the verified cached checkpoint `name` where a library looks for it (torch's hub folder, clean-fid's
     temporary path), unless the same bytes are there already."""
-    from .weights import CHECKPOINTS, verify
-
     source = require(name, folder)
     if target.exists():
         try:
@@ -356,8 +354,6 @@ def default_audio_extractors(device: str = "cpu", folder: Path | None = None, cl
                              clap_normalize: str = "none") -> AudioExtractors:
     """The real networks from the cache. CLAP sees each crop resampled to 48 kHz, as written (`clap_normalize`
     "none") or peak-normalised ("peak"): published evaluations differ on it, so the report records the choice."""
-    from .weights import CHECKPOINTS
-
     folder = folder or weights_dir()
     cnn14 = load_cnn14(device, folder)
 

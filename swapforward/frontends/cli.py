@@ -255,7 +255,7 @@ def audio(
     prompt: Optional[str] = typer.Argument(None, help="What the audio should sound like."),
     prompt_at: Optional[list[str]] = PROMPT_AT,
 ) -> None:
-    """Generate long audio from a text prompt (or a timeline of prompts) and write it as WAV or FLAC."""
+    """Generate long audio from a text prompt (or a timeline of prompts) as WAV, FLAC, MP3, Ogg or Opus."""
     generate(KINDS["audio"], prompt, prompt_at, given)
 
 
