@@ -5,11 +5,61 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from tiny_pipelines import tiny_audioldm2_pipeline, tiny_audioldm_pipeline  # noqa: E402
 
-torch.set_num_threads(2)
+# Two threads as on the build machines, unless the run asks for others (CI's second pass takes one).
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+
+#: The tiers (pyproject.toml declares the markers). Slow: whole modules of subprocesses, torch.compile, the served app
+#: and end-to-end commands, and elsewhere tests by what their names say they run, plus the metric networks' tests.
+SLOW_MODULES = {"test_compile", "test_batch", "test_app", "test_first_use", "test_cli"}
+SLOW_WORDS = ("cli", "command", "served", "signal", "sigterm", "ctrl_c", "end_to_end", "checkpoint", "vggish",
+              "reference_sets", "app_page")
+#: Modules whose tests compare computed numbers: CI runs them a second time with portable kernels and one thread.
+NUMBER_MODULES = {"test_core", "test_audio_pipeline", "test_panorama", "test_baselines", "test_behaviour_values",
+                  "test_timeline", "test_lab", "test_stable_audio", "test_reliability", "test_inputs", "test_memory"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES or any(word in item.name for word in SLOW_WORDS):
+            item.add_marker(pytest.mark.slow)
+        if module in NUMBER_MODULES:
+            item.add_marker(pytest.mark.numbers)
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+#: What may appear in the checkout while the suite runs: git's own, the install's and Python's caches.
+EXPECTED = {".git", ".venv", ".pytest_cache", "__pycache__", "swapforward.egg-info", "build"}
+
+
+def tree(root: Path) -> set[str]:
+    """Every file and folder under the checkout (empty folders too, which git does not show), less EXPECTED."""
+    found = set()
+    for folder, folders, files in os.walk(root):
+        folders[:] = [name for name in folders if name not in EXPECTED]
+        base = Path(folder).relative_to(root)
+        found.update(f"{base / name}/" for name in folders)
+        found.update(str(base / name) for name in files)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def the_checkout_stays_as_it_was():
+    """Tests write only under pytest's temporary folders: after the suite, nothing is new in the checkout, files or
+    folders (the check fails the run with an error naming them)."""
+    is_checkout = subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse"], capture_output=True).returncode == 0
+    before = tree(REPOSITORY) if is_checkout else set()
+    yield
+    if is_checkout:
+        new = sorted(tree(REPOSITORY) - before)
+        assert not new, f"the tests left these in the checkout: {new[:20]}"
 
 
 @pytest.fixture(scope="session")

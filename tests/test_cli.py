@@ -183,7 +183,8 @@ def guarded_commands(tmp_path):
 
 
 def test_every_option_of_every_command_answers_a_bad_value_in_one_sentence(tmp_path, capsys, monkeypatch):
-    """Wrong types, out of range, non-finite, empty and huge values, for every flag of every command, in-process."""
+    """Wrong types, out of range, non-finite, empty and huge values, for every flag of every command, in-process
+    (in a temporary working folder: a value such as `--out-dir nan` names a folder relative to it)."""
     import typer
 
     from swapforward.frontends import app as web
@@ -194,6 +195,7 @@ def test_every_option_of_every_command_answers_a_bad_value_in_one_sentence(tmp_p
         raise SwapForwardError("stopped before serving")
 
     monkeypatch.setattr(web, "build_app", stop)
+    monkeypatch.chdir(tmp_path)
     specs = {"audio": (AUDIO, LOAD, OUTPUT["audio"]), "panorama": (PANORAMA, LOAD, OUTPUT["panorama"]),
              "analyze": (ANALYZE, PANORAMA, AUDIO, LOAD), "eval": (EVALUATE, LOAD), "app": (SERVE, LOAD)}
     command_line = typer.main.get_command(app)
