@@ -129,6 +129,93 @@ def test_swap_with_three_covering_views_cycles_through_them():
     assert [own[p][0] for p in range(16, 24)] == [0, 1, 2, 0, 1, 2, 0, 1]
 
 
+def swap_weights_by_comparing_every_view(layout, interval=1, tail_shift=0):
+    """The first implementation of `swap_weights`, kept as the oracle: it ranks every view against every other at
+    every frame, (views, views, frames) memory, cubic in the canvas's length for a fixed window."""
+    starts = torch.tensor(layout.starts)[:, None]
+    frames = torch.arange(layout.length)[None, :]
+    offset = frames - starts
+    if layout.loop:
+        offset = offset % layout.length
+    covers = (offset >= 0) & (offset < layout.window)
+    if tail_shift > 0:
+        usable = covers & (offset < layout.window - tail_shift)
+        covers = torch.where(usable.any(0, keepdim=True), usable, covers)
+    big = layout.length + layout.window
+    off = torch.where(covers, offset, torch.full_like(offset, -1))
+    rank = (off[None, :, :] > off[:, None, :]).sum(1)
+    count = covers.sum(0)
+    j = torch.where(covers, offset, torch.full_like(offset, big)).min(0).values
+    owner_rank = (j // interval) % count
+    owns = covers & (rank == owner_rank[None, :])
+    return owns.gather(1, layout.indices).float()
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_linear_swap_weights_equal_the_first_implementation(loop):
+    """Every overlap from 0.2 to 0.9, intervals 1 to 3, tail shifts, odd lengths, two views and many."""
+    checked = 0
+    for length in (33, 75, 84, 200, 517):
+        for window in (8, 32, 64):
+            for overlap in (0.2, 0.35, 0.5, 0.6, 0.75, 0.9):
+                if window > length:
+                    continue
+                layout = ViewLayout.build(length, window, overlap=overlap, loop=loop)
+                for interval in (1, 2, 3):
+                    for tail_shift in (0, 2):
+                        if tail_shift >= window:
+                            continue
+                        expected = swap_weights_by_comparing_every_view(layout, interval, tail_shift)
+                        assert torch.equal(swap_weights(layout, interval, tail_shift), expected), \
+                            (length, window, overlap, interval, tail_shift)
+                        checked += 1
+    assert checked > 400
+
+
+def test_swap_weights_of_an_eight_hour_canvas():
+    """AudioLDM's geometry for 8 hours (720,000 frames of 40 ms, 256-frame views, overlap 0.2, loop): 3,513 views.
+    The first implementation asked for (views, views, frames) booleans, 8.9 TB; this one needs a few (K, frames)."""
+    layout = ViewLayout.build(720_000, 256, overlap=0.2, loop=True)
+    weights = swap_weights(layout)
+    assert weights.shape == (3513, 256)
+    covered = torch.zeros(layout.length).index_add_(0, layout.indices.flatten(), weights.flatten())
+    assert torch.equal(covered, torch.ones(layout.length)), "every frame has exactly one owner"
+
+
+def merge_by_adding_view_by_view(views, layout, weights, axis):
+    """The first implementation of `merge_views`, kept as the oracle: one index_add per view, in view order."""
+    n = layout.num_views
+    grouped = views.view(views.shape[0] // n, n, *views.shape[1:])
+    shape = list(views.shape)
+    shape[0], shape[axis] = grouped.shape[0], layout.length
+    numerator, denominator = views.new_zeros(shape), views.new_zeros(layout.length)
+    view_shape = [1] * views.ndim
+    view_shape[axis] = layout.window
+    for i in range(n):
+        numerator.index_add_(axis, layout.indices[i], grouped[:, i] * weights[i].view(view_shape))
+        denominator.index_add_(0, layout.indices[i], weights[i])
+    canvas_shape = [1] * views.ndim
+    canvas_shape[axis] = layout.length
+    return numerator / denominator.view(canvas_shape)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+@pytest.mark.parametrize("axis", [2, 3])
+def test_one_scatter_crops_and_merges_as_view_by_view_did(loop, axis):
+    generator = torch.Generator().manual_seed(0)
+    for length, window, overlap in ((75, 32, 0.2), (300, 64, 0.5), (300, 32, 0.8), (64, 64, 0.2)):
+        layout = ViewLayout.build(length, window, overlap=overlap, loop=loop)
+        shape = [2, 3, 5, 5]
+        shape[axis] = length
+        canvas = torch.randn(shape, generator=generator)
+        expected = torch.stack([canvas.index_select(axis, layout.indices[i]) for i in range(layout.num_views)], 1)
+        assert torch.equal(layout.crop(canvas, axis), expected.flatten(0, 1))
+        views = torch.randn(expected.flatten(0, 1).shape, generator=generator)
+        for weights in (swap_weights(layout), triangular_weights(layout), average_weights(layout)):
+            assert torch.equal(merge_views(views, layout, weights, axis),
+                               merge_by_adding_view_by_view(views, layout, weights, axis))
+
+
 # --- merges (Eq. 4) --------------------------------------------------------------------------------------------
 
 

@@ -83,8 +83,14 @@ class ViewLayout:
     def crop(self, canvas: torch.Tensor, axis: int) -> torch.Tensor:
         """Stack the views of every canvas along the batch axis, canvas by canvas:
         (B, ..., length, ...) -> (B * num_views, ..., window, ...)."""
-        idx = self.indices.to(canvas.device)
-        return torch.stack([canvas.index_select(axis, idx[i]) for i in range(self.num_views)], dim=1).flatten(0, 1)
+        return self.crop_views(canvas, axis, 0, self.num_views)
+
+    def crop_views(self, canvas: torch.Tensor, axis: int, first: int, count: int) -> torch.Tensor:
+        """`crop` for the `count` views from `first` on: (B, ..., length, ...) -> (B * count, ..., window, ...)."""
+        axis = axis % canvas.ndim
+        idx = self.indices[first:first + count].flatten().to(canvas.device)
+        views = canvas.index_select(axis, idx).unflatten(axis, (count, self.window))
+        return views.movedim(axis, 1).flatten(0, 1)
 
 
 def _spread(span: int, parts: int, closed: int) -> tuple[int, ...]:

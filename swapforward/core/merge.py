@@ -55,49 +55,66 @@ def swap_weights(layout: ViewLayout, interval: int = 1, tail_shift: int = 0) -> 
 
     `tail_shift` is SaFa+ (appendix 5.1): a view's last `tail_shift` frames are never used where another view
     covers them, so each overlap's swap region ends `tail_shift` frames early and the rest comes from the right view.
+
+    Memory and time are linear in the canvas: a frame is covered by at most K views (K = the largest coverage),
+    consecutive in start order, so each frame looks only at its K candidates.
     """
     if interval < 1:
         raise ValueError(f"interval must be >= 1, got {interval}")
-    starts = torch.tensor(layout.starts)[:, None]
-    frames = torch.arange(layout.length)[None, :]
-    offset = frames - starts
+    starts = torch.tensor(layout.starts)
+    n, length, window = layout.num_views, layout.length, layout.window
+    frames = torch.arange(length)
+    # The last view starting at or before each frame (cyclically before the first view's start when looping).
+    last = torch.searchsorted(starts, frames, right=True) - 1
+    candidates = min(int(layout.coverage.max()), n)
+    view = last[None, :] - torch.arange(candidates)[:, None]  # (K, length): the K latest-started views
+    valid = view >= 0 if not layout.loop else torch.ones_like(view, dtype=torch.bool)
+    view = view % n
+    offset = frames[None, :] - starts[view]
     if layout.loop:
-        offset = offset % layout.length
-    covers = (offset >= 0) & (offset < layout.window)
+        offset = offset % length
+    covers = valid & (offset >= 0) & (offset < window)
     if tail_shift > 0:
-        usable = covers & (offset < layout.window - tail_shift)
+        usable = covers & (offset < window - tail_shift)
         covers = torch.where(usable.any(0, keepdim=True), usable, covers)
-    big = layout.length + layout.window
     off = torch.where(covers, offset, torch.full_like(offset, -1))
     # Rank 0 is the leftmost (earliest started) covering view: the one with the largest offset.
     rank = (off[None, :, :] > off[:, None, :]).sum(1)
     count = covers.sum(0)
-    j = torch.where(covers, offset, torch.full_like(offset, big)).min(0).values
+    j = torch.where(covers, offset, torch.full_like(offset, length + window)).min(0).values
     owner_rank = (j // interval) % count
     owns = covers & (rank == owner_rank[None, :])
-    return owns.gather(1, layout.indices).float()
+    owner = view.gather(0, owns.float().argmax(0, keepdim=True))[0]  # (length,) the owning view of each frame
+    return (owner[layout.indices] == torch.arange(n)[:, None]).float()
 
 
 def merge_views(views: torch.Tensor, layout: ViewLayout, weights: torch.Tensor, axis: int) -> torch.Tensor:
     """Eq. 4: write the stacked views (B * n, ..., window, ...) of B canvases back as weighted means (B, ..., length,
-    ...)."""
+    ...), in one scatter: every view's weighted frames are added in view order, then divided by the summed weights."""
+    numerator, denominator = merge_sums(views, layout, weights, axis)
+    shape = [1] * views.ndim
+    shape[axis % views.ndim] = layout.length
+    return numerator / denominator.view(shape)
+
+
+def merge_sums(
+    views: torch.Tensor, layout: ViewLayout, weights: torch.Tensor, axis: int, first: int = 0, count: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 4's numerator sum_i F_i^-1(W_i * X_i) over canvases (B, ..., length, ...) and its denominator (length,),
+    for the `count` views from `first` on (all by default), stacked in `views` (B * count, ..., window, ...)."""
     axis = axis % views.ndim
-    n = layout.num_views
-    grouped = views.view(views.shape[0] // n, n, *views.shape[1:])
-    shape = list(views.shape)
-    shape[0], shape[axis] = grouped.shape[0], layout.length
-    numerator = views.new_zeros(shape)
-    denominator = views.new_zeros(layout.length)
-    idx = layout.indices.to(views.device)
-    w = weights.to(device=views.device, dtype=views.dtype)
-    view_shape = [1] * views.ndim
-    view_shape[axis] = layout.window
-    for i in range(n):
-        numerator.index_add_(axis, idx[i], grouped[:, i] * w[i].view(view_shape))
-        denominator.index_add_(0, idx[i], w[i])
-    canvas_shape = [1] * views.ndim
-    canvas_shape[axis] = layout.length
-    return numerator / denominator.view(canvas_shape)
+    m = layout.num_views - first if count is None else count
+    grouped = views.view(-1, m, *views.shape[1:])
+    w = weights[first:first + m].to(device=views.device, dtype=views.dtype)
+    w_shape = [1, m] + [1] * (views.ndim - 1)
+    w_shape[axis + 1] = layout.window
+    source = (grouped * w.view(w_shape)).movedim(1, axis).flatten(axis, axis + 1)
+    idx = layout.indices[first:first + m].flatten().to(views.device)
+    shape = list(source.shape)
+    shape[axis] = layout.length
+    numerator = views.new_zeros(shape).index_add_(axis, idx, source)
+    denominator = views.new_zeros(layout.length).index_add_(0, idx, w.flatten())
+    return numerator, denominator
 
 
 def reference_swap_mask(
