@@ -162,7 +162,7 @@ def test_sync_step_lowers_the_lpips_distance_to_the_anchor(sd, random_lpips):
     scheduler.set_timesteps(10)
     t = scheduler.timesteps[2]
 
-    def denoise(x, t):
+    def denoise(x, t, ids):
         return adapter.denoise(x, t, per_row(cond, x.shape[0]), 7.5)
 
     def distance(views):

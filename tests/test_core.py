@@ -296,7 +296,7 @@ def test_reference_mask_swaps_whole_rows_for_images():
 
 
 def toy_denoiser(calls):
-    def denoise(x, t):
+    def denoise(x, t, ids):
         calls.append(x.shape[0])
         return 0.1 * x + 0.01 * torch.sin(x * 3.0)
 

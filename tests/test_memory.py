@@ -1,5 +1,8 @@
 """How many views go in one denoiser call: sized from measured memory, halved on out-of-memory, bounded on CPU."""
 
+import copy
+
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +136,37 @@ def test_the_denoisers_batch_stays_bounded_as_the_audio_grows(audioldm):
     one_call = long("rain", audio_length_in_s=1.2, view_batch_size=100, **kwargs)
     assert one_call.info["views_per_call"] == longer.layout.num_views + 1
     assert torch.allclose(longer.latents, one_call.latents, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", [
+    dict(method="safa", loop=True),
+    dict(method="safa", loop=False, num_waveforms_per_prompt=2),
+    dict(method="md-tri", loop=True, scheduler="dpm"),
+    dict(method="safa", loop=False, prompt=[(0, "rain"), (1.2, "storm")], audio_length_in_s=2.5, window_seconds=0.5),
+])
+def test_a_run_in_segments_of_views_equals_the_run_in_one(audioldm, monkeypatch, case):
+    """Long runs take their views a few at a time (a step's memory stays bounded); with one view per model call the
+    denoiser sees the same batches, so the result is the same bit for bit: references, loops, takes, multistep
+    schedulers and timelines included."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from swapforward import LongAudioPipeline
+    from swapforward.pipelines import joint, memory
+
+    case = dict(case)
+    pipe = copy.copy(audioldm)
+    if case.pop("scheduler", None) == "dpm":
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(audioldm.scheduler.config)
+    prompt = case.pop("prompt", "rain on a tin roof")
+    args = dict(audio_length_in_s=0.4, window_seconds=0.064, num_inference_steps=4, seed=2, view_batch_size=1,
+                progress_bar=False)
+    args.update(case)
+    whole = LongAudioPipeline.from_pipe(pipe)(prompt, **args)
+    view_bytes = 4 * round(args["window_seconds"] / 0.002) * 8 * 4  # the tiny AudioLDM: 4 channels, 2 ms frames, 8 bins
+    monkeypatch.setattr(memory, "SEGMENT_BYTES", 3 * view_bytes * args.get("num_waveforms_per_prompt", 1))
+    sizes = []
+    monkeypatch.setattr(joint, "segment_views", lambda *a: sizes.append(memory.segment_views(*a)) or sizes[-1])
+    parts = LongAudioPipeline.from_pipe(pipe)(prompt, **args)
+    assert whole.layout.num_views >= 6 and sizes == [3]
+    assert torch.equal(parts.latents, whole.latents) and np.array_equal(parts.audio, whole.audio)
+    assert parts.model_calls == whole.model_calls

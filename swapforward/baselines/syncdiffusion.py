@@ -71,16 +71,18 @@ def sync_views(
     t: torch.Tensor,
     weight: float,
     *,
-    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    denoise: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
     scheduler: Any,
     decode: Callable[[torch.Tensor], torch.Tensor],
     lpips: torch.nn.Module,
 ) -> torch.Tensor:
-    """One SyncDiffusion gradient step on every view but the anchor (the middle one); returns the new views."""
+    """One SyncDiffusion gradient step on every view but the anchor (the middle one); returns the new views. Each
+    view is denoised with its own conditioning (its id is its index)."""
     anchor_index = views.shape[0] // 2
     with torch.no_grad():
         anchor = views[anchor_index : anchor_index + 1]
-        anchor_image = authors_clamp(decode(predict_x0(scheduler, anchor, denoise(anchor, t), t)))
+        anchor_eps = denoise(anchor, t, torch.tensor([anchor_index]))
+        anchor_image = authors_clamp(decode(predict_x0(scheduler, anchor, anchor_eps, t)))
     updated = []
     for i in range(views.shape[0]):
         view = views[i : i + 1]
@@ -89,7 +91,7 @@ def sync_views(
             continue
         with torch.enable_grad():
             x = view.detach().requires_grad_(True)
-            image = authors_clamp(decode(predict_x0(scheduler, x, denoise(x, t), t)))
+            image = authors_clamp(decode(predict_x0(scheduler, x, denoise(x, t, torch.tensor([i])), t)))
             loss = lpips(image.float(), anchor_image.float()).sum()
             (grad,) = torch.autograd.grad(loss, x)
         updated.append((view - weight * grad).detach())

@@ -98,10 +98,18 @@ def merge_views(views: torch.Tensor, layout: ViewLayout, weights: torch.Tensor, 
 
 
 def merge_sums(
-    views: torch.Tensor, layout: ViewLayout, weights: torch.Tensor, axis: int, first: int = 0, count: int | None = None
+    views: torch.Tensor,
+    layout: ViewLayout,
+    weights: torch.Tensor,
+    axis: int,
+    first: int = 0,
+    count: int | None = None,
+    numerator: torch.Tensor | None = None,
+    denominator: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 4's numerator sum_i F_i^-1(W_i * X_i) over canvases (B, ..., length, ...) and its denominator (length,),
-    for the `count` views from `first` on (all by default), stacked in `views` (B * count, ..., window, ...)."""
+    for the `count` views from `first` on (all by default), stacked in `views` (B * count, ..., window, ...); added
+    into `numerator` and `denominator` when given (segments of views merged one after another, in view order)."""
     axis = axis % views.ndim
     m = layout.num_views - first if count is None else count
     grouped = views.view(-1, m, *views.shape[1:])
@@ -112,9 +120,9 @@ def merge_sums(
     idx = layout.indices[first:first + m].flatten().to(views.device)
     shape = list(source.shape)
     shape[axis] = layout.length
-    numerator = views.new_zeros(shape).index_add_(axis, idx, source)
-    denominator = views.new_zeros(layout.length).index_add_(0, idx, w.flatten())
-    return numerator, denominator
+    numerator = views.new_zeros(shape) if numerator is None else numerator
+    denominator = views.new_zeros(layout.length) if denominator is None else denominator
+    return numerator.index_add_(axis, idx, source), denominator.index_add_(0, idx, w.flatten())
 
 
 def reference_swap_mask(

@@ -5,11 +5,16 @@ Per timestep: crop every view from the canvas; evaluate the denoiser on the view
 scheduler; swap the reference into each view's middle region (Eq. 10); merge the views back (Eq. 4 / 7).
 Swaps act on x_{t-1} of each view, after the scheduler step, as in Algorithm 1; the last step is merged too.
 
-Scheduler state: the views are stepped together, as one batch, by one copy of the scheduler, and the reference
-by another. Every diffusers scheduler's `step` is elementwise over the batch, so the history that multistep
-schedulers keep (DPM-Solver++'s model outputs, UniPC's last sample, Euler's step index) holds each view's own
-history in its batch row: the same as one scheduler per view, at the cost of one. The reference gets its own
-copy because it stops being stepped after the guidance steps and must not change the views' batch shape.
+Segments: a long canvas's views are taken in contiguous runs of `segment` views (all of them by default), each
+cropped, denoised, stepped and added into the merge's sums before the next is cropped, so that a step's memory is
+the canvas, the merge's sums and one segment, whatever the length. The first segment carries the reference view(s).
+
+Scheduler state: the views of a segment are stepped together, as one batch, by one copy of the scheduler (a copy
+per segment), and the reference by another. Every diffusers scheduler's `step` is elementwise over the batch, so
+the history that multistep schedulers keep (DPM-Solver++'s model outputs, UniPC's last sample, Euler's step
+index) holds each view's own history in its batch row: the same as one scheduler per view, at the cost of one per
+segment. The reference gets its own copy because it stops being stepped after the guidance steps and must not
+change the views' batch shape.
 The caller's scheduler is not modified.
 """
 
@@ -23,10 +28,11 @@ from typing import Any
 import torch
 
 from .layout import ViewLayout
-from .merge import merge_views, reference_swap
+from .merge import merge_sums, reference_swap
 
-#: (latent views batch, timestep) -> model output for those views, classifier-free guidance already applied.
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: (latent views batch, timestep, row ids) -> model output for those views, classifier-free guidance already applied.
+#: A row's id is its place in its canvas's block: views 0 .. n-1, then references n, n+1, ... (for conditioning).
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _scale_model_input(scheduler: Any, sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -63,8 +69,15 @@ class LoopState:
     canvas: torch.Tensor
     reference: torch.Tensor | None
     """The generated reference view(s) (None for an observed reference, which is recomputed)."""
-    view_scheduler: Any
+    view_schedulers: list[Any]
+    """One scheduler copy per segment of views."""
     ref_scheduler: Any
+
+
+def segments(views: int, size: int | None) -> list[tuple[int, int]]:
+    """(first view, count) of contiguous runs of at most `size` views (one run of all without a size)."""
+    size = views if not size else max(1, size)
+    return [(first, min(size, views - first)) for first in range(0, views, size)]
 
 
 def joint_denoise(
@@ -80,6 +93,7 @@ def joint_denoise(
     reference_index: torch.Tensor | None = None,
     guide_steps: int = 0,
     view_batch_size: int | None = None,
+    segment: int | None = None,
     step_kwargs: dict | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
     prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -96,7 +110,8 @@ def joint_denoise(
     callable `reference(step)` is an observed reference instead (a user's clip noised to the level after that step):
     it is swapped in as it is, not denoised.
     The denoiser's batch is laid out canvas by canvas, each canvas's views followed by its references, so that a
-    canvas's rows are the same as in a run of that canvas alone.
+    canvas's rows are the same as in a run of that canvas alone. `segment` bounds the views held at once (see above);
+    `prepare` needs every view at once, so it takes one segment.
     `callback(step_index, t, canvas)` is called after every step; a tensor it returns replaces the canvas.
     `prepare(step_index, t, views)` may adjust the cropped views (B * n, canvas by canvas) before they are denoised
     (SyncDiffusion's gradient step). `order` (see `repaint_order`) runs steps again after going back in time with
@@ -106,17 +121,17 @@ def joint_denoise(
     `resume` continues from such a state instead of from `latents`.
     """
     step_kwargs = step_kwargs or {}
-    view_scheduler = copy.deepcopy(scheduler)
+    parts = segments(layout.num_views, None if prepare is not None else segment)
+    view_schedulers = [copy.deepcopy(scheduler) for _ in parts]
     observed = callable(reference)
     ref_scheduler = copy.deepcopy(scheduler) if reference is not None and guide_steps > 0 and not observed else None
-    canvases, n = latents.shape[0], layout.num_views
     canvas, ref = latents, reference
-    timesteps = view_scheduler.timesteps
+    timesteps = scheduler.timesteps
     order = order or list(range(len(timesteps)))
     done, start = -1, 0
     if resume is not None:
         start, done, canvas = resume.position, resume.done, resume.canvas
-        view_scheduler = copy.deepcopy(resume.view_scheduler)
+        view_schedulers = copy.deepcopy(resume.view_schedulers)
         if ref_scheduler is not None:
             ref, ref_scheduler = resume.reference, copy.deepcopy(resume.ref_scheduler)
     for position in range(start, len(order)):
@@ -124,29 +139,62 @@ def joint_denoise(
         if k <= done:  # RePaint: back in time to the level before step k
             canvas = renoise(canvas, done + 1, k)
         done, t = k, timesteps[k]
-        views = layout.crop(canvas, axis)
-        if prepare is not None:
-            views = prepare(k, t, views)
-        guided = ref_scheduler is not None and k < guide_steps
-        batch = _scale_model_input(view_scheduler, views, t)
-        if guided:  # canvas by canvas: its views, then its reference view(s)
-            refs = _scale_model_input(ref_scheduler, ref, t)
-            batch = torch.cat([batch.unflatten(0, (canvases, -1)), refs.unflatten(0, (canvases, -1))], 1).flatten(0, 1)
-        chunk = view_batch_size or batch.shape[0]
-        out = torch.cat([denoiser(part, t) for part in batch.split(chunk)])
-        if guided:
-            out = out.unflatten(0, (canvases, -1))
-            out, out_refs = out[:, :n].flatten(0, 1), out[:, n:].flatten(0, 1)
-        views = view_scheduler.step(out, t, views, **step_kwargs).prev_sample
-        if guided:
-            ref = ref_scheduler.step(out_refs, t, ref, **step_kwargs).prev_sample
-            views = reference_swap(views, ref, reference_mask, reference_index)
-        elif observed and k < guide_steps:
-            views = reference_swap(views, reference(k), reference_mask, reference_index)
-        canvas = merge_views(views, layout, weights, axis)
+        numerator = denominator = None
+        for (first, count), view_scheduler in zip(parts, view_schedulers, strict=True):
+            views = layout.crop_views(canvas, axis, first, count)
+            if prepare is not None:
+                views = prepare(k, t, views)
+            guided = ref_scheduler is not None and k < guide_steps and first == 0
+            if guided:
+                views, ref = _step_with_reference(denoiser, view_scheduler, ref_scheduler, views, ref, t, layout,
+                                                  first, canvas.shape[0], view_batch_size, step_kwargs)
+            else:
+                views = _step(denoiser, view_scheduler, views, t, _ids(layout, first, count, 0, canvas.shape[0]),
+                              view_batch_size, step_kwargs)
+            if k < guide_steps and (ref_scheduler is not None or observed):
+                value = reference(k) if observed else ref
+                index = None if reference_index is None else reference_index[first:first + count]
+                views = reference_swap(views, value, reference_mask[first:first + count], index)
+            numerator, denominator = merge_sums(views, layout, weights, axis, first, count, numerator, denominator)
+        canvas = numerator / denominator.view([-1 if d == axis % canvas.ndim else 1 for d in range(canvas.ndim)])
         if callback is not None:
             replaced = callback(k, t, canvas)
             canvas = canvas if replaced is None else replaced
         if on_state is not None:
-            on_state(LoopState(position + 1, done, canvas, None if observed else ref, view_scheduler, ref_scheduler))
+            on_state(LoopState(position + 1, done, canvas, None if observed else ref, view_schedulers, ref_scheduler))
     return canvas
+
+
+def _ids(layout: ViewLayout, first: int, count: int, references: int, canvases: int) -> torch.Tensor:
+    """Row ids of a segment's batch, canvas by canvas: its views' indices, then the references' (n, n+1, ...)."""
+    block = torch.cat([torch.arange(first, first + count), layout.num_views + torch.arange(references)])
+    return block.repeat(canvases)
+
+
+def _denoise(denoiser: Denoiser, batch: torch.Tensor, t: torch.Tensor, ids: torch.Tensor,
+             view_batch_size: int | None) -> torch.Tensor:
+    chunk = view_batch_size or batch.shape[0]
+    return torch.cat([denoiser(part, t, rows) for part, rows in zip(batch.split(chunk), ids.split(chunk),
+                                                                   strict=True)])
+
+
+def _step(denoiser: Denoiser, scheduler: Any, views: torch.Tensor, t: torch.Tensor, ids: torch.Tensor,
+          view_batch_size: int | None, step_kwargs: dict) -> torch.Tensor:
+    """x_{t-1} of a segment's views."""
+    out = _denoise(denoiser, _scale_model_input(scheduler, views, t), t, ids, view_batch_size)
+    return scheduler.step(out, t, views, **step_kwargs).prev_sample
+
+
+def _step_with_reference(denoiser: Denoiser, scheduler: Any, ref_scheduler: Any, views: torch.Tensor,
+                         ref: torch.Tensor, t: torch.Tensor, layout: ViewLayout, first: int, canvases: int,
+                         view_batch_size: int | None, step_kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_{t-1} of a segment's views and of the reference view(s), denoised in the same batch, canvas by canvas."""
+    count = views.shape[0] // canvases
+    refs_per = ref.shape[0] // canvases
+    batch = torch.cat([_scale_model_input(scheduler, views, t).unflatten(0, (canvases, -1)),
+                       _scale_model_input(ref_scheduler, ref, t).unflatten(0, (canvases, -1))], 1).flatten(0, 1)
+    out = _denoise(denoiser, batch, t, _ids(layout, first, count, refs_per, canvases), view_batch_size)
+    out = out.unflatten(0, (canvases, -1))
+    out, out_refs = out[:, :count].flatten(0, 1), out[:, count:].flatten(0, 1)
+    views = scheduler.step(out, t, views, **step_kwargs).prev_sample
+    return views, ref_scheduler.step(out_refs, t, ref, **step_kwargs).prev_sample

@@ -114,12 +114,13 @@ def _linear_x0(cov: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor) -> torc
     return torch.einsum("fg,...gb->...fb", operator, x_t.double())
 
 
-def denoiser(world, scheduler) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The world's exact windowed model, predicting what `scheduler` expects (epsilon, v, or flow velocity)."""
+def denoiser(world, scheduler) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The world's exact windowed model, predicting what `scheduler` expects (epsilon, v, or flow velocity); every row
+    is the same model, so the rows' ids are not used."""
     if hasattr(scheduler, "alphas_cumprod"):
         kind = scheduler.config.prediction_type
 
-        def vp(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def vp(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
             abar = scheduler.alphas_cumprod[int(t)].double()
             x0 = world.x0_hat(x, abar)
             eps = (x.double() - abar.sqrt() * x0) / (1 - abar).sqrt()
@@ -128,7 +129,7 @@ def denoiser(world, scheduler) -> Callable[[torch.Tensor, torch.Tensor], torch.T
 
         return vp
 
-    def flow(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def flow(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         sigma = (t.double() / scheduler.config.num_train_timesteps).clamp(1e-6, 1.0)
         # x_t = (1 - s) x0 + s noise is the VP process with sqrt(abar) = (1 - s) / r, r = sqrt((1 - s)^2 + s^2)
         scale = torch.sqrt((1 - sigma) ** 2 + sigma**2)

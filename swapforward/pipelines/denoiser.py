@@ -50,11 +50,10 @@ def counted_model(adapter: Any, conditioning: Conditioning, guidance_scale: floa
     return model
 
 
-def batched(model: Model, device: torch.device, view_batch_size: int | None, one_call: str | None,
-            canvases: int = 1) -> Denoiser:
-    """The denoiser the loop calls with a step's whole batch (`canvases` blocks of views and references): in one
+def batched(model: Model, device: torch.device, view_batch_size: int | None, one_call: str | None) -> Denoiser:
+    """The denoiser the loop calls with a segment's batch (blocks of views and references, canvas by canvas): in one
     call when a baseline needs it (`one_call` says why), in batches of the user's `view_batch_size`, or in batches
-    sized from the device's free memory. Each row carries its position within its canvas's block."""
+    sized from the device's free memory. Each row carries its id: its position within its canvas's block."""
     if one_call:
         split = fixed_batches(model, one_call)
     elif view_batch_size:
@@ -62,7 +61,7 @@ def batched(model: Model, device: torch.device, view_batch_size: int | None, one
                               view_batch_size)
     else:
         split = fit_in_memory(model, DeviceMemory.of(device))
-    return lambda x, t: split(x, t, torch.arange(x.shape[0]) % max(1, x.shape[0] // canvases))
+    return split
 
 
 def compile_failed(error: Exception) -> SwapForwardError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import math
 import random
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -33,6 +34,7 @@ from ..prompts import Segment
 from .conditioning import Conditioning
 from .denoiser import CallCount, batched, counted_model
 from .kept import Kept, noised, renoiser
+from .memory import segment_views
 from .resume import RunState, StateSaver, restore_generators
 
 logger = logging.getLogger("swapforward")
@@ -175,7 +177,7 @@ def run_joint(
     # 5. The denoiser the loop calls: the model with its conditioning, counted, in batches that fit the device.
     count = CallCount()
     denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count), device,
-                       request.view_batch_size, one_call, canvases)
+                       request.view_batch_size, one_call)
 
     # 6. The loop (with RePaint's resampling of the steps after the guidance, when asked for and something is kept).
     order = renoise = None
@@ -221,6 +223,8 @@ def run_joint(
             layout,
             axis=axis,
             weights=plan.weights,
+            segment=None if one_call else segment_views(math.prod(view_shape) * canvas.element_size(), canvases,
+                                                        layout.num_views),
             reference=reference,
             reference_mask=plan.reference_mask,
             reference_index=reference_index,

@@ -159,3 +159,14 @@ def available_memory_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 16 * 2**30
+
+
+#: Latent views a segment of the joint loop holds at once (see core.sampler): beyond it, a step's memory would grow
+#: with the length (the views, the model's outputs and the scheduler's temporaries are each a few times this).
+SEGMENT_BYTES = 64 * 2**20
+
+
+def segment_views(view_bytes: int, canvases: int, views: int) -> int | None:
+    """How many views a segment takes, or None when every view fits in one (all runs up to ~1.4 h of AudioLDM)."""
+    size = max(1, SEGMENT_BYTES // max(1, view_bytes * canvases))
+    return None if size >= views else size

@@ -53,7 +53,7 @@ class StateSaver:
         if state.position % self.every:
             return
         data = {"format": FORMAT, "asked": self.asked, "position": state.position, "done": state.done,
-                "canvas": state.canvas, "reference": state.reference, "view_scheduler": state.view_scheduler,
+                "canvas": state.canvas, "reference": state.reference, "view_scheduler": state.view_schedulers,
                 "ref_scheduler": state.ref_scheduler, "generators": [g.get_state() for g in self.generators],
                 "counts": (self.count.calls, self.count.evaluations, self.count.largest)}
         write_atomic(self.path, lambda tmp: torch.save(data, tmp))
@@ -70,7 +70,9 @@ def load_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> R
         data = None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SwapForwardError(f"Cannot resume from {str(path)!r}: it is not a state file written by --save-state.")
-    loop = LoopState(data["position"], data["done"], data["canvas"], data["reference"], data["view_scheduler"],
+    schedulers = data["view_scheduler"]  # one per segment; a single one in files written before segments
+    schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+    loop = LoopState(data["position"], data["done"], data["canvas"], data["reference"], schedulers,
                      data["ref_scheduler"])
     return RunState(data["asked"], loop, data["generators"], tuple(data["counts"]))
 
