@@ -167,7 +167,7 @@ def test_sync_step_lowers_the_lpips_distance_to_the_anchor(sd, random_lpips):
 
     def distance(views):
         with torch.no_grad():
-            images = adapter.decode_preview(predict_x0(scheduler, views, denoise(views, t), t))
+            images = adapter.decode_preview(predict_x0(scheduler, views, denoise(views, t, None), t))
             return random_lpips(images, images[1:2].expand_as(images)).flatten()
 
     views = torch.randn(3, 4, 8, 8, generator=generator(3))
@@ -251,7 +251,7 @@ def test_syncdiffusion_feeds_lpips_the_authors_clamped_previews(sd):
 
     views = torch.randn(3, 4, 8, 8, generator=generator(1))
     sync_views(views, scheduler.timesteps[0], 1.0,
-               denoise=lambda x, t: adapter.denoise(x, t, per_row(cond, x.shape[0]), 7.5),
+               denoise=lambda x, t, ids: adapter.denoise(x, t, per_row(cond, x.shape[0]), 7.5),
                scheduler=scheduler, decode=loud_decode, lpips=Recorder())
     assert seen and all(x.min() >= -1 and x.max() <= 1 for x in seen)
     assert any((x.abs() == 1).any() for x in seen), "the out-of-range preview was clipped"
