@@ -50,6 +50,25 @@ def check_output_path(path: str | os.PathLike, formats: dict[str, str] | None) -
     return path
 
 
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Refuse an output folder before any work: a file, or a place where it cannot be made or written (the nearest
+    folder that exists must take new files)."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SwapForwardError(f"Cannot write into {str(folder)!r}: it is a file.")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".swapforward.", suffix=".probe", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise SwapForwardError(f"Cannot write into {str(folder)!r}: {str(existing)!r} does not accept new files "
+                               f"({error.strerror or error}).") from None
+    return folder
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`: never a partial file."""
     path = Path(path).expanduser()

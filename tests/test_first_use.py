@@ -124,3 +124,44 @@ def test_the_libraries_warnings_stay_quiet_in_a_fresh_process():
             "logging.getLogger('transformers.utils.import_utils').warning('CLIPImageProcessor requires torchvision')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "requires torchvision" not in result.stderr, result.stderr
+
+
+def test_a_clip_of_three_samples_is_one_sentence_saying_how_short_a_clip_may_be(tmp_path, tiny_model_dir, capsys):
+    from swapforward.frontends.cli import main
+
+    clip = tmp_path / "three.wav"
+    sf.write(clip, np.zeros(3, dtype=np.float32), 16000)
+    with pytest.raises(SystemExit) as info:
+        main(["audio", "rain", "--model", tiny_model_dir, "--init-audio", str(clip), "--out", str(tmp_path / "a.wav")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: --init-audio lasts 3 samples") and err.count("\n") == 1
+    from swapforward.inputs import read_audio
+
+    with pytest.raises(SwapForwardError, match=r"init_audio lasts 3 samples .*; a clip must last at least 0.05 s\."):
+        read_audio(np.zeros(3, dtype=np.float32), "init_audio", 16000)
+
+
+def test_a_binary_jobs_file_is_one_sentence(tmp_path, capsys):
+    from swapforward.frontends.cli import main
+
+    jobs = tmp_path / "garbage.jsonl"
+    jobs.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(SystemExit) as info:
+        main(["batch", str(jobs)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert err == f"error: Jobs file {str(jobs)!r} is not UTF-8 text; give a .jsonl file (one JSON object a line) " \
+                  "or a .csv file.\n"
+
+
+def test_the_lab_refuses_a_folder_it_cannot_write_before_any_work(capsys, monkeypatch):
+    from swapforward.frontends.cli import main
+    from swapforward.lab import run
+
+    ran = []
+    monkeypatch.setattr(run, "run", lambda **kwargs: ran.append(kwargs))
+    with pytest.raises(SystemExit) as info:
+        main(["lab", "--quick", "-o", "/proc/labx"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: Cannot write into '/proc/labx': '/proc' does not accept")
+    assert not ran, "refused before the lab ran"

@@ -96,9 +96,18 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
 
 
 def read_records(path: Path) -> list[Any]:
-    """The records of a .jsonl or .csv jobs file (an exception in place of a line that is not a JSON object)."""
+    """The records of a .jsonl or .csv jobs file (an exception in place of a line that is not a JSON object); one
+    sentence for a file that is not UTF-8 text."""
+    try:
+        return _read_records(path)
+    except UnicodeDecodeError:
+        raise SwapForwardError(f"Jobs file {str(path)!r} is not UTF-8 text; give a .jsonl file (one JSON object a "
+                               f"line) or a .csv file.") from None
+
+
+def _read_records(path: Path) -> list[Any]:
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             header = [h.strip() for h in reader.fieldnames or []]
             if "out" not in header or not {"prompt", "timeline"} & set(header):
@@ -109,7 +118,7 @@ def read_records(path: Path) -> list[Any]:
                 )
             return list(reader)
     records: list[Any] = []
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.strip():
                 continue

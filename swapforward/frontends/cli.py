@@ -21,7 +21,7 @@ import typer
 
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
-from ..files import check_output_path
+from ..files import check_output_folder, check_output_path
 from ..options import (
     ANALYZE,
     AUDIO,
@@ -416,8 +416,7 @@ def lab(given: dict) -> None:
 
     with user_errors():
         opts = pick(given, LAB)
-        if opts.out_dir.exists() and not opts.out_dir.is_dir():
-            raise SwapForwardError(f"Cannot write into {str(opts.out_dir)!r}: it is a file.")
+        check_output_folder(opts.out_dir)
         result = run(quick=opts.quick, scheduler=opts.scheduler, steps=opts.steps, samples=opts.samples,
                      seed=opts.seed, progress=lambda line: typer.echo(line, err=True))
         paths = write_report(result, opts.out_dir)
