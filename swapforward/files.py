@@ -40,9 +40,7 @@ def check_output_path(path: str | os.PathLike, formats: dict[str, str] | None) -
     if path.exists() and not os.access(path, os.W_OK):
         raise SwapForwardError(f"Cannot write {str(path)!r}: permission denied.")
     try:  # the only sure test (root passes os.access; /proc and read-only mounts refuse files anyway)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".probe", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        _probe(folder, path.stem)
     except OSError as error:
         reason = error.strerror or str(error)
         message = f"Cannot write {str(path)!r}: the folder does not accept new files ({reason})."
@@ -60,13 +58,18 @@ def check_output_folder(folder: str | os.PathLike) -> Path:
     while not existing.exists():
         existing = existing.parent
     try:
-        fd, probe = tempfile.mkstemp(prefix=".swapforward.", suffix=".probe", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
+        _probe(existing, "swapforward")
     except OSError as error:
         raise SwapForwardError(f"Cannot write into {str(folder)!r}: {str(existing)!r} does not accept new files "
                                f"({error.strerror or error}).") from None
     return folder
+
+
+def _probe(folder: Path, stem: str) -> None:
+    """Create and remove a file in `folder` (OSError if it takes none)."""
+    fd, probe = tempfile.mkstemp(prefix=f".{stem}.", suffix=".probe", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

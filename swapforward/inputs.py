@@ -46,12 +46,11 @@ class Clip:
 MIN_CLIP_SECONDS = 0.05
 
 
-def too_short(label: str, samples: int, rate: int) -> SwapForwardError | None:
-    """One sentence for a clip shorter than MIN_CLIP_SECONDS, or None."""
-    if samples >= MIN_CLIP_SECONDS * rate:
-        return None
-    return SwapForwardError(f"{label} lasts {samples} samples ({samples / rate:.3g} s); a clip must last at least "
-                            f"{MIN_CLIP_SECONDS:g} s.")
+def check_clip_length(label: str, samples: int, rate: int) -> None:
+    """One sentence for a clip shorter than MIN_CLIP_SECONDS."""
+    if samples < MIN_CLIP_SECONDS * rate:
+        raise SwapForwardError(f"{label} lasts {samples} samples ({samples / rate:.3g} s); a clip must last at least "
+                               f"{MIN_CLIP_SECONDS:g} s.")
 
 
 def clip_info(value: Any, label: str, sample_rate: int | None = None) -> float:
@@ -68,9 +67,7 @@ def clip_info(value: Any, label: str, sample_rate: int | None = None) -> float:
             raise SwapForwardError(f"{label} {str(path)!r} cannot be read as audio ({_reason(error)}).") from None
         if info.frames <= 0:
             raise SwapForwardError(f"{label} {str(path)!r} holds no audio (zero length).")
-        short = too_short(label, info.frames, info.samplerate)
-        if short:
-            raise short
+        check_clip_length(label, info.frames, info.samplerate)
         return info.frames / info.samplerate
     return read_audio(value, label, sample_rate).seconds
 
@@ -102,9 +99,7 @@ def read_audio(value: Any, label: str = "init_audio", sample_rate: int | None = 
         raise SwapForwardError(f"{label} holds no audio (zero length).")
     if not np.isfinite(audio).all():
         raise SwapForwardError(f"{label} holds values that are not finite numbers.")
-    short = too_short(label, audio.shape[-1], int(rate))
-    if short:
-        raise short
+    check_clip_length(label, audio.shape[-1], int(rate))
     return Clip(np.ascontiguousarray(audio), int(rate))
 
 

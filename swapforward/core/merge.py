@@ -91,9 +91,13 @@ def swap_weights(layout: ViewLayout, interval: int = 1, tail_shift: int = 0) -> 
 def merge_views(views: torch.Tensor, layout: ViewLayout, weights: torch.Tensor, axis: int) -> torch.Tensor:
     """Eq. 4: write the stacked views (B * n, ..., window, ...) of B canvases back as weighted means (B, ..., length,
     ...), in one scatter: every view's weighted frames are added in view order, then divided by the summed weights."""
-    numerator, denominator = merge_sums(views, layout, weights, axis)
-    shape = [1] * views.ndim
-    shape[axis % views.ndim] = layout.length
+    return merged(*merge_sums(views, layout, weights, axis), axis)
+
+
+def merged(numerator: torch.Tensor, denominator: torch.Tensor, axis: int) -> torch.Tensor:
+    """Eq. 4's weighted mean from its sums: the numerator divided by the denominator along the long axis."""
+    shape = [1] * numerator.ndim
+    shape[axis % numerator.ndim] = denominator.shape[0]
     return numerator / denominator.view(shape)
 
 

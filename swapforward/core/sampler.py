@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from .layout import ViewLayout
-from .merge import merge_sums, reference_swap
+from .merge import merge_sums, merged, reference_swap
 
 #: (latent views batch, timestep, row ids) -> model output for those views, classifier-free guidance already applied.
 #: A row's id is its place in its canvas's block: views 0 .. n-1, then references n, n+1, ... (for conditioning).
@@ -156,7 +156,7 @@ def joint_denoise(
                 index = None if reference_index is None else reference_index[first:first + count]
                 views = reference_swap(views, value, reference_mask[first:first + count], index)
             numerator, denominator = merge_sums(views, layout, weights, axis, first, count, numerator, denominator)
-        canvas = numerator / denominator.view([-1 if d == axis % canvas.ndim else 1 for d in range(canvas.ndim)])
+        canvas = merged(numerator, denominator, axis)
         if callback is not None:
             replaced = callback(k, t, canvas)
             canvas = canvas if replaced is None else replaced
