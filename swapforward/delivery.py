@@ -52,7 +52,8 @@ def true_peak(audio: np.ndarray, rate: int) -> float:
 
 def normalize_loudness(audio: np.ndarray, rate: int, target_lufs: float) -> tuple[np.ndarray, str | None]:
     """(audio at `target_lufs` integrated loudness, None) or, when that would take the true peak above -1 dBTP,
-    (audio with the peak at -1 dBTP, a sentence saying what loudness it reached instead)."""
+    (audio with the peak at -1 dBTP, a sentence saying what loudness it reached instead); a silent take is returned
+    as it is, with a sentence saying so (a finished generation is never thrown away for its loudness)."""
     import pyloudnorm
 
     if audio.shape[-1] < LOUDNESS_MIN_SECONDS * rate:
@@ -61,7 +62,8 @@ def normalize_loudness(audio: np.ndarray, rate: int, target_lufs: float) -> tupl
     meter = pyloudnorm.Meter(rate)
     measured = meter.integrated_loudness(audio.T.astype(np.float64))
     if not math.isfinite(measured):
-        raise SwapForwardError("This take is silent (below -70 LUFS): its loudness cannot be brought to a target.")
+        return audio, (f"this take is silent (below -70 LUFS), so it was written as generated: the loudness target "
+                       f"{target_lufs:g} LUFS was not applied")
     gain = 10 ** ((target_lufs - measured) / 20)
     out = (audio * gain).astype(np.float32)
     ceiling = 10 ** (TRUE_PEAK_DBTP / 20)

@@ -15,6 +15,8 @@ AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".mp3": "MP3", ".ogg": "OGG", "
 #: libsndfile's encoding per extension: float WAV, 24-bit FLAC, MP3 (layer III), Ogg Vorbis, Ogg Opus.
 AUDIO_SUBTYPES = {".wav": "FLOAT", ".flac": "PCM_24", ".mp3": "MPEG_LAYER_III", ".ogg": "VORBIS", ".opus": "OPUS"}
 #: Sample rates the lossy encoders take.
+#: Opus codes at 48 kHz inside; files are written at that rate unless another is asked for.
+OPUS_RATE = 48000
 AUDIO_RATES = {".opus": (8000, 12000, 16000, 24000, 48000),
                ".mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)}
 #: Text tags libsndfile writes (WAV INFO, FLAC and Ogg comments).

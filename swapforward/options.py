@@ -67,6 +67,8 @@ class Option:
     """On the command line the flag names a file whose text is the value (--timeline FILE)."""
     cli_label: str = ""
     """How command-line messages name it when that is not its flag (the prompt: an argument or --prompt-at)."""
+    unset: str = ""
+    """What leaving an optional value out means, in a few words (the app shows it in the empty field)."""
 
     @property
     def key(self) -> str:
@@ -518,7 +520,8 @@ METHOD_OPTIONS = (
     Option("loop", "bool", False, "Make the output a seamless loop (panoramas: 360 degrees).", app="main"),
     Option("overlap", "float", {"audio": 0.2, "panorama": None},
            "Overlap rate of adjacent views (panoramas default to the paper's: 0.2 for SaFa/SaFa*, else 0.8).",
-           minimum=0, maximum=1, above=True, below=True, optional=True),
+           minimum=0, maximum=1, above=True, below=True, optional=True,
+           unset="the method's: 0.2 for SaFa/SaFa*, else 0.8"),
     Option("r_guide", "float", 0.3, "Fraction of the steps with the Reference-Guided Latent Swap (Eq. 10).",
            minimum=0, maximum=1, methods=REFERENCE_METHODS),
     Option("swap_interval", "int", 1, "Swap interval w of Eq. 9, in latent frames or columns.", minimum=1,
@@ -526,15 +529,15 @@ METHOD_OPTIONS = (
     Option("tail_shift", "int", 0, "SaFa+: each overlap's last N latent frames come from the right view.",
            minimum=0, maximum=4096, methods=SWAP_METHODS),
     Option("num_inference_steps", "int", {"audio": 200, "panorama": 50}, "Denoising steps.", field="steps",
-           minimum=1, maximum=10000),
+           minimum=1, maximum=10000, app="main"),
     Option("guidance_scale", "float", {"audio": 3.5, "panorama": 7.5}, "Classifier-free guidance scale.",
            field="guidance", minimum=-1000, maximum=1000),
     Option("eta", "float", 0.0, "DDIM's eta (0: deterministic).", minimum=0, maximum=1),
     Option("view_batch_size", "int", None,
            "Views per model call (default: as many as fit in the GPU's free memory; 8 on the CPU).",
-           minimum=1, maximum=100000, optional=True),
+           minimum=1, maximum=100000, optional=True, unset="as many as fit"),
     Option("seed", "seed", None, "Random seed for reproducible output; -1 draws one and reports it.",
-           minimum=RANDOM_SEED, optional=True, app="main"),
+           minimum=RANDOM_SEED, optional=True, app="main", unset="-1: a random one, reported"),
     Option("mad_ratio", "float", 0.3, "MAD: fraction of the steps with self-attention over the whole canvas.",
            minimum=0, maximum=1, methods=("mad",)),
     Option("sync_weight", "float", 20.0, "SyncDiffusion: weight of the LPIPS gradient step.", minimum=0,
@@ -552,14 +555,15 @@ AUDIO = Spec(
         NEGATIVE_PROMPT,
         Option("audio_length_in_s", "float", None, "Length of the output in seconds (default 24, or the bars at "
                "the tempo when bpm and bars are given).", field="seconds", short="-s", minimum=0, above=True,
-               maximum=86400, optional=True, app="main"),
+               maximum=86400, optional=True, app="main", unset="24 s, or the bars at the tempo"),
         Option("bpm", "float", None, "Tempo in beats per minute: with bars, the output lasts exactly those bars "
                "(a loop is resampled as a circle to the exact sample count).", minimum=0, above=True, maximum=999,
-               optional=True, app="main"),
-        Option("bars", "int", None, "Number of bars (with bpm).", minimum=1, maximum=10000, optional=True, app="main"),
+               optional=True, app="main", unset="none: the length is in seconds"),
+        Option("bars", "int", None, "Number of bars (with bpm).", minimum=1, maximum=10000, optional=True, app="main",
+               unset="none: the length is in seconds"),
         Option("beats_per_bar", "int", 4, "Beats in a bar (with bpm and bars).", minimum=1, maximum=64),
         Option("window_seconds", "float", None, "View length in seconds (default: the model's training length).",
-               minimum=0, above=True, maximum=86400, optional=True),
+               minimum=0, above=True, maximum=86400, optional=True, unset="the model's training length"),
         TIMELINE,
         TRANSITION,
         Option("num_waveforms_per_prompt", "int", 1, "Takes: several results, seeds seed, seed+1, ..., made together "
@@ -603,9 +607,9 @@ PANORAMA = Spec(
         Option("width", "int", 3200, "Panorama width in pixels.", short="-W", minimum=8, maximum=1_000_000,
                app="main"),
         Option("height", "int", None, "Height in pixels (default: the model's native size).", short="-H",
-               minimum=8, maximum=100_000, optional=True, app="main"),
+               minimum=8, maximum=100_000, optional=True, app="main", unset="the model's native size"),
         Option("view_width", "int", None, "View width in pixels (default: the model's native size; the paper: 640).",
-               minimum=8, maximum=100_000, optional=True),
+               minimum=8, maximum=100_000, optional=True, unset="the model's native size"),
         TIMELINE,
         TRANSITION,
         Option("num_images_per_prompt", "int", 1, "Takes: several results, seeds seed, seed+1, ..., made together "
@@ -681,9 +685,10 @@ OUTPUT = {
         Option("spectrogram", "path", None, "Also write a PNG of the mel spectrogram with the views marked.",
                optional=True, app=""),
         Option("sample_rate", "int", None, "Resample the file to this rate (e.g. 44100 or 48000; default: the "
-               "model's; Opus: 48000).", minimum=1, maximum=192000, optional=True),
+               "model's; Opus: 48000).", minimum=1, maximum=192000, optional=True, unset="the model's; Opus: 48000"),
         Option("loudness", "float", None, "Bring each file to this integrated loudness in LUFS (e.g. -14), "
-               "never clipping: the true peak stays at -1 dBTP.", minimum=-70, maximum=0, optional=True),
+               "never clipping: the true peak stays at -1 dBTP.", minimum=-70, maximum=0, optional=True,
+               unset="as generated"),
         SIDECAR,
     ), rules=(_known_rate,)),
     "panorama": Spec("panorama output", (

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pyloudnorm
@@ -79,7 +80,7 @@ def test_each_format_round_trips_with_its_length_rate_and_tags(audioldm, tmp_pat
     out = LongAudioPipeline.from_pipe(audioldm)("rain on a tin roof", audio_length_in_s=0.5, seed=3, loop=True,
                                                 **FAST)
     path = out.save(tmp_path / f"a.{ext}", sample_rate=rate, sidecar=True)
-    expected_rate = rate or 16000  # the model's 16 kHz is one of Opus's rates
+    expected_rate = rate or 48000  # Opus is written at its own 48 kHz unless a rate is asked for
     with sf.SoundFile(path) as f:
         assert f.samplerate == expected_rate and f.channels == 1
         assert abs(f.frames - round(0.5 * expected_rate)) <= (0 if ext in ("wav", "flac") else 0.02 * expected_rate)
@@ -87,12 +88,15 @@ def test_each_format_round_trips_with_its_length_rate_and_tags(audioldm, tmp_pat
     sidecar = json.loads((tmp_path / f"a.{ext}.json").read_text())
     assert sidecar["seed"] == 3 and sidecar["method"] == "safa" and sidecar["prompt"] == "rain on a tin roof"
     assert sidecar["loop"] is True and sidecar["swapforward"]
+    assert sidecar["sample_rate"] == expected_rate and sidecar["loudness"] is None, "how the file was written"
 
 
 def test_loudness_measures_within_half_a_unit_of_the_target(audioldm, tmp_path):
     out = LongAudioPipeline.from_pipe(audioldm)("rain", audio_length_in_s=1.0, seed=0, **FAST)
-    with pytest.raises(SwapForwardError, match="This take is silent"):  # the tiny random model's ~1e-7 waveform
-        out.save(tmp_path / "quiet.flac", loudness=-30)
+    quiet = out.save(tmp_path / "quiet.flac", loudness=-30, sidecar=True)  # the tiny random model's ~1e-7 waveform
+    np.testing.assert_allclose(sf.read(quiet, always_2d=True)[0].T, out.audio, atol=2e-7)  # written as generated
+    assert json.loads(Path(f"{quiet}.json").read_text())["loudness"] is None, "the target was not applied"
+    assert normalize_loudness(out.audio, 16000, -30)[1].startswith("this take is silent (below -70 LUFS), so it was")
     out.audio = out.audio / np.abs(out.audio).max() * 0.1  # a level real models give
     path = out.save(tmp_path / "loud.flac", loudness=-30)
     data, rate = sf.read(path, always_2d=True)
@@ -163,4 +167,6 @@ def test_the_command_line_writes_numbered_takes_at_a_tempo(tiny_model_dir, tmp_p
         info = sf.info(tmp_path / f"beat_{take}.wav")
         assert info.samplerate == 48000 and info.frames == round(2883 * 3)
         assert json.loads((tmp_path / f"beat_{take}.wav.json").read_text())["seed"] == 7 + take
+        assert json.loads((tmp_path / f"beat_{take}.wav.json").read_text())["sample_rate"] == 48000
+    assert "audio at 48000 Hz" in result.stdout, "the summary names the file's rate, not the model's"
     assert OUTPUT["audio"]["sample_rate"].default is None

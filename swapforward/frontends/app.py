@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,51 @@ from ..registry import KINDS
 from .common import check_ranking, load_model, save_result, take_path
 from .summary import views_summary
 
-#: What the app's fields show before the user types (the spec's defaults otherwise).
+#: Examples in the prompt fields and the seed field's -1 (draw one and report it); every other field shows its
+#: option's default, or is empty with what empty means written in it.
 SHOWN = {
-    "audio": {"prompt": "rain on a tin roof, distant thunder", "negative_prompt": "low quality", "seed": RANDOM_SEED},
-    "panorama": {"prompt": "a photo of the dolomites", "height": 512, "seed": RANDOM_SEED},
+    "audio": {"prompt": "rain on a tin roof, distant thunder", "seed": RANDOM_SEED},
+    "panorama": {"prompt": "a photo of the dolomites", "seed": RANDOM_SEED},
 }
-AUDIO_FILE_FORMATS = ("flac", "wav", "mp3", "ogg")
+AUDIO_FILE_FORMATS = ("flac", "wav", "mp3", "ogg", "opus")
+
+#: The page's sections, in order, and the fields each holds; a field that is not "main" folds into its section's
+#: "more" part. Every option the app shows belongs to exactly one section.
+SECTIONS = (
+    ("What to make", ("prompt", "negative_prompt", "init_audio", "init_image", "timeline", "transition", "like",
+                      "like_offset", "init_at", "keep", "fill", "keep_fade", "splice", "crossfade", "feather",
+                      "repaint_resample", "repaint_jump")),
+    ("Length and loop", ("seconds", "bpm", "bars", "width", "height", "loop", "beats_per_bar", "window_seconds",
+                         "view_width")),
+    ("Method and quality", ("method", "steps", "guidance", "overlap", "r_guide", "reference_phase", "swap_interval",
+                            "tail_shift", "mad_ratio", "sync_weight", "sync_decay", "sync_ratio", "eta",
+                            "view_batch_size")),
+    ("Output", ("takes", "seed", "file_format", "rank", "sample_rate", "loudness", "model")),
+)
+
+#: Starting points for common jobs: the fields each sets (the others keep what the user typed).
+PRESETS = {
+    "audio": {
+        "Ambience bed: a 2-minute seamless loop": {
+            "prompt": "gentle rain on leaves, distant birds, calm forest ambience", "seconds": 120, "bpm": None,
+            "bars": None, "loop": True, "method": "safa"},
+        "Music loop: 8 bars at 120 BPM": {
+            "prompt": "lo-fi hip hop beat with warm electric piano", "seconds": None, "bpm": 120, "bars": 8,
+            "beats_per_bar": 4, "loop": True, "method": "safa"},
+        "Extend my clip: continue it to 60 s (add your clip above)": {
+            "seconds": 60, "bpm": None, "bars": None, "loop": False, "init_at": 0.0, "method": "safa"},
+    },
+    "panorama": {
+        "360-degree panorama": {"width": 4096, "loop": True, "method": "safa"},
+        "Wide landscape": {"width": 3200, "loop": False, "method": "safa"},
+        "Extend my picture to a wide landscape (add your picture above)": {
+            "width": 3200, "loop": False, "init_at": "center", "method": "safa"},
+    },
+}
+
+
+class Cancelled(Exception):
+    """The user pressed Cancel: the run stopped at a step boundary and wrote nothing."""
 
 
 def slug(prompt: str, limit: int = 40) -> str:
@@ -47,11 +89,22 @@ def result_stem(request: Request, seed: int, model: str) -> str:
     return f"{slug(words(request.prompt))}-{request.method}-{seed}-{digest}"
 
 
+#: The audio file's format: the app's own field (the command line takes it from --out's extension).
+FILE_FORMAT = Option("file_format", "choice", "flac", "Format of the written file: FLAC (24-bit), WAV (float), MP3, "
+                     "Ogg Vorbis or Opus (48 kHz).", choices=AUDIO_FILE_FORMATS, app="main")
+
+
 def app_options(kind: str) -> list[Option]:
-    """The options the app shows for `kind`, in their order on the page: the spec's everyday ones, then under "More"
-    the rest of them (none is left out), how the file is written, and the model."""
+    """The options the app shows for `kind`, in their order on the page: section by section (`SECTIONS`), each
+    section's everyday ones, then its folded ones. None is left out: an option without a section is an error."""
     options = [o for o in (*KINDS[kind].spec.options, *OUTPUT[kind].options) if o.app] + [LOAD["model"]]
-    return [o for o in options if o.app == "main"] + [o for o in options if o.app != "main"]
+    if kind == "audio":
+        options.append(FILE_FORMAT)
+    placed = {key: (i, j) for i, (_, keys) in enumerate(SECTIONS) for j, key in enumerate(keys)}
+    missing = [o.key for o in options if o.key not in placed]
+    if missing:
+        raise KeyError(f"the app has no section for {missing}")
+    return sorted(options, key=lambda o: (placed[o.key][0], o.app != "main", placed[o.key][1]))
 
 
 class Studio:
@@ -70,6 +123,39 @@ class Studio:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.load = load if load is not None else LOAD.check(load_options)
         self.pipelines: dict[tuple[str, str], Any] = {}
+        self._busy = threading.Lock()  # one generation at a time: the next waits for a cancelled one to stop
+        self._stop = threading.Event()
+
+    def cancel(self) -> bool:
+        """Ask the running generation to stop after its current step (it then raises `Cancelled` and writes
+        nothing); False when none is running."""
+        if not self._busy.locked():
+            return False
+        self._stop.set()
+        return True
+
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        """Hold the studio for one generation; a cancelled one frees the device's cached memory."""
+        with self._busy:
+            self._stop.clear()
+            try:
+                yield
+            except Cancelled:
+                release_device_memory()
+                raise
+
+    def _hook(self, progress: Progress | None, request: Request) -> Callable[[int, Any, Any], None]:
+        """The step callback: report (steps done, steps) and stop when Cancel was pressed."""
+        steps = request.num_inference_steps
+
+        def on_step(k: int, t: Any, latents: Any) -> None:
+            if self._stop.is_set():
+                raise Cancelled(f"cancelled after step {min(k + 1, steps)} of {steps}; nothing was written")
+            if progress is not None:
+                progress(min(k + 1, steps), steps)
+
+        return on_step
 
     def model_id(self, kind: str, model: str | None) -> str:
         """The model asked for, or the studio's default for `kind` when the field is empty."""
@@ -99,16 +185,16 @@ class Studio:
         """Generate audio; (sound file, spectrogram PNG, every take's file, one-line summary) of the first (or best)
         take. `values` are the audio options by field name (seconds, method, loop, steps, takes, loudness, ...);
         `progress(done, total)` is called after every denoising step."""
-        if file_format not in AUDIO_FILE_FORMATS:
-            raise SwapForwardError(f"file_format must be one of {', '.join(AUDIO_FILE_FORMATS)}, got {file_format!r}.")
+        file_format = FILE_FORMAT.convert(file_format, "app")
         request, output = self.request("audio", prompt, values)
         check_ranking(request)
-        start = time.perf_counter()
-        result = self.pipeline("audio", model).generate(request, progress_bar=progress_bar,
-                                                        callback=step_callback(progress, request))
-        stem = self.output_dir / result_stem(request, result.info["seed"], self.model_id("audio", model))
-        output = output.replace(out=stem.with_suffix(f".{file_format}"), spectrogram=stem.with_suffix(".png"))
-        files = save_result(result, output, request)
+        with self._running():
+            start = time.perf_counter()
+            result = self.pipeline("audio", model).generate(request, progress_bar=progress_bar,
+                                                            callback=self._hook(progress, request))
+            stem = self.output_dir / result_stem(request, result.info["seed"], self.model_id("audio", model))
+            output = output.replace(out=stem.with_suffix(f".{file_format}"), spectrogram=stem.with_suffix(".png"))
+            files = save_result(result, output, request)
         wall = time.perf_counter() - start
         summary = (f"{result.seconds:.2f} s of audio, seed {result.info['seed']}; {views_summary(result)}; "
                    f"{wall:.1f} s ({wall / result.seconds:.2f}x real time)" + takes_summary(result))
@@ -120,11 +206,12 @@ class Studio:
         """Generate a panorama; (PNG of the first or best take, every take's PNG, one-line summary)."""
         request, output = self.request("panorama", prompt, values)
         check_ranking(request)
-        start = time.perf_counter()
-        result = self.pipeline("panorama", model).generate(request, progress_bar=progress_bar,
-                                                           callback=step_callback(progress, request))
-        stem = result_stem(request, result.info["seed"], self.model_id("panorama", model))
-        files = save_result(result, output.replace(out=self.output_dir / f"{stem}.png"), request)
+        with self._running():
+            start = time.perf_counter()
+            result = self.pipeline("panorama", model).generate(request, progress_bar=progress_bar,
+                                                               callback=self._hook(progress, request))
+            stem = result_stem(request, result.info["seed"], self.model_id("panorama", model))
+            files = save_result(result, output.replace(out=self.output_dir / f"{stem}.png"), request)
         wall = time.perf_counter() - start
         w, h = result.image.size
         summary = f"{w} x {h}, seed {result.info['seed']}; {views_summary(result)}; {wall:.1f} s" + takes_summary(
@@ -150,12 +237,15 @@ class Studio:
 Progress = Callable[[int, int], None]
 
 
-def step_callback(progress: Progress | None, request: Request) -> Callable[[int, Any, Any], None] | None:
-    """A pipeline step callback that reports (steps done, steps) to `progress`."""
-    if progress is None:
-        return None
-    steps = request.num_inference_steps
-    return lambda k, t, latents: progress(min(k + 1, steps), steps)
+def release_device_memory() -> None:
+    """Give a stopped run's cached device memory back, so the next run (or another program) can have it."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def viewer_html(path: str, width: int, height: int, angle: float | None = None, shown_height: int = 240) -> str:
@@ -181,48 +271,105 @@ def takes_summary(result: Any) -> str:
     return "" if len(takes) == 1 else f"; {len(takes)} takes, seeds {', '.join(str(t.info['seed']) for t in takes)}"
 
 
-def _component(gr: Any, kind: str, option: Option) -> Any:
-    """The gradio input of one option, labelled by its field name and described by its help."""
-    value = SHOWN[kind].get(option.name, option.default_for(kind))
-    common = dict(label=option.key.replace("_", " "), info=option.describe(kind), elem_id=f"{kind}-{option.key}")
+def take_label(number: int, index: int, file: str) -> str:
+    """'2.1 seed 8 · rain-md': the generation and take, then the seed, so that a narrow menu still shows which."""
+    stem = Path(file).stem.split(".")[0]
+    head, seed, _ = re.sub(r"_\d+$", "", stem).rsplit("-", 2)
+    return f"{number}.{index + 1} seed {seed} · {head}"
+
+
+def equivalent_command(kind: str, values: dict[str, Any], seed: int, files: list[str], model: str) -> str:
+    """The command line that makes the same result as the app's `values` (fields left at their defaults are left
+    out; the seed is the one used; a timeline is written to a file first)."""
+    options = {o.key: o for o in app_options(kind)}
+    words = ["swapforward", kind, shlex.quote(str(values.get("prompt") or ""))]
+    before = ""
+    for key, raw in values.items():
+        option = options.get(key)
+        if option is None or key in ("prompt", "seed", "file_format", "model") or raw is None or raw == "":
+            continue
+        value = option.convert(raw, "app")
+        if value is None or value == option.default_for(kind):
+            continue
+        if option.type == "bool":
+            words.append(option.flag if value else f"--no-{option.flag[2:]}")
+        elif option.type == "timeline":
+            before = f"cat > timeline.txt <<'EOF'\n{str(raw).strip()}\nEOF\n"
+            words += [option.flag, "timeline.txt"]
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(raw if isinstance(raw, str) else value)
+            words += [option.flag, shlex.quote(text)]
+    takes = len(files)
+    out = Path(files[0]).name if takes == 1 else re.sub(r"_0(\.\w+)$", r"\1", Path(files[0]).name)
+    words += ["--seed", str(seed), "--model", shlex.quote(model), "-o", shlex.quote(out)]
+    if kind == "audio":
+        words += ["--spectrogram", shlex.quote(str(Path(out).with_suffix(".png")))]
+    return before + " ".join(words)
+
+
+def _component(gr: Any, kind: str, option: Option, visible: bool = True) -> Any:
+    """The gradio input of one option, labelled by its field name and described by its help. A number without a
+    fixed default is a text field left empty, with what empty means written in it (a browser sends an empty number
+    field as 0, which is not the default)."""
+    value = SHOWN[kind].get(option.key, option.default_for(kind))
+    common = dict(label=option.key.replace("_", " "), info=option.describe(kind), elem_id=f"{kind}-{option.key}",
+                  visible=visible)
     if option.name == "model":
-        return gr.Textbox(value=None, placeholder="(the studio's default)", **common)
+        return gr.Textbox(value="", placeholder="(the studio's default)", **common)
     if option.type == "bool":
         return gr.Checkbox(value=bool(value), **common)
     if option.name == "method":
         return gr.Dropdown([(m.summary, m.name) for m in METHODS.values()], value=value, **common)
+    if option.key == "file_format":
+        return gr.Radio(list(option.choices), value=value, **common)
     if option.choices:
         return gr.Dropdown(list(option.choices), value=value, **common)
-    if option.type in ("float", "int", "seed"):
+    if option.type in ("float", "int", "seed") and value is not None:
         return gr.Number(value=value, precision=0 if option.type != "float" else None, **common)
     if option.type == "media":
         kind_of = gr.Audio if kind == "audio" else gr.Image
         return kind_of(value=None, type="filepath", label=common["label"], elem_id=common["elem_id"])
-    if option.type in ("spans", "position"):
-        return gr.Textbox(value=None if value is None else str(value), **common)
     if option.type == "timeline":
-        return gr.Textbox(value=value, lines=4, placeholder="0:00 light rain on leaves\n0:30 thunderstorm", **common)
-    return gr.Textbox(value=value, **common)
+        return gr.Textbox(value="", lines=4, placeholder="0:00 light rain on leaves\n0:30 thunderstorm", **common)
+    placeholder = f"empty: {option.unset}" if option.unset else "empty: the default"
+    return gr.Textbox(value="" if value is None else str(value), placeholder=placeholder, **common)
+
+
+def method_visibility(method: str, options: list[Option]) -> list[bool]:
+    """Which of `options` the page shows for `method`: a method's own settings only when it is chosen."""
+    return [not o.methods or method in o.methods for o in options]
+
+
+def preset_values(kind: str, name: str, keys: list[str]) -> list[Any]:
+    """The fields a preset sets, as the page's inputs take them (None: leave the field as it is)."""
+    preset = PRESETS[kind].get(name, {})
+    shown = {}
+    for key, value in preset.items():
+        option = next(o for o in app_options(kind) if o.key == key)
+        text_field = option.type in ("float", "int") and option.default_for(kind) is None
+        shown[key] = ("" if value is None else str(value)) if text_field else value
+    return [shown.get(key, SKIP) for key in keys]
+
+
+SKIP = object()
+"""A field a preset leaves as the user set it."""
 
 
 def build_app(studio: Studio) -> Any:
     """The gradio Blocks of the app, a tab per kind calling `studio`, one generation at a time (the buttons share one
-    queue: the model runs on one device). Each tab shows the denoising steps as progress and has a cancel button;
-    a session's takes are listed so that any two can be compared; a looped panorama turns in a 360-degree viewer."""
+    queue: the model runs on one device). Each tab groups its fields (what to make, length and loop, method and
+    quality, output), offers presets for common jobs, shows the denoising steps as progress, has a Cancel that stops
+    the run within a step, and gives the run's equivalent command line; a session's takes are listed so that any two
+    can be compared; a looped panorama turns in a 360-degree viewer."""
     try:
         import gradio as gr
     except ImportError:
         raise SwapForwardError("The web app needs gradio: pip install 'swapforward[app]'.") from None
 
-    def refuse(error: SwapForwardError) -> None:
-        """A user mistake: one sentence on the page and one line in the server's log, no traceback."""
-        print(f"swapforward app: refused: {error}", file=sys.stderr, flush=True)
-        raise gr.Error(str(error), print_exception=False) from None
-
     def remembered(history: list, files: list[str], play: Callable[[str], str]) -> tuple[list, Any, Any]:
         """The session's list of takes with this generation's added, and the two compare menus set to its newest."""
-        number = len({label.split(".")[0] for label, _ in history}) + 1
-        history = history + [[f"{number}.{i + 1} {Path(f).name}", play(f)] for i, f in enumerate(files)]
+        number = len({label.split(" ")[0].split(".")[0] for label, _ in history}) + 1
+        history = history + [[take_label(number, i, f), play(f)] for i, f in enumerate(files)]
         labels = [label for label, _ in history]
         return (history, gr.Dropdown(choices=labels, value=labels[-1]),
                 gr.Dropdown(choices=labels, value=labels[-2] if len(labels) > 1 else labels[-1]))
@@ -232,19 +379,29 @@ def build_app(studio: Studio) -> Any:
 
     with gr.Blocks(title="swapforward") as demo:
         gr.Markdown("# swapforward\nArbitrarily long, loopable audio and panoramas from pretrained latent diffusion "
-                    "models (SaFa and its baselines). Leave the seed at -1 for a random one; the summary says which.")
+                    "models (SaFa and its baselines). Empty fields take their defaults; the seed -1 draws one and the "
+                    "summary says which, so any result can be made again.")
         for kind, title in (("audio", "Audio"), ("panorama", "Panorama")):
             with gr.Tab(title):
                 history = gr.State([])
+                options = app_options(kind)
+                inputs: dict[str, Any] = {}
                 with gr.Row():
                     with gr.Column():
-                        options = app_options(kind)
-                        inputs = {o.key: _component(gr, kind, o) for o in options if o.app == "main"}
-                        with gr.Accordion("More", open=False):
-                            inputs.update({o.key: _component(gr, kind, o) for o in options if o.app != "main"})
-                            if kind == "audio":
-                                inputs["file_format"] = gr.Radio(list(AUDIO_FILE_FORMATS), value="flac",
-                                                                 label="file format", elem_id="audio-file_format")
+                        preset = gr.Dropdown(["(none)", *PRESETS[kind]], value="(none)", label="preset",
+                                             info="Start from a common job; change any field after.",
+                                             elem_id=f"{kind}-preset")
+                        shown = dict(zip((o.key for o in options),
+                                         method_visibility(inputs_default_method(kind), options), strict=True))
+                        for section, keys in SECTIONS:
+                            placed = [o for o in options if o.key in keys]
+                            with gr.Group(elem_id=f"{kind}-{slug(section)}"):
+                                gr.Markdown(f"**{section}**")
+                                for o in (o for o in placed if o.app == "main"):
+                                    inputs[o.key] = _component(gr, kind, o, shown[o.key])
+                                with gr.Accordion(f"more: {section.lower()}", open=False):
+                                    for o in (o for o in placed if o.app != "main"):
+                                        inputs[o.key] = _component(gr, kind, o, shown[o.key])
                         with gr.Row():
                             run = gr.Button(f"Generate {kind}", variant="primary", elem_id=f"{kind}-generate")
                             cancel = gr.Button("Cancel", variant="stop", elem_id=f"{kind}-cancel")
@@ -260,7 +417,9 @@ def build_app(studio: Studio) -> Any:
                                 angle = gr.Slider(0, 360, value=0, step=1, label="look at (degrees)")
                             shown_picture = gr.State(None)
                         outputs.append(gr.File(label="Every take", file_count="multiple"))
-                        outputs.append(gr.Textbox(label="Summary", interactive=False))
+                        outputs.append(gr.Textbox(label="Summary", interactive=False, elem_id=f"{kind}-summary"))
+                        command = gr.Code(label="The same run on the command line", language="shell",
+                                          interactive=False, elem_id=f"{kind}-command")
                         with gr.Accordion("Compare takes", open=False):
                             with gr.Row():
                                 menus = [gr.Dropdown([], label=f"take {side}", elem_id=f"{kind}-compare-{side}")
@@ -268,31 +427,53 @@ def build_app(studio: Studio) -> Any:
                             player = gr.Audio if kind == "audio" else gr.Image
                             players = [player(label=f"take {side}", type="filepath") for side in ("A", "B")]
                 keys = list(inputs)
+                shown_outputs = outputs[:1] + ([viewer, shown_picture] if kind == "panorama" else outputs[1:2])
+                targets = [*shown_outputs, *outputs[-2:], command, history, *menus]
+                results = len(targets)
 
-                def generate(history_now, *args, progress=gr.Progress(), kind=kind, keys=keys):  # noqa: B008
+                def generate(history_now, *args, progress=gr.Progress(), kind=kind, keys=keys,  # noqa: B008
+                             results=results):
                     values = dict(zip(keys, args, strict=True))
                     report = lambda done, total: progress((done, total), desc="denoising", unit="steps")  # noqa: E731
+                    model = studio.model_id(kind, values.get("model"))
                     try:
                         if kind == "audio":
                             sound, picture, files, summary = studio.audio(**values, progress=report)
-                            shown = [studio.playable(sound), picture]
-                            listed = remembered(history_now, files, studio.playable)
-                            return (*shown, files, summary, *listed)
+                            line = equivalent_command(kind, values, seed_of(summary), files, model)
+                            return (studio.playable(sound), picture, files, summary, line,
+                                    *remembered(history_now, files, studio.playable))
                         path, files, summary = studio.panorama(**values, progress=report)
-                    except SwapForwardError as error:
-                        refuse(error)
+                    except SwapForwardError as error:  # one sentence; the earlier results stay on the page
+                        print(f"swapforward app: refused: {error}", file=sys.stderr, flush=True)
+                        gr.Warning(str(error))
+                        return notice(f"Refused: {error}", results)
+                    except Cancelled as stop:
+                        return notice(f"Cancelled: {stop}.", results)
                     from PIL import Image
 
                     width, height = Image.open(path).size
                     looped = (path, width, height) if values.get("loop") else None
                     html = viewer_html(path, width, height) if looped else ""
-                    return (path, html, looped, files, summary, *remembered(history_now, files, str))
+                    line = equivalent_command(kind, values, seed_of(summary), files, model)
+                    return (path, html, looped, files, summary, line, *remembered(history_now, files, str))
 
-                shown_outputs = outputs[:1] + ([viewer, shown_picture] if kind == "panorama" else outputs[1:2])
-                event = run.click(generate, [history, *inputs.values()],
-                                  [*shown_outputs, *outputs[-2:], history, *menus], api_name=kind,
+                def stop(kind=kind):
+                    stopping = studio.cancel()
+                    return (f"Cancelled: the {kind} run stops after its current step and writes nothing."
+                            if stopping else "Nothing is running.")
+
+                event = run.click(generate, [history, *inputs.values()], targets, api_name=kind,
                                   concurrency_id="gpu", concurrency_limit=1)
-                cancel.click(None, None, None, cancels=[event], api_name=False)
+                cancel.click(stop, None, outputs[-1], cancels=[event], api_name=f"cancel_{kind}",
+                             concurrency_limit=None)
+                toggled = [o for o in options if o.methods]
+                inputs["method"].change(
+                    lambda method, toggled=toggled: [gr.update(visible=v) for v in method_visibility(method, toggled)],
+                    inputs["method"], [inputs[o.key] for o in toggled], api_name=False)
+                preset.change(
+                    lambda name, kind=kind, keys=keys: [gr.skip() if v is SKIP else v
+                                                        for v in preset_values(kind, name, keys)],
+                    preset, list(inputs.values()), api_name=False)
                 for menu, shown_player in zip(menus, players, strict=True):
                     menu.change(pick, [menu, history], shown_player, api_name=False)
                 if kind == "audio":  # a seamless loop plays round and round, so its seam (or none) can be heard
@@ -305,3 +486,21 @@ def build_app(studio: Studio) -> Any:
                     for control in (turning, angle):
                         control.change(turn, [shown_picture, turning, angle], viewer, api_name=False)
     return demo
+
+
+def inputs_default_method(kind: str) -> str:
+    return KINDS[kind].spec["method"].default_for(kind)
+
+
+def seed_of(summary: str) -> int:
+    """The seed a summary reports ('..., seed 5; ...')."""
+    return int(re.search(r"seed (\d+)", summary).group(1))
+
+
+def notice(message: str, results: int) -> tuple:
+    """Outputs that leave every earlier result as it is and put `message` in the summary box."""
+    import gradio as gr
+
+    outputs = [gr.skip()] * results
+    outputs[-5] = message  # the summary box comes before the command line, the history and the two menus
+    return tuple(outputs)

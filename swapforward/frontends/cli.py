@@ -179,7 +179,10 @@ def summary(kind: Kind, result: Any, out: Path, wall: float) -> str:
     seed = seed_summary(result)
     tail = (f", {seed}" if seed else "") + timeline_summary(kind, result)
     if kind.name == "audio":
-        return (f"{out}: {result.seconds:.2f} s of {result.method} audio at {result.sample_rate} Hz from "
+        import soundfile as sf
+
+        rate = sf.info(str(out)).samplerate  # the file's rate: --sample-rate and Opus resample the result
+        return (f"{out}: {result.seconds:.2f} s of {result.method} audio at {rate} Hz from "
                 f"{views_summary(result)}, {wall:.1f} s wall, real-time factor {wall / result.seconds:.2f}" + tail)
     w, h = result.image.size
     return f"{out}: {w} x {h} {result.method} panorama from {views_summary(result)}, {wall:.1f} s wall" + tail

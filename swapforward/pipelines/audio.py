@@ -14,7 +14,7 @@ import torch
 from ..core.layout import ViewLayout
 from ..delivery import normalize_loudness, resample, resample_circular, settings_json
 from ..errors import SwapForwardError
-from ..files import AUDIO_RATES, save_spectrogram, write_atomic, write_audio
+from ..files import OPUS_RATE, save_spectrogram, write_atomic, write_audio
 from ..inputs import read_audio
 from ..models import AUDIO_ADAPTERS
 from ..options import AUDIO, Request
@@ -76,20 +76,23 @@ class LongAudioOutput:
     def save(self, path: str | os.PathLike, sample_rate: int | None = None, loudness: float | None = None,
              sidecar: bool = False) -> str:
         """Write the audio atomically as WAV, FLAC, MP3, Ogg Vorbis or Opus (by extension), with the settings that
-        made it in its tags (and, with `sidecar`, in a JSON file beside it). `sample_rate` resamples (a loop as a
-        circle; Opus defaults to 48 kHz), `loudness` brings it to that integrated LUFS without clipping."""
+        made it in its tags (and, with `sidecar`, in a JSON file beside it), the written rate and loudness target
+        included. `sample_rate` resamples (a loop as a circle; Opus defaults to 48 kHz, its own rate), `loudness`
+        brings it to that integrated LUFS without clipping (a silent take is written as it is, with a note)."""
         audio, rate = self.audio, self.sample_rate
-        if sample_rate is None and str(path).lower().endswith(".opus") and rate not in AUDIO_RATES[".opus"]:
-            sample_rate = 48000
+        if sample_rate is None and str(path).lower().endswith(".opus"):
+            sample_rate = OPUS_RATE
         if sample_rate is not None and sample_rate != rate:
             target = round(audio.shape[-1] * sample_rate / rate)
             audio = resample_circular(audio, target) if self.layout.loop else resample(audio, rate, sample_rate)
             rate = sample_rate
+        applied = None
         if loudness is not None:
             audio, note = normalize_loudness(audio, rate, loudness)
+            applied = None if note and note.startswith("this take is silent") else loudness
             if note:
                 logger.warning(note)
-        values = self.info.get("settings", {})
+        values = {**self.info.get("settings", {}), "sample_rate": rate, "loudness": applied}
         tags = {"title": words_of(values.get("prompt")), "comment": settings_json(values),
                 "software": f"swapforward {values.get('swapforward', '')}".strip()}
         written = write_audio(path, audio, rate, tags=tags)
