@@ -499,7 +499,7 @@ def _panorama_sizes(values: dict[str, Any], label: Callable[[str], str]) -> None
 PROMPT = Option("prompt", "prompt", None, "What to generate: text, or (start, prompt) segments along the output.",
                 optional=True, app="main", cli_label="--prompt-at")  # required by a rule, unless a timeline is given
 NEGATIVE_PROMPT = Option("negative_prompt", "str", None, "What to steer away from (every segment without its own).",
-                         optional=True, app="main")
+                         optional=True, app="main", unset="none")
 TIMELINE = Option("timeline", "timeline", None, "Prompts along the output, one 'START PROMPT[ | NEGATIVE]' per line "
                   "(audio: m:ss; panoramas: pixels or fractions of the width); the command line reads it from a file.",
                   optional=True, cli_file=True)
