@@ -25,9 +25,9 @@ IMAGE_FORMATS = {".png": "PNG"}
 PANORAMA_FORMATS = {**IMAGE_FORMATS, ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def check_output_path(path: str | os.PathLike, formats: dict[str, str] | None) -> Path:
+def check_output_path(path: str | os.PathLike, formats: dict[str, str] | None, make_folder: bool = False) -> Path:
     """Refuse an output path before any work: unsupported extension (unless `formats` is None: any), missing or
-    unwritable folder, a folder."""
+    unwritable folder, a folder. With `make_folder` the folder may be missing if it can be made (batch jobs)."""
     path = Path(path).expanduser()
     ext = path.suffix.lower()
     if formats is not None and ext not in formats:
@@ -37,6 +37,9 @@ def check_output_path(path: str | os.PathLike, formats: dict[str, str] | None) -
         raise SwapForwardError(f"Cannot write {str(path)!r}: it is a folder; give a file name" +
                                (f" ending in {ext}." if ext else "."))
     folder = path.parent if str(path.parent) else Path(".")
+    if make_folder and not folder.exists():
+        check_output_folder(folder)
+        return path
     if not folder.is_dir():
         raise SwapForwardError(f"Cannot write {str(path)!r}: folder {str(folder)!r} does not exist.")
     if path.exists() and not os.access(path, os.W_OK):

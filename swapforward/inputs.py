@@ -53,14 +53,22 @@ def check_clip_length(label: str, samples: int, rate: int) -> None:
                                f"{MIN_CLIP_SECONDS:g} s.")
 
 
+def existing_file(value: str | os.PathLike, label: str, what: str) -> Path:
+    """The path of `value`; one sentence when it is missing or a folder."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise SwapForwardError(f"{label} {str(path)!r} is a folder; give {what}.")
+    if not path.is_file():
+        raise SwapForwardError(f"{label} {str(path)!r} does not exist.")
+    return path
+
+
 def clip_info(value: Any, label: str, sample_rate: int | None = None) -> float:
     """The clip's length in seconds, checking it can be read (the file's header only)."""
     if isinstance(value, (str, os.PathLike)):
         import soundfile as sf
 
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise SwapForwardError(f"{label} {str(path)!r} does not exist.")
+        path = existing_file(value, label, "an audio file")
         try:
             info = sf.info(str(path))
         except (RuntimeError, sf.LibsndfileError) as error:
@@ -68,6 +76,9 @@ def clip_info(value: Any, label: str, sample_rate: int | None = None) -> float:
         if info.frames <= 0:
             raise SwapForwardError(f"{label} {str(path)!r} holds no audio (zero length).")
         check_clip_length(label, info.frames, info.samplerate)
+        for block in sf.blocks(str(path), blocksize=1 << 16, dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():  # here, with the flag's name, rather than in the pipeline
+                raise SwapForwardError(f"{label} {str(path)!r} holds values that are not finite numbers.")
         return info.frames / info.samplerate
     return read_audio(value, label, sample_rate).seconds
 
@@ -121,9 +132,7 @@ def _open_picture(value: str | os.PathLike, label: str, use: Callable[[Any], Any
     """`use(image)` on the picture file `value` while it is open; one sentence if it is missing or unreadable."""
     from PIL import Image
 
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise SwapForwardError(f"{label} {str(path)!r} does not exist.")
+    path = existing_file(value, label, "a picture file")
     try:
         with Image.open(path) as image:
             return use(image)

@@ -119,7 +119,7 @@ class Option:
     def describe(self, kind: str, default: Any = None, show_default: bool = True) -> str:
         """One line of help: what it does, which methods use it, its default."""
         default = self.default_for(kind) if default is None else default
-        parts = [self.help.rstrip(".")]
+        parts = [self.help if self.help.endswith("...") else self.help.removesuffix(".")]
         if self.methods:
             parts.append(f"{', '.join(self.methods)} only")
         if show_default and default is not None and self.type != "bool":
@@ -752,8 +752,8 @@ EVALUATE = Spec("eval", (
 ))
 
 LAB = Spec("lab", (
-    Option("quick", "bool", False, "A smaller run of the main rows (25 steps, 128 styles canvases): about a minute on "
-           "two CPU cores.", app=""),
+    Option("quick", "bool", False, "A smaller run of the main rows (25 steps, 128 styles canvases): 16 s on two idle "
+           "CPU cores, about a minute when they are busy.", app=""),
     Option("out_dir", "path", "lab", "Folder for lab.md, lab.json and lab.png.", short="-o", app=""),
     Option("scheduler", "choice", "ddim", "The sampler: DDIM with epsilon or v prediction, or flow matching (Euler, "
            "SD 3 style).", choices=("ddim", "ddim-v", "flow"), app=""),

@@ -54,6 +54,7 @@ def test_analyze_command_writes_curves_for_every_method(tiny_model_dir, tmp_path
     lines = (tmp_path / "analysis.csv").read_text().splitlines()
     assert lines[0] == "method,step,region,frequency,relative_log_amplitude" and len(lines) == 1 + 2 * 2 * 2 * 16
     assert "overlap - reference at pi after step 6" in result.stdout
+    assert "safa, 4 views" in result.stderr and "md, 4 views" in result.stderr and "6/6" in result.stderr, "progress"
 
 
 def test_analyze_panorama_and_bad_input(tiny_sd_dir, tmp_path):

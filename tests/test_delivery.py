@@ -146,7 +146,7 @@ def test_the_command_line_refuses_bad_files_rates_and_missing_rank_weights_befor
         (["--out", str(tmp_path / "a.opus"), "--sample-rate", "44100"], ".opus takes sample rates of 8000, 12000"),
         (["--takes", "0"], "--takes must be a whole number >= 1 and <= 64, got '0'."),
         (["--loudness", "3"], "--loudness must be a finite number >= -70 and <= 0, got '3'."),
-        (["--takes", "2", "--rank", "clap"], "CLAP score and Intra-CLAP needs clap-htsat-unfused"),
+        (["--takes", "2", "--rank", "clap"], "CLAP score and Intra-CLAP need clap-htsat-unfused"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["audio", "rain", "--model", missing, *args])

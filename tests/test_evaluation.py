@@ -137,7 +137,7 @@ def test_missing_weights_are_one_sentence(tmp_path):
     from swapforward import SwapForwardError
 
     with pytest.raises(SwapForwardError,
-                       match=r"FD and KL \(PANNs CNN14, 16 kHz\) needs Cnn14_16k_mAP=0.438.pth in .*; "
+                       match=r"FD and KL \(PANNs CNN14, 16 kHz\) need Cnn14_16k_mAP=0.438.pth in .*; "
                              r"run `swapforward weights`"):
         load_cnn14(folder=tmp_path)
 
@@ -322,7 +322,7 @@ def test_eval_command_names_missing_weights(tmp_path, monkeypatch):
     (tmp_path / "gen").mkdir()
     sf.write(tmp_path / "gen" / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
     result = CliRunner().invoke(app, ["eval", str(tmp_path / "gen"), "--out", str(tmp_path / "m.json")])
-    assert result.exit_code == 2 and "needs Cnn14_16k_mAP=0.438.pth in" in result.stderr
+    assert result.exit_code == 2 and "need Cnn14_16k_mAP=0.438.pth in" in result.stderr
     assert not (tmp_path / "m.json").exists()
     empty = CliRunner().invoke(app, ["eval", str(tmp_path), "--kind", "panorama", "--out", str(tmp_path / "m.json")])
     assert empty.exit_code == 2 and "holds no .jpeg, .jpg, .png, .webp files." in empty.stderr

@@ -77,7 +77,7 @@ def test_eval_checks_the_metric_weights_before_making_a_reference_set(tiny_model
     start = time.perf_counter()
     result = runner.invoke(app, ["eval", tmp_path / "gen", "--reference-model", tiny_model_dir, "--prompt", "rain",
                                  "--reference-samples", 500, "--out", tmp_path / "m.json"])
-    assert result.exit_code == 2 and "needs Cnn14_16k_mAP=0.438.pth in" in result.stderr
+    assert result.exit_code == 2 and "need Cnn14_16k_mAP=0.438.pth in" in result.stderr
     assert not (tmp_path / "reference").exists(), "no reference clip was made"
     assert time.perf_counter() - start < 60
 
@@ -165,3 +165,94 @@ def test_the_lab_refuses_a_folder_it_cannot_write_before_any_work(capsys, monkey
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("error: Cannot write into '/proc/labx': '/proc' does not accept")
     assert not ran, "refused before the lab ran"
+
+
+@pytest.mark.parametrize("out,message", [
+    ("b.txt", "unsupported format '.txt'; use .wav, .flac, .mp3, .ogg, .opus"),
+    ("/proc/a.wav", "Cannot write '/proc/a.wav': the folder does not accept new files"),
+])
+def test_a_batch_job_s_output_is_checked_when_the_file_is_read(tmp_path, capsys, monkeypatch, out, message):
+    from swapforward.frontends import common
+    from swapforward.frontends.cli import main
+
+    loaded = []
+    monkeypatch.setattr(common, "load_model", lambda *a, **k: loaded.append(a))
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"prompt": "rain", "out": out}) + "\n")
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as info:
+        main(["batch", str(jobs), "--model", "/nowhere/model"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert err.startswith("error: 1 of 1 job in") and not loaded and time.perf_counter() - started < 5
+
+
+def test_batch_takes_model_and_the_other_loading_flags_as_every_job_s_defaults(tmp_path, tiny_model_dir):
+    from swapforward.frontends.batch import load_jobs
+    from swapforward.frontends.cli import pick
+    from swapforward.options import LOAD
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"prompt": "rain", "out": "a/b/c.wav", "seconds": 0.1, "steps": 1,
+                                "window_seconds": 0.064}) + "\n" +
+                    json.dumps({"prompt": "wind", "out": "d.wav", "model": str(tmp_path / "other")}) + "\n")
+    defaults = pick({"model": tiny_model_dir, "scheduler": "ddim"}, LOAD)
+    first, second = load_jobs(jobs, defaults)
+    assert (first.load.model, first.load.scheduler) == (tiny_model_dir, "ddim")
+    assert second.load.model == str(tmp_path / "other"), "a job's own field wins"
+    result = runner.invoke(app, ["batch", jobs, "--model", tiny_model_dir])
+    assert result.exit_code == 1 and "job 0 done" in result.stdout, result.output  # job 1's model does not exist
+    assert sf.info(tmp_path / "a" / "b" / "c.wav").frames == 1600, "its folder is made when it runs"
+
+
+def test_an_empty_jobs_file_says_there_are_no_jobs(tmp_path, capsys):
+    from swapforward.frontends.cli import main
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n\n")
+    with pytest.raises(SystemExit) as info:
+        main(["batch", str(jobs)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == f"error: Jobs file {str(jobs)!r} has no jobs; write one JSON object a line.\n"
+
+
+def test_messages_name_the_flag_and_the_problem(tmp_path, tiny_model_dir, capsys):
+    """Issue 24, item 10: what a command-line user typed is what the message names."""
+    from swapforward.frontends.cli import main
+
+    def error(*args):
+        with pytest.raises(SystemExit) as info:
+            main([str(a) for a in args])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        return err
+
+    out = ["--model", tiny_model_dir, "-o", tmp_path / "a.wav", "--steps", "1", "--window-seconds", "0.064"]
+    bad = tmp_path / "nan.wav"
+    sf.write(bad, np.array([0.0, np.nan] * 2000, dtype=np.float32), 16000, subtype="FLOAT")
+    assert error("audio", "x", "--init-audio", bad, *out) == \
+        f"error: --init-audio {str(bad)!r} holds values that are not finite numbers.\n"
+    assert error("audio", "x", "--init-audio", tmp_path, *out) == \
+        f"error: --init-audio {str(tmp_path)!r} is a folder; give an audio file.\n"
+    assert error("panorama", "x", "--init-image", tmp_path, "-o", tmp_path / "p.png") == \
+        f"error: --init-image {str(tmp_path)!r} is a folder; give a picture file.\n"
+    empty = tmp_path / "timeline.txt"
+    empty.write_text("\n  \n")
+    assert error("audio", "--timeline", empty, *out) == \
+        f"error: --timeline {str(empty)!r} is empty; write one 'START PROMPT[ | NEGATIVE]' per line.\n"
+    assert error("audoi") == "error: No such command 'audoi'. Did you mean 'audio'? See `swapforward --help`.\n"
+    assert error("audio", "x", "--stpes", "3") == \
+        "error: No such option: --stpes (Possible options: --dtype, --steps, --takes); see `swapforward audio " \
+        "--help`.\n"
+    state = tmp_path / "state.pt"
+    common = ["--model", tiny_model_dir, "--seconds", "0.2", "--window-seconds", "0.064", "--steps", "4"]
+    main_run = runner.invoke(app, ["audio", "x", *common, "--save-state", state, "--save-every", "1", "--seed", "1",
+                                   "-o", tmp_path / "first.wav"])
+    assert main_run.exit_code == 0 and state.exists(), main_run.output
+    assert error("audio", "x", *common[:3], "0.3", *common[4:], "--resume", state, "-o", tmp_path / "b.wav") == \
+        f"error: Cannot resume from {str(state)!r}: it was saved with --seconds 0.2, this run has --seconds 0.3; " \
+        "resume with the same settings.\n"
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"prompt": "x", "out": "a.wav", "colour": 1}) + "\n")
+    assert "unknown field 'colour' for an audio job" in error("batch", jobs)

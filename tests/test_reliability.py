@@ -82,10 +82,10 @@ def test_resuming_with_other_settings_is_refused_in_one_sentence(audioldm, tmp_p
     with pytest.raises(Stop):
         pipe("rain", save_state=state, save_every=2, callback=stop_at(3), **AUDIO)
     with pytest.raises(SwapForwardError, match=r"^Cannot resume from '.*state.pt': it was saved with "
-                                               r"num_inference_steps = 8, this run has num_inference_steps = 9; "
+                                               r"--steps 8, this run has --steps 9; "
                                                r"resume with the same settings\.$"):
         pipe("rain", resume_from=state, **{**AUDIO, "num_inference_steps": 9})
-    with pytest.raises(SwapForwardError, match=r"it was saved with prompt = 'rain', this run has prompt = 'snow'"):
+    with pytest.raises(SwapForwardError, match=r"it was saved with --prompt 'rain', this run has --prompt 'snow'"):
         pipe("snow", resume_from=state, **AUDIO)
     (tmp_path / "other.pt").write_bytes(b"not a state")
     with pytest.raises(SwapForwardError, match=r"^Cannot resume from '.*other.pt': it is not a state file written by "

@@ -148,9 +148,11 @@ class SpectralAnalysis:
 
 
 def analyze(
-    pipe: Any, request: Any, methods: list[str], every: int = 1, bins: int = 16, **options: Any
+    pipe: Any, request: Any, methods: list[str], every: int = 1, bins: int = 16, progress_bar: bool = True,
+    **options: Any
 ) -> SpectralAnalysis:
-    """Run `pipe` (LongAudioPipeline or PanoramaPipeline) once per method, recording the canvas every `every` steps.
+    """Run `pipe` (LongAudioPipeline or PanoramaPipeline) once per method, recording the canvas every `every` steps
+    (a progress bar per method shows the steps).
 
     `request` is a checked request of the pipeline's spec, or a prompt with the other `options` as keywords.
     """
@@ -167,7 +169,7 @@ def analyze(
             if (k + 1) % every == 0:
                 recorded[k + 1] = canvas.detach().float().cpu()
 
-        out = pipe.generate(request.replace(method=method), callback=record, progress_bar=False)
+        out = pipe.generate(request.replace(method=method), callback=record, progress_bar=progress_bar)
         if steps_total[0] not in recorded:
             recorded[steps_total[0]] = out.latents.detach().float().cpu()
         layout = out.layout

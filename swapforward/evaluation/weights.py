@@ -104,8 +104,9 @@ def require(name: str, folder: Path | None = None) -> Path:
     checkpoint = CHECKPOINTS[name]
     if not path.exists():
         source = checkpoint.url or f"the hub repository {checkpoint.repo}"
+        verb = "need" if " and " in checkpoint.used_by else "needs"
         raise SwapForwardError(
-            f"{checkpoint.used_by} needs {name} in {folder}; run `swapforward weights` on a machine with "
+            f"{checkpoint.used_by} {verb} {name} in {folder}; run `swapforward weights` on a machine with "
             f"network access (or put {source} there)."
         )
     verify(path, checkpoint)

@@ -70,7 +70,9 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     fields = set(job_fields(kind))
     unknown = sorted(set(record) - fields)
     if unknown:
-        raise SwapForwardError(f"unknown field {unknown[0]!r} for a {kind} job; known: {', '.join(sorted(fields))}")
+        article = "an" if kind == "audio" else "a"
+        raise SwapForwardError(f"unknown field {unknown[0]!r} for {article} {kind} job; known: "
+                               f"{', '.join(sorted(fields))}")
     spec, outputs = KINDS[kind].spec, OUTPUT[kind]
     for option in spec.options:  # input files, like outputs, are relative to the jobs file
         value = record.get(option.key)
@@ -86,8 +88,9 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     output = outputs.check(share({o.key for o in outputs.options}), "job")
     paths = {o.name: output[o.name] for o in outputs.options if o.type == "path" and output[o.name] is not None}
     output = output.replace(**{name: p if p.is_absolute() else base / p for name, p in paths.items()})
-    from .common import check_fits
+    from .common import check_fits, check_outputs, request_takes
 
+    check_outputs(KINDS[kind], output, request_takes(request), make_folder=True)  # not after minutes of generating
     check_fits(KINDS[kind], request, lambda name: spec[name].label("job"))
     run = RUN.check(share({o.key for o in JOB_RUN}), "job")
     if run.save_state is not None and not run.save_state.is_absolute():
@@ -140,7 +143,11 @@ def load_jobs(path: str | os.PathLike, defaults: Request | None = None) -> list[
         raise SwapForwardError(f"Jobs file {str(path)!r} must be JSON Lines (.jsonl) or CSV (.csv).")
     defaults = defaults or LOAD.check({})
     jobs, bad = [], []
-    for index, record in enumerate(read_records(path)):
+    records = read_records(path)
+    if not records:
+        how = "one row a job under the header" if path.suffix.lower() == ".csv" else "one JSON object a line"
+        raise SwapForwardError(f"Jobs file {str(path)!r} has no jobs; write {how}.")
+    for index, record in enumerate(records):
         try:
             if isinstance(record, Exception):
                 raise record
@@ -149,8 +156,9 @@ def load_jobs(path: str | os.PathLike, defaults: Request | None = None) -> list[
             bad.append(f"job {index}: {str(error).rstrip('.')}")
     if bad:
         listed = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise SwapForwardError(f"{len(bad)} of {len(jobs) + len(bad)} jobs in {str(path)!r} are not valid, "
-                               f"so none was run: {listed}.")
+        total = len(jobs) + len(bad)
+        raise SwapForwardError(f"{len(bad)} of {total} {'job' if total == 1 else 'jobs'} in {str(path)!r} "
+                               f"{'is' if len(bad) == 1 else 'are'} not valid, so none was run: {listed}.")
     seen: dict[Path, int] = {}
     for job in jobs:
         other = seen.setdefault(job.out.resolve(), job.index)

@@ -41,7 +41,7 @@ from ..options import (
 from ..prompts import describe, words
 from ..registry import KINDS, Kind
 from ..signals import Interrupted, deferred
-from .common import check_fits, check_outputs, check_ranking, load_model, quiet_libraries, save_result
+from .common import check_fits, check_outputs, check_ranking, load_model, quiet_libraries, request_takes, save_result
 from .summary import seed_summary, views_summary
 
 app = typer.Typer(
@@ -155,16 +155,19 @@ def pick(given: Mapping[str, Any], spec: Spec, source: str = "cli") -> Request:
 
 def read_flag_file(option: Option, path: str) -> str:
     try:
-        return Path(path).expanduser().read_text()
+        text = Path(path).expanduser().read_text()
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise SwapForwardError(f"Cannot read {option.flag} {path!r}: {reason}.") from None
+    if not text.strip():
+        raise SwapForwardError(f"{option.flag} {path!r} is empty; write {option.allowed()}.")
+    return text
 
 
-def load_flags(kind: Kind | None = None) -> list[inspect.Parameter]:
-    """The flags of how a model is loaded (--model only with a kind, whose default model it shows)."""
+def load_flags(kind: Kind | None = None, model: bool = False) -> list[inspect.Parameter]:
+    """The flags of how a model is loaded (--model with a kind, whose default model it shows, or with `model`)."""
     return [flag(o, "load", kind.default_model if o.name == "model" and kind else None)
-            for o in LOAD.options if o.name != "model" or kind is not None]
+            for o in LOAD.options if o.name != "model" or kind is not None or model]
 
 
 def generation_flags(kind: Kind) -> list[inspect.Parameter]:
@@ -237,11 +240,6 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
                    f"same change in pitch and tempo).")
 
 
-def request_takes(request: Request) -> int:
-    """How many takes a checked request asks for."""
-    return int(request.get("num_waveforms_per_prompt", request.get("num_images_per_prompt", 1)))
-
-
 def take_line(path: Path, take: Any) -> str:
     score = take.info.get("score")
     return f"{path} seed {take.info.get('seed')}" + ("" if score is None else f" score {score:.3f}")
@@ -272,7 +270,7 @@ def panorama(
     generate(KINDS["panorama"], prompt, prompt_at, given)
 
 
-@command("batch", load_flags())
+@command("batch", load_flags(model=True))
 def batch(
     given: dict,
     jobs: Path = typer.Argument(..., help="Jobs file: JSON Lines (.jsonl) or CSV (.csv), one job per line."),
@@ -482,8 +480,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         typer.echo(error.format_message())
         sys.exit(0)
     except errors.UsageError as error:
-        hint = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
-        typer.echo(f"error: {error.format_message().rstrip('.')}{hint}.", err=True)
+        message = error.format_message().rstrip(".")
+        if error.ctx is not None:  # a question ('Did you mean ...?') keeps its mark
+            see = f"see `{error.ctx.command_path} --help`."
+            message = f"{message} {see[0].upper()}{see[1:]}" if message.endswith("?") else f"{message}; {see}"
+        typer.echo(f"error: {message}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt) as stop:
         typer.echo(f"interrupted ({getattr(stop, 'name', 'SIGINT')}); nothing was written.", err=True)

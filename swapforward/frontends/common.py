@@ -71,19 +71,25 @@ def load_model(kind: Kind, load: Request, device: str | None = None) -> Any:
     )
 
 
+def request_takes(request: Request) -> int:
+    """How many takes a checked request asks for."""
+    return int(request.get("num_waveforms_per_prompt", request.get("num_images_per_prompt", 1)))
+
+
 def take_path(path: Path, take: int, takes: int) -> Path:
     """The file of take `take`: the path itself for one take, name_0.ext, name_1.ext, ... for several."""
     return path if takes == 1 else path.with_name(f"{path.stem}_{take}{path.suffix}")
 
 
-def check_outputs(kind: Kind, output: Request, takes: int = 1) -> None:
-    """Refuse unwritable or unsupported outputs, and a sample rate the format cannot take, before any model work."""
+def check_outputs(kind: Kind, output: Request, takes: int = 1, make_folder: bool = False) -> None:
+    """Refuse unwritable or unsupported outputs, and a sample rate the format cannot take, before any model work
+    (with `make_folder`, a missing folder that can be made is fine)."""
     from ..files import AUDIO_RATES, IMAGE_FORMATS, check_output_path
 
     for take in range(takes):
-        check_output_path(take_path(output.out, take, takes), kind.formats)
+        check_output_path(take_path(output.out, take, takes), kind.formats, make_folder)
         if output.get("spectrogram") is not None:
-            check_output_path(take_path(output.spectrogram, take, takes), IMAGE_FORMATS)
+            check_output_path(take_path(output.spectrogram, take, takes), IMAGE_FORMATS, make_folder)
     rates = AUDIO_RATES.get(output.out.suffix.lower())
     if rates and output.get("sample_rate") is not None and output.sample_rate not in rates:
         raise SwapForwardError(f"{output.out.suffix} takes sample rates of {', '.join(map(str, rates))} Hz, not "

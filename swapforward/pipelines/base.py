@@ -171,7 +171,8 @@ class JointPipeline:
         generator, seed = generators(generator, request.seed, takes)
         asked = self.settings(request, seed)
         if resumed is not None:
-            check_resumable(resumed, asked, resume_from)
+            names = {o.name: o.flag for o in self.spec.options}  # --resume is the command line's
+            check_resumable(resumed, asked, resume_from, lambda key: names.get(key, key))
         timeline = None if isinstance(request.prompt, str) else [
             (min(layout.length - 1, self.start_frame(segment.start)), segment) for segment in request.prompt]
         media = self.media(request, layout, canvas_shape)

@@ -10,6 +10,7 @@ equals an uninterrupted run bit for bit. A state file is a pickle: resume only f
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,13 +78,15 @@ def load_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> R
     return RunState(data["asked"], loop, data["generators"], tuple(data["counts"]))
 
 
-def check_resumable(state: RunState, asked: dict[str, Any], path: str | os.PathLike) -> None:
-    """One sentence naming the first setting in which the run asked for differs from the saved one."""
+def check_resumable(state: RunState, asked: dict[str, Any], path: str | os.PathLike,
+                    label: Callable[[str], str] = str) -> None:
+    """One sentence naming the first setting in which the run asked for differs from the saved one (by `label`:
+    the command line's flag)."""
     for key in sorted(set(state.asked) | set(asked)):
         if state.asked.get(key) != asked.get(key):
             raise SwapForwardError(
-                f"Cannot resume from {str(path)!r}: it was saved with {key} = {state.asked.get(key)!r}, this run has "
-                f"{key} = {asked.get(key)!r}; resume with the same settings."
+                f"Cannot resume from {str(path)!r}: it was saved with {label(key)} {state.asked.get(key)!r}, this run "
+                f"has {label(key)} {asked.get(key)!r}; resume with the same settings."
             )
 
 
