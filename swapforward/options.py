@@ -792,6 +792,9 @@ def markdown_table() -> str:
             defaults.append("none" if value is None else f"`{value}`" if value != "-" else "-")
         flag = "`PROMPT` (argument), `prompt`" if name == "prompt" else f"`{option.flag}`" + (
             f", `{option.short}`" if option.short else "") + (f", `{option.key}`" if option.field else "")
-        rows.append(f"| `{name}` | {flag} | {defaults[0]} | {defaults[1]} | {option.allowed()} | "
+        allowed = {spec.kind: spec[name].allowed() for spec in (AUDIO, PANORAMA) if name in spec.names()}
+        allowed_text = "; ".join(f"{kind}: {words}" for kind, words in allowed.items()) if len(
+            set(allowed.values())) > 1 else option.allowed()
+        rows.append(f"| `{name}` | {flag} | {defaults[0]} | {defaults[1]} | {allowed_text} | "
                     f"{', '.join(option.methods) or 'all'} | {option.help} |")
     return "\n".join(rows)
