@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,13 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     """Write (channels, samples) float audio in the format of the extension (WAV float32, FLAC 24-bit, MP3, Ogg
     Vorbis, Ogg Opus), with `tags` (title, comment, software, artist) where the format keeps them. The same audio
     gives the same bytes: the timestamp libsndfile puts in a float WAV's PEAK chunk is zeroed."""
+    return write_audio_chunks(path, [audio], sample_rate, tags)
+
+
+def write_audio_chunks(path: str | os.PathLike, chunks: Iterable[np.ndarray], sample_rate: int,
+                       tags: dict[str, str] | None = None) -> Path:
+    """`write_audio` of the (channels, samples) pieces of one waveform, in order, each written as it comes (hours of
+    audio stream to the file; nothing appears at `path` until the last piece is written)."""
     import soundfile as sf
 
     path = check_output_path(path, AUDIO_FORMATS)
@@ -112,17 +119,23 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     if rates is not None and sample_rate not in rates:
         raise SwapForwardError(f"{ext} takes sample rates of {', '.join(str(r) for r in rates)} Hz, not {sample_rate}; "
                                f"choose one with --sample-rate.")
-    data = np.asarray(audio, dtype=np.float32).T
-    if ext != ".wav":
-        data = np.clip(data, -1.0, 1.0)
+    pieces = iter(chunks)
+
+    def frames(chunk: np.ndarray) -> np.ndarray:
+        data = np.asarray(chunk, dtype=np.float32).T
+        return np.clip(data, -1.0, 1.0) if ext != ".wav" else data
+
+    first = frames(next(pieces))
 
     def write(tmp: Path) -> None:
-        with sf.SoundFile(tmp, "w", sample_rate, data.shape[1], format=AUDIO_FORMATS[ext],
+        with sf.SoundFile(tmp, "w", sample_rate, first.shape[1], format=AUDIO_FORMATS[ext],
                           subtype=AUDIO_SUBTYPES[ext]) as f:
             for key, value in (tags or {}).items():
                 if key in TAGS and value:
                     setattr(f, key, value)
-            f.write(data)
+            f.write(first)
+            for piece in pieces:
+                f.write(frames(piece))
         if ext == ".wav":
             _zero_peak_timestamp(tmp)
 
@@ -137,6 +150,23 @@ def _zero_peak_timestamp(path: Path) -> None:
         if at >= 0:
             f.seek(at + 12)  # 'PEAK', chunk size, version, then the 4-byte timestamp
             f.write(b"\0\0\0\0")
+
+
+#: A spectrogram picture is at most 2,400 pixels wide: beyond this many frames, frames are averaged in blocks first.
+SPECTROGRAM_FRAMES = 16384
+
+
+def decimated(mel: np.ndarray, limit: int = SPECTROGRAM_FRAMES) -> np.ndarray:
+    """(frames, bins) with at most `limit` frames: blocks of frames averaged (hours of audio plot in the memory and
+    time of minutes; shorter spectrograms are drawn as they are)."""
+    if mel.shape[0] <= limit:
+        return mel
+    block = -(-mel.shape[0] // limit)
+    whole = mel.shape[0] // block * block
+    parts = [mel[:whole].reshape(-1, block, mel.shape[1]).mean(axis=1)]
+    if whole < mel.shape[0]:
+        parts.append(mel[whole:].mean(axis=0, keepdims=True))
+    return np.concatenate(parts).astype(np.float32)
 
 
 def save_spectrogram(
@@ -159,7 +189,7 @@ def save_spectrogram(
 
     path = check_output_path(path, IMAGE_FORMATS)
     fig, ax = plt.subplots(figsize=(float(min(24.0, max(6.0, seconds / 2.5))), 3.2), dpi=100)
-    ax.imshow(mel.T, origin="lower", aspect="auto", extent=(0.0, seconds, 0, mel.shape[1]), cmap="magma")
+    ax.imshow(decimated(mel).T, origin="lower", aspect="auto", extent=(0.0, seconds, 0, mel.shape[1]), cmap="magma")
     for start, end in overlaps:
         ax.axvspan(start, end, color="cyan", alpha=0.2, lw=0)
     for x in boundaries:

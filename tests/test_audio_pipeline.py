@@ -176,8 +176,8 @@ def test_multistep_schedulers_run_every_method(audioldm, scheduler_cls):
 def test_loop_makes_a_circular_latent_decoded_circularly(audioldm):
     long = LongAudioPipeline.from_pipe(audioldm)
     seen = []
-    decode = long.adapter.decode
-    long.adapter.decode = lambda latents, window, loop: seen.append(loop) or decode(latents, window, loop)
+    decode = long.adapter.decode_chunks
+    long.adapter.decode_chunks = lambda latents, window, loop: seen.append(loop) or decode(latents, window, loop)
     out = long(PROMPT, audio_length_in_s=0.15, window_seconds=WINDOW_S, loop=True, num_inference_steps=3, seed=0,
                progress_bar=False)
     last = out.layout.indices[-1].tolist()

@@ -1,5 +1,7 @@
 """The model-agnostic core: view layout, merge operators (Eq. 4, 7, 9, 10) and the joint loop."""
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
@@ -14,6 +16,7 @@ from swapforward.core import (
     reference_swap_mask,
     swap_mask,
     swap_weights,
+    tiling,
     triangular_weights,
 )
 from swapforward.core.methods import REFERENCE_PHASES
@@ -446,3 +449,80 @@ def test_looped_tiled_decoding_is_circular():
     assert torch.allclose(tiled, circular(x), atol=1e-6)
     rolled = decode_tiled(x.roll(37, -1), decode, axis=-1, out_axis=-1, factor=4, tile=16, overlap=4, loop=True)
     assert torch.allclose(rolled, tiled.roll(37 * 4, -1), atol=1e-6)
+
+
+def decode_tiled_in_one_buffer(
+    latents: torch.Tensor,
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    axis: int,
+    out_axis: int,
+    factor: int,
+    tile: int,
+    overlap: int,
+    loop: bool = False,
+) -> torch.Tensor:
+    """The tiled decoder as it was before it streamed: the whole output summed in one buffer (the oracle)."""
+    axis = axis % latents.ndim
+    length = latents.shape[axis]
+    overlap = min(overlap, max(0, tile - 1))
+    pad = min(overlap, length) if loop else 0
+    if pad:
+        latents = torch.cat(
+            [latents.narrow(axis, length - pad, pad), latents, latents.narrow(axis, 0, pad)], dim=axis
+        )
+    total = latents.shape[axis]
+    starts = tiling.tile_starts(total, tile, overlap)
+    if len(starts) == 1:
+        out = decode(latents)
+        out_axis = out_axis % out.ndim
+    else:
+        out = None
+        weight = latents.new_zeros(total * factor, dtype=torch.float32)
+        for i, start in enumerate(starts):
+            size = min(tile, total)
+            piece = decode(latents.narrow(axis, start, size))
+            out_axis = out_axis % piece.ndim
+            piece = piece.narrow(out_axis, 0, size * factor)
+            fade_in = (starts[i - 1] + size - start) * factor if i > 0 else 0
+            fade_out = (start + size - starts[i + 1]) * factor if i + 1 < len(starts) else 0
+            w = tiling._ramp(size * factor, fade_in, fade_out).to(weight)
+            shape = [1] * piece.ndim
+            shape[out_axis] = size * factor
+            if out is None:
+                full = list(piece.shape)
+                full[out_axis] = total * factor
+                out = piece.new_zeros(full)
+            out.narrow(out_axis, start * factor, size * factor).add_(piece * w.to(piece.dtype).view(shape))
+            weight.narrow(0, start * factor, size * factor).add_(w)
+        shape = [1] * out.ndim
+        shape[out_axis] = total * factor
+        out = out / weight.to(out.dtype).view(shape)
+    if pad:
+        out = out.narrow(out_axis, pad * factor, length * factor)
+    return out
+
+
+@pytest.mark.parametrize("loop", [False, True])
+@pytest.mark.parametrize("length,tile,overlap,factor", [(100, 16, 4, 4), (37, 8, 7, 3), (64, 16, 2, 1), (9, 16, 4, 4),
+                                                        (16, 16, 4, 2), (17, 16, 15, 5), (250, 32, 4, 8)])
+def test_streamed_tiles_join_to_the_one_buffer_decode_bit_for_bit(loop, length, tile, overlap, factor):
+    from swapforward.core.tiling import decode_tiled_chunks
+
+    torch.manual_seed(length * tile + overlap)
+    kernel = torch.randn(factor, 2, 3)
+
+    def decode(x):  # (1, 2, n) -> (1, 1, n * factor), each frame depending on its neighbours
+        y = torch.nn.functional.conv1d(x, kernel, padding=1)
+        return y.transpose(1, 2).reshape(1, 1, -1)
+
+    x = torch.randn(1, 2, length)
+    expected = decode_tiled_in_one_buffer(x, decode, axis=-1, out_axis=-1, factor=factor, tile=tile, overlap=overlap,
+                                          loop=loop)
+    chunks = list(decode_tiled_chunks(x, decode, axis=-1, out_axis=-1, factor=factor, tile=tile, overlap=overlap,
+                                      loop=loop))
+    assert torch.equal(torch.cat(chunks, dim=-1), expected)
+    assert torch.equal(decode_tiled(x, decode, axis=-1, out_axis=-1, factor=factor, tile=tile, overlap=overlap,
+                                    loop=loop), expected)
+    if length > 2 * tile:
+        assert max(c.shape[-1] for c in chunks) <= tile * factor, "no piece larger than a tile: memory stays flat"

@@ -170,3 +170,49 @@ def test_a_run_in_segments_of_views_equals_the_run_in_one(audioldm, monkeypatch,
     assert whole.layout.num_views >= 6 and sizes == [3]
     assert torch.equal(parts.latents, whole.latents) and np.array_equal(parts.audio, whole.audio)
     assert parts.model_calls == whole.model_calls
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_an_output_too_long_to_hold_streams_to_the_same_file_bytes(audioldm, monkeypatch, tmp_path, loop):
+    """Past STREAM_SAMPLES the waveform is never held: the vocoder's pieces go to the file as they are decoded. The
+    file is the one the in-memory write makes, byte for byte (WAV and FLAC), loops and cut lengths alike."""
+    import soundfile as sf
+
+    from swapforward.models.audioldm import AudioLDMAdapter
+    from swapforward.pipelines import memory
+
+    pipe = LongAudioPipeline.from_pipe(audioldm)
+    args = dict(audio_length_in_s=0.9, window_seconds=0.064, num_inference_steps=2, seed=4, loop=loop,
+                progress_bar=False)  # 0.9 s: 450 frames of 2 ms, so not a whole number of vocoder tiles
+    held = pipe("rain", **args)
+    monkeypatch.setattr(memory, "STREAM_SAMPLES", 1000)
+    pieces = []
+    original = AudioLDMAdapter.decode_chunks
+
+    def counted(self, *a, **k):
+        mel, waves = original(self, *a, **k)
+        return mel, lambda: (pieces.append(p.shape[-1]) or p for p in waves())
+
+    monkeypatch.setattr(AudioLDMAdapter, "decode_chunks", counted)
+    streamed = pipe("rain", **args)
+    assert held.audio is not None and streamed.audio is None and streamed.samples == held.samples == 14400
+    assert streamed.seconds == held.seconds == 0.9
+    for ext in ("wav", "flac"):
+        a, b = held.save(tmp_path / f"held.{ext}"), streamed.save(tmp_path / f"streamed.{ext}")
+        assert open(a, "rb").read() == open(b, "rb").read(), ext
+    assert len(pieces) > 10 and max(pieces) <= 32 * 4 * 2 * 4, "pieces of about a vocoder tile, not the whole"
+    assert np.array_equal(streamed.waveform(), held.audio), "the Python API can still have it whole"
+    assert sf.info(tmp_path / "streamed.flac").frames == 14400
+    again = streamed.save(tmp_path / "again.wav", sample_rate=8000)  # a resampled copy needs it whole: still works
+    assert sf.info(again).frames == 7200
+
+
+def test_a_long_spectrogram_is_averaged_in_blocks_before_it_is_drawn():
+    from swapforward.files import SPECTROGRAM_FRAMES, decimated
+
+    short = np.random.default_rng(0).random((SPECTROGRAM_FRAMES, 8), dtype=np.float32)
+    assert decimated(short) is short, "pictures of minutes are drawn from every frame, as before"
+    long = np.arange(3 * SPECTROGRAM_FRAMES + 5, dtype=np.float32)[:, None].repeat(2, 1)
+    small = decimated(long)
+    assert small.shape == (12290, 2) and small.shape[0] <= SPECTROGRAM_FRAMES  # blocks of 4 frames, and the rest
+    assert small[0, 0] == 1.5 and small[-1, 0] == long[-1, 0]

@@ -10,7 +10,7 @@ exactly as the base pipeline does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -57,6 +57,25 @@ def decode_tiled(
     loop: bool = False,
 ) -> torch.Tensor:
     """Apply `decode` (input frames -> `factor` output frames each, along the axes given) tile by tile."""
+    chunks = list(decode_tiled_chunks(latents, decode, axis=axis, out_axis=out_axis, factor=factor, tile=tile,
+                                      overlap=overlap, loop=loop))
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=out_axis % chunks[0].ndim)
+
+
+def decode_tiled_chunks(
+    latents: torch.Tensor,
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    axis: int,
+    out_axis: int,
+    factor: int,
+    tile: int,
+    overlap: int,
+    loop: bool = False,
+) -> Iterator[torch.Tensor]:
+    """`decode_tiled`'s output in order, a piece per tile: the frames before the next tile's start are final once a
+    tile is added, so only about one tile of output is held at a time (hours of audio stream to a file). Each frame
+    is summed and divided exactly as in one buffer, so the pieces joined are the whole output bit for bit."""
     axis = axis % latents.ndim
     length = latents.shape[axis]
     overlap = min(overlap, max(0, tile - 1))
@@ -69,29 +88,36 @@ def decode_tiled(
     starts = tile_starts(total, tile, overlap)
     if len(starts) == 1:
         out = decode(latents)
-        out_axis = out_axis % out.ndim
-    else:
-        out = None
-        weight = latents.new_zeros(total * factor, dtype=torch.float32)
-        for i, start in enumerate(starts):
-            size = min(tile, total)
-            piece = decode(latents.narrow(axis, start, size))
-            out_axis = out_axis % piece.ndim
-            piece = piece.narrow(out_axis, 0, size * factor)
-            fade_in = (starts[i - 1] + size - start) * factor if i > 0 else 0
-            fade_out = (start + size - starts[i + 1]) * factor if i + 1 < len(starts) else 0
-            w = _ramp(size * factor, fade_in, fade_out).to(weight)
-            shape = [1] * piece.ndim
-            shape[out_axis] = size * factor
-            if out is None:
-                full = list(piece.shape)
-                full[out_axis] = total * factor
-                out = piece.new_zeros(full)
-            out.narrow(out_axis, start * factor, size * factor).add_(piece * w.to(piece.dtype).view(shape))
-            weight.narrow(0, start * factor, size * factor).add_(w)
-        shape = [1] * out.ndim
-        shape[out_axis] = total * factor
-        out = out / weight.to(out.dtype).view(shape)
-    if pad:
-        out = out.narrow(out_axis, pad * factor, length * factor)
-    return out
+        yield out.narrow(out_axis % out.ndim, pad * factor, length * factor) if pad else out
+        return
+    first, last = pad * factor, (pad + length) * factor  # the output without the loop's padding
+    held: torch.Tensor | None = None  # sums of output frames [base, base + held's length)
+    weight = latents.new_zeros(0, dtype=torch.float32)
+    base = 0
+    for i, start in enumerate(starts):
+        size = min(tile, total)
+        piece = decode(latents.narrow(axis, start, size))
+        out_axis = out_axis % piece.ndim
+        piece = piece.narrow(out_axis, 0, size * factor)
+        fade_in = (starts[i - 1] + size - start) * factor if i > 0 else 0
+        fade_out = (start + size - starts[i + 1]) * factor if i + 1 < len(starts) else 0
+        w = _ramp(size * factor, fade_in, fade_out).to(weight)
+        shape = [1] * piece.ndim
+        shape[out_axis] = size * factor
+        end = (start + size) * factor
+        grow = end - base - (0 if held is None else held.shape[out_axis])
+        if grow > 0:
+            zeros = list(piece.shape)
+            zeros[out_axis] = grow
+            held = piece.new_zeros(zeros) if held is None else torch.cat([held, piece.new_zeros(zeros)], out_axis)
+            weight = torch.cat([weight, weight.new_zeros(grow)])
+        held.narrow(out_axis, start * factor - base, size * factor).add_(piece * w.to(piece.dtype).view(shape))
+        weight.narrow(0, start * factor - base, size * factor).add_(w)
+        done = (starts[i + 1] if i + 1 < len(starts) else total) * factor  # no later tile reaches before here
+        count = done - base
+        shape[out_axis] = count
+        final = held.narrow(out_axis, 0, count) / weight[:count].to(held.dtype).view(shape)
+        lo, hi = max(first, base) - base, min(last, done) - base
+        if hi > lo:
+            yield final.narrow(out_axis, lo, hi - lo)
+        held, weight, base = held.narrow(out_axis, count, held.shape[out_axis] - count), weight[count:], done

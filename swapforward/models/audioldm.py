@@ -6,10 +6,12 @@ frame is VAE-factor mel frames of `hop` samples each (40 ms for the released che
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import torch
 
-from ..core.tiling import decode_tiled
+from ..core.tiling import decode_tiled, decode_tiled_chunks
 from .base import AudioAdapter, classifier_free
 
 
@@ -79,6 +81,14 @@ class AudioLDMAdapter(AudioAdapter):
 
     @torch.no_grad()
     def decode(self, latents, window, loop):
+        mel, waves = self.decode_chunks(latents, window, loop)
+        return np.concatenate(list(waves()), axis=-1), mel
+
+    @torch.no_grad()
+    def decode_chunks(self, latents, window, loop) -> tuple[np.ndarray, Callable[[], Iterator[np.ndarray]]]:
+        """The mel spectrogram (frames, bins), and a function that vocodes it into the waveform (channels, samples)
+        in pieces of about one vocoder tile, in order, so that hours of audio go to a file without being held (each
+        call starts again); joined, the pieces are `decode`'s waveform bit for bit."""
         vae, vocoder = self.pipe.vae, self.pipe.vocoder
         scale = vae.config.scaling_factor
         mel = decode_tiled(
@@ -93,17 +103,15 @@ class AudioLDMAdapter(AudioAdapter):
         )
         mel = mel[:, 0]
         mel_window = window * self.vae_factor
-        wave = decode_tiled(
-            mel.to(vocoder.dtype),
-            vocoder,
-            axis=1,
-            out_axis=1,
-            factor=self.hop,
-            tile=mel_window,
-            overlap=max(1, mel_window // 8),
-            loop=loop,
-        )
-        return wave.float().cpu().numpy(), mel[0].float().cpu().numpy()
+
+        def waves() -> Iterator[np.ndarray]:
+            pieces = decode_tiled_chunks(mel.to(vocoder.dtype), vocoder, axis=1, out_axis=1, factor=self.hop,
+                                         tile=mel_window, overlap=max(1, mel_window // 8), loop=loop)
+            with torch.no_grad():
+                for piece in pieces:
+                    yield piece.float().cpu().numpy()
+
+        return mel[0].float().cpu().numpy(), waves
 
 
 class AudioLDM2Adapter(AudioLDMAdapter):

@@ -9,6 +9,7 @@ the pipeline it wraps stays usable and unchanged.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,13 @@ class AudioAdapter(LatentAdapter):
     @abstractmethod
     def decode(self, latents: torch.Tensor, window: int, loop: bool) -> tuple[np.ndarray, np.ndarray]:
         """Long latent -> (waveform float32 (channels, samples), spectrogram float32 (frames, bins))."""
+
+    def decode_chunks(self, latents: torch.Tensor, window: int,
+                      loop: bool) -> tuple[np.ndarray, Callable[[], Iterator[np.ndarray]]]:
+        """(spectrogram, a function giving the waveform in pieces, in order): one piece here; adapters whose
+        decoder streams (AudioLDM's vocoder) give pieces of a tile, so hours of audio are never held whole."""
+        wave, spectrogram = self.decode(latents, window, loop)
+        return spectrogram, lambda: iter([wave])
 
     @abstractmethod
     def encode_audio(self, audio: np.ndarray) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +15,11 @@ import torch
 from ..core.layout import ViewLayout
 from ..delivery import normalize_loudness, resample, resample_circular, settings_json
 from ..errors import SwapForwardError
-from ..files import OPUS_RATE, save_spectrogram, write_atomic, write_audio
+from ..files import OPUS_RATE, save_spectrogram, write_atomic, write_audio, write_audio_chunks
 from ..inputs import read_audio
 from ..models import AUDIO_ADAPTERS
 from ..options import AUDIO, Request
+from . import memory
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
@@ -37,8 +39,9 @@ def words_of(prompt: Any) -> str:
 class LongAudioOutput:
     """What a generation returns: the waveform and everything needed to inspect or reuse it."""
 
-    audio: np.ndarray
-    """float32 waveform, (channels, samples)."""
+    audio: np.ndarray | None
+    """float32 waveform, (channels, samples); None for an output longer than `memory.STREAM_SAMPLES` (about 70
+    minutes at 16 kHz), which `save` writes as it is decoded and `waveform()` gives whole."""
     sample_rate: int
     latents: torch.Tensor
     """Final long latent x_0, batch 1."""
@@ -56,10 +59,22 @@ class LongAudioOutput:
     """(start, end) seconds that hold the input clip's own samples (with splice)."""
     takes: list[LongAudioOutput] = field(default_factory=list, repr=False)
     """Every take of the call (this one first; best first when ranked); each has its own seed in info["seed"]."""
+    stream: Callable[[], Iterator[np.ndarray]] | None = field(default=None, repr=False)
+    """For a streamed output: the waveform's pieces, in order, decoded anew at each call."""
+    samples: int = 0
+    """The waveform's length in samples."""
+
+    def __post_init__(self) -> None:
+        if self.audio is not None:
+            self.samples = self.audio.shape[-1]
 
     @property
     def seconds(self) -> float:
-        return self.audio.shape[-1] / self.sample_rate
+        return self.samples / self.sample_rate
+
+    def waveform(self) -> np.ndarray:
+        """The whole waveform (channels, samples), joined from the stream for an output too long to keep."""
+        return self.audio if self.audio is not None else np.concatenate(list(self.stream()), axis=-1)
 
     @property
     def audios(self) -> list[np.ndarray]:
@@ -79,9 +94,20 @@ class LongAudioOutput:
         made it in its tags (and, with `sidecar`, in a JSON file beside it), the written rate and loudness target
         included. `sample_rate` resamples (a loop as a circle; Opus defaults to 48 kHz, its own rate), `loudness`
         brings it to that integrated LUFS without clipping (a silent take is written as it is, with a note)."""
-        audio, rate = self.audio, self.sample_rate
+        rate = self.sample_rate
         if sample_rate is None and str(path).lower().endswith(".opus"):
             sample_rate = OPUS_RATE
+        values = self.info.get("settings", {})
+        tags = {"title": words_of(values.get("prompt")), "comment": settings_json(values),
+                "software": f"swapforward {values.get('swapforward', '')}".strip()}
+        if self.audio is None and sample_rate in (None, rate) and loudness is None:  # hours: piece by piece
+            values = {**values, "sample_rate": rate, "loudness": None}
+            tags["comment"] = settings_json(values)
+            written = write_audio_chunks(path, self.stream(), rate, tags=tags)
+            if sidecar:
+                write_atomic(f"{written}.json", lambda tmp: tmp.write_text(settings_json(values)))
+            return str(written)
+        audio = self.waveform()
         if sample_rate is not None and sample_rate != rate:
             target = round(audio.shape[-1] * sample_rate / rate)
             audio = resample_circular(audio, target) if self.layout.loop else resample(audio, rate, sample_rate)
@@ -92,9 +118,8 @@ class LongAudioOutput:
             applied = None if note and note.startswith("this take is silent") else loudness
             if note:
                 logger.warning(note)
-        values = {**self.info.get("settings", {}), "sample_rate": rate, "loudness": applied}
-        tags = {"title": words_of(values.get("prompt")), "comment": settings_json(values),
-                "software": f"swapforward {values.get('swapforward', '')}".strip()}
+        values = {**values, "sample_rate": rate, "loudness": applied}
+        tags["comment"] = settings_json(values)
         written = write_audio(path, audio, rate, tags=tags)
         if sidecar:
             write_atomic(f"{written}.json", lambda tmp: tmp.write_text(settings_json(values)))
@@ -197,17 +222,28 @@ class LongAudioPipeline(JointPipeline):
                seed: int | None, media: Media) -> LongAudioOutput:
         adapter = self.adapter
         _, samples = self.frames_for(request.audio_length_in_s, request.loop)
-        audio, mel = adapter.decode(latents, window=layout.window, loop=request.loop)
-        decoded = audio.shape[-1]
-        if request.loop and decoded != samples:  # whole latent frames -> the exact period, seamless
-            audio = resample_circular(audio, samples)
-        audio = audio[:, :samples]
-        if media.splice is not None:
-            audio = splice(audio, *media.splice, round(request.crossfade * adapter.sample_rate), request.loop)
+        mel, waves = adapter.decode_chunks(latents, window=layout.window, loop=request.loop)
+        decoded = layout.length * adapter.frame_samples
+        streamed = (samples * adapter.channels > memory.STREAM_SAMPLES and media.splice is None
+                    and request.rank == "none" and (decoded == samples or not request.loop))
+        audio, stream = None, None
+        if streamed:  # hours: decoded piece by piece as the file is written
+            stream = lambda: cut(waves(), samples)  # noqa: E731
+        else:
+            audio = np.concatenate(list(waves()), axis=-1)
+            decoded = audio.shape[-1]
+            if request.loop and decoded != samples:  # whole latent frames -> the exact period, seamless
+                audio = resample_circular(audio, samples)
+            audio = audio[:, :samples]
+            if media.splice is not None:
+                audio = splice(audio, *media.splice, round(request.crossfade * adapter.sample_rate), request.loop)
+            audio = np.ascontiguousarray(audio, dtype=np.float32)
         mel = mel[: math.ceil(samples * mel.shape[0] / decoded)] if not request.loop else mel
         stretch = samples / decoded if request.loop else 1.0
         return LongAudioOutput(
-            audio=np.ascontiguousarray(audio, dtype=np.float32),
+            audio=audio,
+            stream=stream,
+            samples=samples,
             sample_rate=adapter.sample_rate,
             latents=latents,
             mel_spectrogram=mel,
@@ -221,6 +257,17 @@ class LongAudioPipeline(JointPipeline):
             kept=[(a / adapter.sample_rate, b / adapter.sample_rate) for a, b in media.splice[2]]
             if media.splice else [],
         )
+
+
+def cut(pieces: Iterator[np.ndarray], samples: int) -> Iterator[np.ndarray]:
+    """The pieces of a waveform up to `samples` (the canvas covers whole latent frames, the output its length)."""
+    done = 0
+    for piece in pieces:
+        if done >= samples:
+            break
+        piece = np.ascontiguousarray(piece[:, : samples - done], dtype=np.float32)
+        done += piece.shape[-1]
+        yield piece
 
 
 def excerpt(wave: np.ndarray, start: int, length: int, label: str, rate: int) -> np.ndarray:

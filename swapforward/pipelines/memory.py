@@ -164,6 +164,9 @@ def available_memory_bytes() -> int:
 #: Latent views a segment of the joint loop holds at once (see core.sampler): beyond it, a step's memory would grow
 #: with the length (the views, the model's outputs and the scheduler's temporaries are each a few times this).
 SEGMENT_BYTES = 64 * 2**20
+#: Outputs of more samples than this (about 70 minutes of 16 kHz mono, 256 MB of float32) are not held whole: the
+#: vocoder's pieces go to the file as they are decoded (`LongAudioOutput.save`).
+STREAM_SAMPLES = 2**26
 
 
 def segment_views(view_bytes: int, canvases: int, views: int) -> int | None:
