@@ -43,8 +43,8 @@ def interrupted_then_resumed(pipe, state, step, every, **options):
     return full, pipe("rain", resume_from=state, **options)
 
 
-@pytest.mark.parametrize("case", ["safa-eta", "dpm-solver", "loop-md", "repaint"])
-def test_a_resumed_audio_run_equals_the_uninterrupted_one(audioldm, tmp_path, case):
+@pytest.mark.parametrize("case", ["safa-eta", "dpm-solver", "loop-md", "repaint", "segments"])
+def test_a_resumed_audio_run_equals_the_uninterrupted_one(audioldm, tmp_path, case, monkeypatch):
     pipe = LongAudioPipeline.from_pipe(audioldm)
     options = dict(AUDIO, method="safa")
     original = audioldm.scheduler  # the pipeline is shared by the session's tests: put its scheduler back
@@ -54,6 +54,14 @@ def test_a_resumed_audio_run_equals_the_uninterrupted_one(audioldm, tmp_path, ca
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(audioldm.scheduler.config)
     elif case == "loop-md":
         options.update(method="md", loop=True, overlap=0.5)
+    elif case == "segments":  # an hours-long run's views in segments, each with its own multistep scheduler
+        from swapforward.pipelines import joint, memory
+
+        monkeypatch.setattr(memory, "SEGMENT_BYTES", 2 * 4 * 32 * 8 * 4)  # two of the tiny model's 32-frame views
+        sizes = []
+        monkeypatch.setattr(joint, "segment_views", lambda *a: sizes.append(memory.segment_views(*a)) or sizes[-1])
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(audioldm.scheduler.config)
+        options.update(audio_length_in_s=0.4, loop=True, view_batch_size=1)
     else:  # a kept clip with RePaint's resampling: the step order revisits steps, with fresh noise each time
         clip = np.sin(np.arange(1600) / 9).astype(np.float32) * 0.3
         options.update(init_audio=clip, init_sample_rate=16000, repaint_resample=2, repaint_jump=2)
@@ -64,6 +72,7 @@ def test_a_resumed_audio_run_equals_the_uninterrupted_one(audioldm, tmp_path, ca
     assert torch.equal(full.latents, resumed.latents)
     assert np.array_equal(full.audio, resumed.audio)
     assert full.info["view_evaluations"] == resumed.info["view_evaluations"], "the counts continue too"
+    assert case != "segments" or sizes == [2, 2, 2], "segments of two views, in each of the three runs"
 
 
 def test_a_resumed_mad_panorama_equals_the_uninterrupted_one(sd, tmp_path):

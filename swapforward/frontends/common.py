@@ -51,12 +51,12 @@ LEAST_SAMPLE_RATE, LEAST_HEIGHT = 16000, 512
 def check_fits(kind: Kind, request: Request, label: Any) -> None:
     """The host-memory check before loading, with the least any model of the kind needs (the pipeline checks again
     with its own model's sample rate or height)."""
-    from ..pipelines.memory import BYTES_PER_PIXEL, BYTES_PER_SAMPLE, check_host_memory
+    from ..pipelines.memory import BYTES_PER_PIXEL, check_host_memory, sample_bytes
 
     if kind.name == "audio":
         seconds = request.audio_length_in_s
-        check_host_memory(label("audio_length_in_s"), seconds,
-                          seconds * LEAST_SAMPLE_RATE * request.num_waveforms_per_prompt, BYTES_PER_SAMPLE, "s")
+        samples = seconds * LEAST_SAMPLE_RATE * request.num_waveforms_per_prompt
+        check_host_memory(label("audio_length_in_s"), seconds, samples, sample_bytes(samples), "s")
     else:
         pixels = (request.height or LEAST_HEIGHT) * request.width * request.num_images_per_prompt
         check_host_memory(label("width"), request.width, pixels, BYTES_PER_PIXEL, "px", 8)

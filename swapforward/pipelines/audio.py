@@ -23,7 +23,7 @@ from . import memory
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
-from .memory import BYTES_PER_SAMPLE, check_host_memory
+from .memory import check_host_memory, sample_bytes
 
 logger = logging.getLogger("swapforward")
 
@@ -168,7 +168,7 @@ class LongAudioPipeline(JointPipeline):
         adapter = self.adapter
         seconds = request.audio_length_in_s
         samples = seconds * adapter.sample_rate * request.num_waveforms_per_prompt  # every take is decoded
-        check_host_memory("audio_length_in_s", seconds, samples, BYTES_PER_SAMPLE, "s")
+        check_host_memory("audio_length_in_s", seconds, samples, sample_bytes(samples), "s")
         frames, _ = self.frames_for(seconds, request.loop)
         window = self.window_frames(request)
         if request.tail_shift >= window:

@@ -133,6 +133,14 @@ def out_of_memory() -> SwapForwardError:
 #: encoding; measured: about 38 bytes per panorama pixel with the PNG written), with a margin.
 BYTES_PER_SAMPLE = 32
 BYTES_PER_PIXEL = 48
+#: A streamed output (past STREAM_SAMPLES) holds only its latent canvas, the loop's sums and the mel spectrogram:
+#: measured 5.2 bytes per sample for 8 hours of AudioLDM's geometry (benchmarks/eight_hours.py), with a margin.
+STREAMED_BYTES_PER_SAMPLE = 8
+
+
+def sample_bytes(samples: float) -> float:
+    """Host memory per output sample for an output of `samples`: held whole, or streamed to its file."""
+    return BYTES_PER_SAMPLE if samples <= STREAM_SAMPLES else STREAMED_BYTES_PER_SAMPLE
 
 
 def check_host_memory(label: str, value: float, units: float, unit_bytes: float, unit: str, step: int = 1) -> None:
