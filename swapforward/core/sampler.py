@@ -16,6 +16,12 @@ index) holds each view's own history in its batch row: the same as one scheduler
 segment. The reference gets its own copy because it stops being stepped after the guidance steps and must not
 change the views' batch shape.
 The caller's scheduler is not modified.
+
+Several processes (one long piece across GPUs): with an `Exchange`, each process steps a contiguous run of the
+segments; the reference's new x_{t-1} goes from the first process to the others before their swaps, and every
+process gathers every view and merges them all in view order, so each holds the same canvas, and the canvas is the
+single process's bit for bit (the same batches, the same sums in the same order). The model calls, the bulk of a
+step, are shared; the merge is repeated on each process (it is a small part of a step).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -74,6 +80,27 @@ class LoopState:
     ref_scheduler: Any
 
 
+class Exchange(Protocol):
+    """What the processes of one distributed run share (pipelines/distributed.py implements it over
+    torch.distributed)."""
+
+    rank: int
+    world: int
+
+    def gather(self, views: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
+        """Every process's `views` (process p holds `counts[p]` rows), in process order."""
+
+    def broadcast(self, tensor: torch.Tensor, source: int) -> torch.Tensor:
+        """`source`'s `tensor`, on every process."""
+
+
+def shares(parts: list[tuple[int, int]], world: int) -> list[list[int]]:
+    """Each process's segments: contiguous runs of segment indices, balanced by their view counts."""
+    total = sum(count for _, count in parts)
+    owners = [min(world - 1, first * world // max(1, total)) for first, _ in parts]
+    return [[i for i, owner in enumerate(owners) if owner == rank] for rank in range(world)]
+
+
 def segments(views: int, size: int | None) -> list[tuple[int, int]]:
     """(first view, count) of contiguous runs of at most `size` views (one run of all without a size)."""
     size = views if not size else max(1, size)
@@ -101,6 +128,7 @@ def joint_denoise(
     renoise: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
     resume: LoopState | None = None,
     on_state: Callable[[LoopState], None] | None = None,
+    exchange: Exchange | None = None,
 ) -> torch.Tensor:
     """Denoise a batch of B canvases `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
 
@@ -118,7 +146,8 @@ def joint_denoise(
     `renoise(canvas, from_step, to_step)`, which noises the canvas from the level before `from_step` to the level
     before `to_step`; it needs a scheduler without step history (DDIM).
     `on_state(state)` receives the loop's state after every step (the live objects: copy or save them at once);
-    `resume` continues from such a state instead of from `latents`.
+    `resume` continues from such a state instead of from `latents`. `exchange` shares the segments among processes
+    (see above): every process calls this with the same arguments and returns the same canvas.
     """
     step_kwargs = step_kwargs or {}
     parts = segments(layout.num_views, None if prepare is not None else segment)
@@ -127,6 +156,19 @@ def joint_denoise(
     ref_scheduler = copy.deepcopy(scheduler) if reference is not None and guide_steps > 0 and not observed else None
     canvas, ref = latents, reference
     timesteps = scheduler.timesteps
+    if exchange is not None and len(parts) < exchange.world:
+        raise ValueError(f"{exchange.world} processes need at least as many segments of views, got {len(parts)}")
+    owned = shares(parts, exchange.world) if exchange is not None else [list(range(len(parts)))]
+    mine = owned[exchange.rank] if exchange is not None else owned[0]
+
+    def _swapped(views: torch.Tensor, k: int, first: int, count: int) -> torch.Tensor:
+        """Eq. 10 on a segment's stepped views during the guided steps."""
+        if k < guide_steps and (ref_scheduler is not None or observed):
+            value = reference(k) if observed else ref
+            index = None if reference_index is None else reference_index[first:first + count]
+            return reference_swap(views, value, reference_mask[first:first + count], index)
+        return views
+
     order = order or list(range(len(timesteps)))
     done, start = -1, 0
     if resume is not None:
@@ -140,7 +182,9 @@ def joint_denoise(
             canvas = renoise(canvas, done + 1, k)
         done, t = k, timesteps[k]
         numerator = denominator = None
-        for (first, count), view_scheduler in zip(parts, view_schedulers, strict=True):
+        stepped = {}
+        for i in mine:
+            (first, count), view_scheduler = parts[i], view_schedulers[i]
             views = layout.crop_views(canvas, axis, first, count)
             if prepare is not None:
                 views = prepare(k, t, views)
@@ -151,11 +195,19 @@ def joint_denoise(
             else:
                 views = _step(denoiser, view_scheduler, views, t, _ids(layout, first, count, 0, canvas.shape[0]),
                               view_batch_size, step_kwargs)
-            if k < guide_steps and (ref_scheduler is not None or observed):
-                value = reference(k) if observed else ref
-                index = None if reference_index is None else reference_index[first:first + count]
-                views = reference_swap(views, value, reference_mask[first:first + count], index)
-            numerator, denominator = merge_sums(views, layout, weights, axis, first, count, numerator, denominator)
+            if exchange is None:
+                numerator, denominator = merge_sums(_swapped(views, k, first, count), layout, weights, axis, first,
+                                                    count, numerator, denominator)
+            else:
+                stepped[i] = views
+        if exchange is not None:
+            if ref_scheduler is not None and k < guide_steps:  # the first process stepped it with segment 0
+                ref = exchange.broadcast(ref, 0)
+            stepped = _gathered(exchange, {i: _swapped(v, k, *parts[i]) for i, v in stepped.items()}, parts,
+                                owned, canvas.shape[0])
+            for i, (first, count) in enumerate(parts):
+                numerator, denominator = merge_sums(stepped[i], layout, weights, axis, first, count, numerator,
+                                                    denominator)
         canvas = merged(numerator, denominator, axis)
         if callback is not None:
             replaced = callback(k, t, canvas)
@@ -163,6 +215,18 @@ def joint_denoise(
         if on_state is not None:
             on_state(LoopState(position + 1, done, canvas, None if observed else ref, view_schedulers, ref_scheduler))
     return canvas
+
+
+def _gathered(exchange: Exchange, mine: dict[int, torch.Tensor], parts: list[tuple[int, int]],
+              owned: list[list[int]], canvases: int) -> dict[int, torch.Tensor]:
+    """Every segment's views, from whichever process stepped them (each segment's rows stay canvas by canvas)."""
+    counts = [sum(parts[i][1] for i in indices) * canvases for indices in owned]
+    everything = exchange.gather(torch.cat([mine[i] for i in owned[exchange.rank]]), counts)
+    out = {}
+    for indices, rows in zip(owned, everything, strict=True):
+        for i, piece in zip(indices, rows.split([parts[i][1] * canvases for i in indices]), strict=True):
+            out[i] = piece
+    return out
 
 
 def _ids(layout: ViewLayout, first: int, count: int, references: int, canvases: int) -> torch.Tensor:

@@ -218,10 +218,15 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
             raise SwapForwardError(f"Cannot resume from {str(run.resume)!r}: no such file.")
         if run.save_state is not None:
             check_output_path(run.save_state, None)
-        pipe = load_model(kind, load)
+        from ..pipelines import distributed
+
+        shared = distributed.join_from_environment()  # under torchrun: one piece, its views shared by the processes
+        pipe = load_model(kind, load, device=distributed.process_device(load.device) if shared else None)
         start = time.perf_counter()
         result = pipe.generate(request, progress_bar=True, save_state=run.save_state, save_every=run.save_every,
                                resume_from=run.resume)
+        if not distributed.is_first():
+            return  # the first process writes the file and prints
         paths: list[Path] = []
         try:
             with deferred():  # a signal while writing waits until every file of the result is written

@@ -31,6 +31,7 @@ from ..errors import SwapForwardError
 from ..models.base import LatentAdapter
 from ..options import MAX_SEED, RANDOM_SEED, Request
 from ..prompts import Segment
+from . import distributed
 from .conditioning import Conditioning
 from .denoiser import CallCount, batched, counted_model
 from .kept import Kept, noised, renoiser
@@ -200,7 +201,8 @@ def run_joint(
                 baseline.after_step(k)
     saver = None if save is None else StateSaver(save[0], save[1], save[2], generator, count)
     bar = tqdm(total=len(sequence), initial=loop_state.position if loop_state else 0,
-               desc=f"{request.method}, {layout.num_views} views", unit="step", disable=not progress_bar)
+               desc=f"{request.method}, {layout.num_views} views", unit="step",
+               disable=not progress_bar or not distributed.is_first())
 
     def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         if baseline is not None:
@@ -215,6 +217,13 @@ def run_joint(
     if baseline is not None:
         running = baseline.running(LoopContext(adapter, scheduler, denoiser, layout, view_shape, axis, canvases))
     step_generator = generator[0] if isinstance(generator, list) else generator  # DDIM's eta noise
+    segment = None if one_call else segment_views(math.prod(view_shape) * canvas.element_size(), canvases,
+                                                  layout.num_views)
+    exchange = distributed.current()
+    if exchange is not None:  # several processes: at least a segment each
+        distributed.check_shareable(request.method, request.eta, save is not None or resume is not None,
+                                    layout.num_views, exchange.world)
+        segment = min(segment or layout.num_views, math.ceil(layout.num_views / exchange.world))
     with bar, running:
         canvas = joint_denoise(
             canvas,
@@ -223,8 +232,7 @@ def run_joint(
             layout,
             axis=axis,
             weights=plan.weights,
-            segment=None if one_call else segment_views(math.prod(view_shape) * canvas.element_size(), canvases,
-                                                        layout.num_views),
+            segment=segment,
             reference=reference,
             reference_mask=plan.reference_mask,
             reference_index=reference_index,
@@ -236,7 +244,10 @@ def run_joint(
             renoise=renoise,
             resume=loop_state,
             on_state=saver,
+            exchange=exchange,
         )
+    if exchange is not None:
+        count.calls, count.evaluations = exchange.total(count.calls, count.evaluations)
     return JointResult(latents=canvas, model_calls=count.calls, view_evaluations=count.evaluations,
                        guide_steps=plan.guide_steps, steps=steps, views_per_call=count.largest, references=references)
 

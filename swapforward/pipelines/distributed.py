@@ -1,0 +1,98 @@
+"""One long piece across several processes (one GPU each): torch.distributed under `torchrun` or `accelerate launch`.
+
+Every process builds the same canvas from the same seed, steps a contiguous share of the views' segments, and
+gathers the others' (core.sampler's `Exchange`), so each ends the loop with the same canvas; the first process
+writes the file. On CPUs (gloo) the result equals the single-process run with the same segments bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..errors import SwapForwardError
+
+
+class TorchExchange:
+    """core.sampler's Exchange over the default torch.distributed process group."""
+
+    def __init__(self) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+
+    def gather(self, views: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
+        most = max(counts)
+        padded = views.new_zeros((most, *views.shape[1:]))
+        padded[: views.shape[0]] = views
+        everything = [torch.empty_like(padded) for _ in range(self.world)]
+        self.dist.all_gather(everything, padded)
+        return [rows[:count] for rows, count in zip(everything, counts, strict=True)]
+
+    def broadcast(self, tensor: torch.Tensor, source: int) -> torch.Tensor:
+        tensor = tensor.contiguous()
+        self.dist.broadcast(tensor, src=source)
+        return tensor
+
+    def total(self, *counts: int) -> list[int]:
+        """Each of `counts` summed over the processes (the model calls of the whole run)."""
+        device = "cuda" if self.dist.get_backend() == "nccl" else "cpu"
+        summed = torch.tensor(counts, dtype=torch.int64, device=device)
+        self.dist.all_reduce(summed)
+        return summed.tolist()
+
+
+def join_from_environment() -> bool:
+    """Join the process group that torchrun or accelerate describe (WORLD_SIZE > 1): NCCL on GPUs, each process on
+    the GPU of its LOCAL_RANK, gloo on CPUs. False for a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank())
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def process_device(asked: str) -> str:
+    """This process's device: its own GPU (LOCAL_RANK) when the run is on CUDA, else what was asked."""
+    on_cuda = asked.startswith("cuda") or (asked == "auto" and torch.cuda.is_available())
+    return f"cuda:{local_rank()}" if on_cuda else asked
+
+
+def current() -> TorchExchange | None:
+    """The exchange of the running process group, or None for a single process."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return None
+    return TorchExchange()
+
+
+def is_first() -> bool:
+    """Whether this process writes the outputs and prints (the only process, or rank 0)."""
+    exchange = current()
+    return exchange is None or exchange.rank == 0
+
+
+def check_shareable(method: str, eta: float, saving: bool, views: int, world: int) -> None:
+    """One sentence for a run that several processes cannot share exactly."""
+    if method in ("mad", "syncd"):
+        raise SwapForwardError(f"method {method} needs every view in one model call or one gradient step, so it runs "
+                               f"in one process; run it without torchrun, or use safa, safa-selfloop, md or md-tri.")
+    if eta:
+        raise SwapForwardError(f"eta={eta:g} draws noise view by view in one process's order; several processes "
+                               f"take eta 0.")
+    if saving:
+        raise SwapForwardError("--save-state and --resume work in one process; run without torchrun to use them.")
+    if views < world:
+        raise SwapForwardError(f"{world} processes need at least {world} views, and this output has {views}; use "
+                               f"fewer processes or a longer output.")
