@@ -62,8 +62,7 @@ def normalize_loudness(audio: np.ndarray, rate: int, target_lufs: float) -> tupl
     meter = pyloudnorm.Meter(rate)
     measured = meter.integrated_loudness(audio.T.astype(np.float64))
     if not math.isfinite(measured):
-        return audio, (f"this take is silent (below -70 LUFS), so it was written as generated: the loudness target "
-                       f"{target_lufs:g} LUFS was not applied")
+        return audio, silent_note(target_lufs)
     gain = 10 ** ((target_lufs - measured) / 20)
     out = (audio * gain).astype(np.float32)
     ceiling = 10 ** (TRUE_PEAK_DBTP / 20)
@@ -72,8 +71,88 @@ def normalize_loudness(audio: np.ndarray, rate: int, target_lufs: float) -> tupl
         return out, None
     out = (out * (0.9999 * ceiling / peak)).astype(np.float32)  # a hair under, against float32 rounding
     reached = meter.integrated_loudness(out.T.astype(np.float64))
-    return out, (f"the loudness was limited to {reached:.1f} LUFS (asked {target_lufs:g}) to keep the true peak at "
-                 f"{TRUE_PEAK_DBTP:g} dBTP without clipping")
+    return out, limited_note(reached, target_lufs)
+
+
+def silent_note(target_lufs: float) -> str:
+    return (f"this take is silent (below -70 LUFS), so it was written as generated: the loudness target "
+            f"{target_lufs:g} LUFS was not applied")
+
+
+def limited_note(reached: float, target_lufs: float) -> str:
+    return (f"the loudness was limited to {reached:.1f} LUFS (asked {target_lufs:g}) to keep the true peak at "
+            f"{TRUE_PEAK_DBTP:g} dBTP without clipping")
+
+
+class LoudnessMeter:
+    """BS.1770 integrated loudness and the 4x oversampled true peak of audio given piece by piece, in order: what
+    `normalize_loudness` measures, for hours of audio that are never held whole (pyloudnorm's K-weighting filters,
+    carried across pieces, and its 400 ms blocks, 75% overlapping, gated at -70 LUFS and 10 LU below)."""
+
+    def __init__(self, rate: int):
+        import pyloudnorm
+
+        self.rate, self.channels = rate, 0
+        self.stages = [(f.b, f.a, f.passband_gain) for f in pyloudnorm.Meter(rate)._filters.values()]
+        self.done, self.peak = 0, 0.0
+        self.sums: list[np.ndarray] = []  # squared filtered samples per 100 ms step, per channel
+
+    def add(self, piece: np.ndarray) -> None:
+        """The next (channels, n) samples."""
+        import soxr
+        from scipy.signal import lfilter
+
+        data = np.asarray(piece, dtype=np.float64)
+        if not self.channels:  # the first piece says how many channels
+            self.channels = data.shape[0]
+            self.states = [np.zeros((self.channels, max(len(b), len(a)) - 1)) for b, a, _ in self.stages]
+            self.oversample = soxr.ResampleStream(self.rate, 4 * self.rate, self.channels, dtype="float64",
+                                                  quality="VHQ")
+        self.peak = max(self.peak, float(np.abs(data).max(initial=0.0)),
+                        float(np.abs(self.oversample.resample_chunk(data.T)).max(initial=0.0)))
+        for i, (b, a, gain) in enumerate(self.stages):
+            data, self.states[i] = lfilter(b, a, data, axis=-1, zi=self.states[i])
+            data = gain * data
+        step = round(0.1 * self.rate)
+        squares = np.square(data)
+        start = self.done
+        edges = np.arange((start // step + 1) * step, start + data.shape[-1], step) - start
+        parts = np.split(squares, edges, axis=-1)
+        for k, part in enumerate(parts):
+            index = start // step + k
+            while len(self.sums) <= index:
+                self.sums.append(np.zeros(self.channels))
+            self.sums[index] += part.sum(axis=-1)
+        self.done += data.shape[-1]
+
+    def finish(self) -> tuple[float, float]:
+        """(integrated loudness in LUFS, -inf for silence; true peak as a linear magnitude)."""
+        tail = self.oversample.resample_chunk(np.zeros((0, self.channels)), last=True)
+        self.peak = max(self.peak, float(np.abs(tail).max(initial=0.0)))
+        steps = np.array(self.sums).T  # (channels, steps of 100 ms)
+        blocks = int(np.round((self.done / self.rate - 0.4) / 0.1)) + 1
+        z = np.stack([steps[:, j:j + 4].sum(axis=-1) for j in range(blocks)], axis=-1) / (0.4 * self.rate)
+        weights = np.array([1.0, 1.0, 1.0, 1.41, 1.41][: self.channels])[:, None]
+        with np.errstate(divide="ignore"):
+            loudness = -0.691 + 10 * np.log10((weights * z).sum(axis=0))
+            gated = loudness >= -70.0
+            if not gated.any():
+                return -math.inf, self.peak
+            relative = -0.691 + 10 * np.log10((weights[:, 0] * z[:, gated].mean(axis=-1)).sum()) - 10.0
+            kept = (loudness > relative) & gated
+            return float(-0.691 + 10 * np.log10((weights[:, 0] * z[:, kept].mean(axis=-1)).sum())), self.peak
+
+
+def loudness_gain(measured: float, peak: float, target_lufs: float) -> tuple[float, str | None]:
+    """The gain `normalize_loudness` applies, from a measured loudness and true peak (a stream's, measured once)."""
+    if not math.isfinite(measured):
+        return 1.0, silent_note(target_lufs)
+    gain = 10 ** ((target_lufs - measured) / 20)
+    ceiling = 10 ** (TRUE_PEAK_DBTP / 20)
+    if peak * gain <= ceiling:
+        return gain, None
+    limited = gain * 0.9999 * ceiling / (peak * gain)
+    return limited, limited_note(measured + 20 * math.log10(limited), target_lufs)
 
 
 def settings(request: Any, seed: int | None, model: str | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..core.layout import ViewLayout
-from ..delivery import normalize_loudness, resample, resample_circular, settings_json
+from ..delivery import LoudnessMeter, loudness_gain, normalize_loudness, resample, resample_circular, settings_json
 from ..errors import SwapForwardError
 from ..files import OPUS_RATE, save_spectrogram, write_atomic, write_audio, write_audio_chunks
 from ..inputs import read_audio
@@ -100,10 +100,13 @@ class LongAudioOutput:
         values = self.info.get("settings", {})
         tags = {"title": words_of(values.get("prompt")), "comment": settings_json(values),
                 "software": f"swapforward {values.get('swapforward', '')}".strip()}
-        if self.audio is None and sample_rate in (None, rate) and loudness is None:  # hours: piece by piece
-            values = {**values, "sample_rate": rate, "loudness": None}
+        if self.audio is None and sample_rate in (None, rate):  # hours: piece by piece
+            pieces, applied = self.stream(), None
+            if loudness is not None:
+                pieces, applied = self._normalised_pieces(path, loudness)
+            values = {**values, "sample_rate": rate, "loudness": applied}
             tags["comment"] = settings_json(values)
-            written = write_audio_chunks(path, self.stream(), rate, tags=tags)
+            written = write_audio_chunks(path, pieces, rate, tags=tags)
             if sidecar:
                 write_atomic(f"{written}.json", lambda tmp: tmp.write_text(settings_json(values)))
             return str(written)
@@ -124,6 +127,41 @@ class LongAudioOutput:
         if sidecar:
             write_atomic(f"{written}.json", lambda tmp: tmp.write_text(settings_json(values)))
         return str(written)
+
+    def _normalised_pieces(self, path: str | os.PathLike, loudness: float) -> tuple[Iterator[np.ndarray], float | None]:
+        """A streamed output brought to `loudness` in two passes over a float WAV written beside `path` (measured
+        as it is written, then read back with the gain), never held whole; (pieces, the target or None)."""
+        import tempfile
+
+        import soundfile as sf
+
+        folder = os.path.dirname(os.path.abspath(path))
+        handle, scratch = tempfile.mkstemp(suffix=".wav", prefix=".swapforward-", dir=folder)
+        os.close(handle)
+        meter = LoudnessMeter(self.sample_rate)
+
+        def measured() -> Iterator[np.ndarray]:
+            for piece in self.stream():
+                meter.add(piece)
+                yield piece
+
+        try:
+            write_audio_chunks(scratch, measured(), self.sample_rate)
+        except BaseException:
+            os.unlink(scratch)
+            raise
+        gain, note = loudness_gain(*meter.finish(), loudness)
+        if note:
+            logger.warning(note)
+
+        def read_back() -> Iterator[np.ndarray]:
+            try:
+                for block in sf.blocks(scratch, blocksize=1 << 20, dtype="float32", always_2d=True):
+                    yield (block.T * np.float32(gain)).astype(np.float32)
+            finally:
+                os.unlink(scratch)
+
+        return read_back(), None if note and note.startswith("this take is silent") else loudness
 
     def save_spectrogram(self, path: str | os.PathLike, title: str = "") -> str:
         """Write a PNG of the mel spectrogram with view starts and overlaps marked."""
