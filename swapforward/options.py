@@ -592,9 +592,10 @@ AUDIO = Spec(
         *REPAINT_OPTIONS,
         *METHOD_OPTIONS,
         Option("reference_phase", "choice", "local", "Which middle frames of each view the reference-guided swap "
-               "replaces: the same frames in every view (local, the paper's own setting), counted from each view's "
-               "first middle frame (middle), or complementary frames in neighbouring views (alternate: less copying "
-               "between neighbours; see docs/lab.md).", choices=REFERENCE_PHASES, methods=REFERENCE_METHODS),
+               "replaces: the same frames in every view (local; the same as middle in the paper's geometry), counted "
+               "from each view's first middle frame (middle, Eq. 10 read literally), or complementary frames in "
+               "neighbouring views (alternate: less copying between neighbours; see docs/lab.md).",
+               choices=REFERENCE_PHASES, methods=REFERENCE_METHODS),
     ),
     rules=(_audio_input, _audio_length, _audio_input_fits, _prompt_rule("audio", "audio_length_in_s")),
 )
