@@ -216,3 +216,23 @@ def test_a_long_spectrogram_is_averaged_in_blocks_before_it_is_drawn():
     small = decimated(long)
     assert small.shape == (12290, 2) and small.shape[0] <= SPECTROGRAM_FRAMES  # blocks of 4 frames, and the rest
     assert small[0, 0] == 1.5 and small[-1, 0] == long[-1, 0]
+
+
+def test_the_memory_check_counts_at_least_what_a_generation_adds_in_a_fresh_process():
+    """For a grid of lengths, widths and methods, in a fresh process: the host memory a generation adds after the
+    check (its peak resident set, reset at the check) is no more than the check counted, so what the check admits
+    does not fail for lack of memory."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = []
+    for point in (("audio", 20, "safa"), ("audio", 150, "md"), ("audio", 60, "safa-loop"), ("panorama", 16384, "md")):
+        run = subprocess.run([sys.executable, str(Path(__file__).parent / "memory_grid.py"), *map(str, point)],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        rows.append(json.loads(run.stdout.splitlines()[-1]))
+    for row in rows:
+        assert row["added"] <= row["counted"], row
+    assert rows[1]["added"] > rows[0]["added"] + 20 * 2**20, "the measure sees the output grow"

@@ -129,10 +129,13 @@ def out_of_memory() -> SwapForwardError:
     )
 
 
-#: Host memory per output sample or pixel at the end of a run (the decoded output, its copies and the file's
-#: encoding; measured: about 38 bytes per panorama pixel with the PNG written), with a margin.
-BYTES_PER_SAMPLE = 32
-BYTES_PER_PIXEL = 48
+#: Host memory per output sample or pixel at the end of a run (the decoded output, its copies, the file's encoding
+#: and the picture), and a working set that does not grow with the output (the first model call's buffers, the
+#: libraries loaded to write): measured on a grid of lengths, widths and methods (tests/test_memory.py, about 33
+#: bytes a sample, 49 a pixel and 120 MiB), with margins.
+BYTES_PER_SAMPLE = 40
+BYTES_PER_PIXEL = 64
+WORKING_BYTES = 256 * 2**20
 #: A streamed output (past STREAM_SAMPLES) holds only its latent canvas, the loop's sums and the mel spectrogram:
 #: measured 5.2 bytes per sample for 8 hours of AudioLDM's geometry (benchmarks/eight_hours.py), with a margin.
 STREAMED_BYTES_PER_SAMPLE = 8
@@ -147,9 +150,9 @@ def check_host_memory(label: str, value: float, units: float, unit_bytes: float,
     """Refuse, in one sentence, an output of `units` samples or pixels that would not fit in the free host memory,
     naming the most `label` that fits (in multiples of `step`)."""
     available = available_memory_bytes()
-    need = units * unit_bytes
+    need = WORKING_BYTES + units * unit_bytes
     if need > HEADROOM * available:
-        most = int(HEADROOM * available * value / need) // step * step
+        most = int(max(0.0, HEADROOM * available - WORKING_BYTES) * value / (units * unit_bytes)) // step * step
         raise SwapForwardError(f"{label}={value!r} needs about {need / 2**30:.1f} GiB of memory and "
                                f"{available / 2**30:.1f} GiB is free; ask for at most {most} {unit}.")
 
