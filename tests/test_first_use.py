@@ -53,8 +53,8 @@ def test_outputs_too_large_for_memory_are_refused_before_the_model_loads(little_
     assert wide.stderr.strip() == ("error: --width=999992 needs about 30.8 GiB of memory and 1.0 GiB is free; ask for "
                                    "at most 18016 px.")
     long = runner.invoke(app, ["audio", "x", "--model", missing, "--seconds", 3600, "-o", tmp_path / "a.wav"])
-    assert long.exit_code == 2 and "--seconds=3600.0 needs about 2.4 GiB" in long.stderr
-    assert "ask for at most 922 s" in long.stderr
+    assert long.exit_code == 2 and "--seconds=3600.0 needs about 2.7 GiB" in long.stderr
+    assert "ask for at most 795 s" in long.stderr
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps({"kind": "panorama", "prompt": "x", "out": "p.png", "model": str(missing),
                                 "width": 999992}) + "\n")

@@ -34,6 +34,10 @@ class AudioLDMAdapter(AudioAdapter):
     def frame_samples(self) -> int:
         return self.hop * self.vae_factor
 
+    @property
+    def spectrogram_bytes_per_sample(self) -> float:
+        return int(self.pipe.vocoder.config.model_in_dim) * 4 / self.hop
+
     def latent_shape(self, frames: int) -> tuple[int, ...]:
         bins = int(self.pipe.vocoder.config.model_in_dim) // self.vae_factor
         return (1, int(self.pipe.unet.config.in_channels), frames, bins)

@@ -133,6 +133,11 @@ class AudioAdapter(LatentAdapter):
     def decode(self, latents: torch.Tensor, window: int, loop: bool) -> tuple[np.ndarray, np.ndarray]:
         """Long latent -> (waveform float32 (channels, samples), spectrogram float32 (frames, bins))."""
 
+    @property
+    def spectrogram_bytes_per_sample(self) -> float:
+        """Host memory the spectrogram that `decode` returns takes per output sample (held for the picture)."""
+        return 0.0
+
     def decode_chunks(self, latents: torch.Tensor, window: int,
                       loop: bool) -> tuple[np.ndarray, Callable[[], Iterator[np.ndarray]]]:
         """(spectrogram, a function giving the waveform in pieces, in order): one piece here; adapters whose

@@ -206,7 +206,9 @@ class LongAudioPipeline(JointPipeline):
         adapter = self.adapter
         seconds = request.audio_length_in_s
         samples = seconds * adapter.sample_rate * request.num_waveforms_per_prompt  # every take is decoded
-        check_host_memory("audio_length_in_s", seconds, samples, sample_bytes(samples), "s")
+        latent = math.prod(adapter.latent_shape(1)) * torch.finfo(adapter.dtype).bits / 8 / adapter.frame_samples
+        check_host_memory("audio_length_in_s", seconds, samples,
+                          sample_bytes(samples, latent, adapter.spectrogram_bytes_per_sample), "s")
         frames, _ = self.frames_for(seconds, request.loop)
         window = self.window_frames(request)
         if request.tail_shift >= window:

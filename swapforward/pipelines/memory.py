@@ -136,14 +136,21 @@ def out_of_memory() -> SwapForwardError:
 BYTES_PER_SAMPLE = 40
 BYTES_PER_PIXEL = 64
 WORKING_BYTES = 256 * 2**20
-#: A streamed output (past STREAM_SAMPLES) holds only its latent canvas, the loop's sums and the mel spectrogram:
-#: measured 5.2 bytes per sample for 8 hours of AudioLDM's geometry (benchmarks/eight_hours.py), with a margin.
-STREAMED_BYTES_PER_SAMPLE = 8
+#: Copies of the latent canvas the joint loop holds at once (the canvas, the merge's sums, the views of a segment,
+#: the scheduler's temporaries), and AudioLDM's latent and mel spectrogram bytes per output sample (8 x 16 float32
+#: per 640 samples; 64 bins per 160): a streamed output (past STREAM_SAMPLES) holds only these, measured at 5.2
+#: bytes a sample for 8 hours of AudioLDM's geometry (benchmarks/eight_hours.py).
+LOOP_CANVASES = 6
+AUDIOLDM_LATENT_BYTES, AUDIOLDM_SPECTROGRAM_BYTES = 0.8, 1.6
 
 
-def sample_bytes(samples: float) -> float:
-    """Host memory per output sample for an output of `samples`: held whole, or streamed to its file."""
-    return BYTES_PER_SAMPLE if samples <= STREAM_SAMPLES else STREAMED_BYTES_PER_SAMPLE
+def sample_bytes(samples: float, latent_bytes: float = AUDIOLDM_LATENT_BYTES,
+                 spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES) -> float:
+    """Host memory per output sample for an output of `samples`, for a model whose latent and held spectrogram take
+    `latent_bytes` and `spectrogram_bytes` per sample: the loop's canvases and the spectrogram, plus the waveform
+    and its copies unless the output is streamed to its file."""
+    held = BYTES_PER_SAMPLE if samples <= STREAM_SAMPLES else 0
+    return LOOP_CANVASES * latent_bytes + spectrogram_bytes + held
 
 
 def check_host_memory(label: str, value: float, units: float, unit_bytes: float, unit: str, step: int = 1) -> None:
