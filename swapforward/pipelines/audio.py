@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch
 from ..core.layout import ViewLayout
 from ..delivery import LoudnessMeter, loudness_gain, normalize_loudness, resample, resample_circular, settings_json
 from ..errors import SwapForwardError
-from ..files import OPUS_RATE, save_spectrogram, write_atomic, write_audio, write_audio_chunks
+from ..files import OPUS_RATE, save_spectrogram, write_atomic, write_audio_chunks
 from ..inputs import read_audio
 from ..models import AUDIO_ADAPTERS
 from ..options import AUDIO, Request
@@ -97,19 +97,11 @@ class LongAudioOutput:
         rate = self.sample_rate
         if sample_rate is None and str(path).lower().endswith(".opus"):
             sample_rate = OPUS_RATE
-        values = self.info.get("settings", {})
-        tags = {"title": words_of(values.get("prompt")), "comment": settings_json(values),
-                "software": f"swapforward {values.get('swapforward', '')}".strip()}
         if self.audio is None and sample_rate in (None, rate):  # hours: piece by piece
             pieces, applied = self.stream(), None
             if loudness is not None:
                 pieces, applied = self._normalised_pieces(path, loudness)
-            values = {**values, "sample_rate": rate, "loudness": applied}
-            tags["comment"] = settings_json(values)
-            written = write_audio_chunks(path, pieces, rate, tags=tags)
-            if sidecar:
-                write_atomic(f"{written}.json", lambda tmp: tmp.write_text(settings_json(values)))
-            return str(written)
+            return self._write(path, pieces, rate, applied, sidecar)
         audio = self.waveform()
         if sample_rate is not None and sample_rate != rate:
             target = round(audio.shape[-1] * sample_rate / rate)
@@ -121,9 +113,15 @@ class LongAudioOutput:
             applied = None if note and note.startswith("this take is silent") else loudness
             if note:
                 logger.warning(note)
-        values = {**values, "sample_rate": rate, "loudness": applied}
-        tags["comment"] = settings_json(values)
-        written = write_audio(path, audio, rate, tags=tags)
+        return self._write(path, [audio], rate, applied, sidecar)
+
+    def _write(self, path: str | os.PathLike, pieces: Iterable[np.ndarray], rate: int, loudness: float | None,
+               sidecar: bool) -> str:
+        """The file, its tags and, with `sidecar`, the JSON beside it: the settings, the written rate and loudness."""
+        values = {**self.info.get("settings", {}), "sample_rate": rate, "loudness": loudness}
+        tags = {"title": words_of(values.get("prompt")), "comment": settings_json(values),
+                "software": f"swapforward {values.get('swapforward', '')}".strip()}
+        written = write_audio_chunks(path, pieces, rate, tags=tags)
         if sidecar:
             write_atomic(f"{written}.json", lambda tmp: tmp.write_text(settings_json(values)))
         return str(written)
