@@ -44,9 +44,16 @@ class TorchExchange:
         return summed.tolist()
 
 
+#: Whether this process's generations are shared with the other processes (one piece across them): set by
+#: `join_from_environment`. A process group alone does not share them (batch jobs split the jobs, not a piece).
+_sharing = False
+
+
 def join_from_environment() -> bool:
-    """Join the process group that torchrun or accelerate describe (WORLD_SIZE > 1): NCCL on GPUs, each process on
-    the GPU of its LOCAL_RANK, gloo on CPUs. False for a single process."""
+    """Join the process group that torchrun or accelerate describe (WORLD_SIZE > 1), to share each generation's views
+    with the other processes: NCCL on GPUs, each process on the GPU of its LOCAL_RANK, gloo on CPUs. False for a
+    single process."""
+    global _sharing
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     import torch.distributed as dist
@@ -55,6 +62,7 @@ def join_from_environment() -> bool:
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank())
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    _sharing = True
     return True
 
 
@@ -69,10 +77,11 @@ def process_device(asked: str) -> str:
 
 
 def current() -> TorchExchange | None:
-    """The exchange of the running process group, or None for a single process."""
+    """The exchange of the process group this process joined to share its generations, or None (a single process, or
+    processes that each run their own jobs)."""
     import torch.distributed as dist
 
-    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+    if not _sharing or not dist.is_initialized() or dist.get_world_size() == 1:
         return None
     return TorchExchange()
 
