@@ -152,8 +152,10 @@ def _zero_peak_timestamp(path: Path) -> None:
             f.write(b"\0\0\0\0")
 
 
-#: A spectrogram picture is at most 2,400 pixels wide: beyond this many frames, frames are averaged in blocks first.
+#: A spectrogram picture is at most 2,400 pixels wide: beyond this many frames, frames are averaged in blocks first;
+#: beyond this many views their starts and overlaps would cover the picture, so they are not marked.
 SPECTROGRAM_FRAMES = 16384
+MARKED_VIEWS = 200
 
 
 def decimated(mel: np.ndarray, limit: int = SPECTROGRAM_FRAMES) -> np.ndarray:
@@ -190,9 +192,10 @@ def save_spectrogram(
     path = check_output_path(path, IMAGE_FORMATS)
     fig, ax = plt.subplots(figsize=(float(min(24.0, max(6.0, seconds / 2.5))), 3.2), dpi=100)
     ax.imshow(decimated(mel).T, origin="lower", aspect="auto", extent=(0.0, seconds, 0, mel.shape[1]), cmap="magma")
-    for start, end in overlaps:
+    marked = len(boundaries) <= MARKED_VIEWS
+    for start, end in overlaps if marked else ():
         ax.axvspan(start, end, color="cyan", alpha=0.2, lw=0)
-    for x in boundaries:
+    for x in boundaries if marked else ():
         ax.axvline(x, color="cyan", lw=0.8)
     for start, end in kept or []:
         ax.axvspan(start, end, ymin=0.94, ymax=1.0, color="lime", lw=0)
@@ -202,7 +205,8 @@ def save_spectrogram(
         ax.text(start, mel.shape[1] * 0.97, f" {prompt[:40]}", color="white", fontsize=7, va="top", ha="left",
                 clip_on=True)
     ax.set_xlim(0, seconds)
-    ax.set_xlabel("time (s); lines: view starts, shaded: overlaps")
+    ax.set_xlabel("time (s); lines: view starts, shaded: overlaps" if marked else
+                  f"time (s); {len(boundaries)} views, too many to mark")
     ax.set_ylabel("mel bin")
     if title:
         ax.set_title(title, fontsize=9)

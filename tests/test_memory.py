@@ -236,3 +236,18 @@ def test_the_memory_check_counts_at_least_what_a_generation_adds_in_a_fresh_proc
     for row in rows:
         assert row["added"] <= row["counted"], row
     assert rows[1]["added"] > rows[0]["added"] + 20 * 2**20, "the measure sees the output grow"
+
+
+def test_a_spectrogram_of_hours_leaves_its_thousands_of_views_unmarked(tmp_path, monkeypatch):
+    """8 hours are 3,513 views: their lines would cover the picture, so the label says how many there are instead."""
+    import matplotlib.axes
+
+    from swapforward.files import MARKED_VIEWS, save_spectrogram
+
+    lines = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda self, *a, **k: lines.append(a))
+    mel = np.zeros((4000, 8), dtype=np.float32)
+    save_spectrogram(tmp_path / "few.png", mel, 100.0, [0.0, 40.0], [(40.0, 50.0)])
+    assert len(lines) == 2
+    save_spectrogram(tmp_path / "many.png", mel, 100.0, list(np.linspace(0, 99, MARKED_VIEWS + 1)), [])
+    assert len(lines) == 2, "no view lines past MARKED_VIEWS"
