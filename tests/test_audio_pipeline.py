@@ -276,3 +276,43 @@ def test_half_precision_loads_and_runs_end_to_end(tiny_model_dir):
     assert a.latents.dtype == torch.bfloat16 and a.audio.dtype == np.float32
     assert np.isfinite(a.audio).all() and np.abs(a.audio).max() > 0
     assert np.array_equal(a.audio, b.audio)
+
+
+@pytest.mark.parametrize("method", ["safa", "md"])
+def test_one_window_with_eta_reproduces_the_base_pipeline_exactly(audioldm, method):
+    """DDIM with eta > 0: the canvas's step noise is one draw of the view's shape, as the base pipeline draws it."""
+    long = LongAudioPipeline.from_pipe(audioldm)
+    out = long(PROMPT, audio_length_in_s=WINDOW_S, window_seconds=WINDOW_S, method=method, num_inference_steps=4,
+               eta=0.8, generator=generator(), progress_bar=False)
+    base = audioldm(PROMPT, audio_length_in_s=WINDOW_S, num_inference_steps=4, guidance_scale=3.5, eta=0.8,
+                    generator=generator()).audios
+    assert np.array_equal(out.audio, base)
+
+
+def test_overlapping_views_receive_the_same_step_noise_at_every_shared_frame(audioldm, monkeypatch):
+    """A stochastic step's noise is drawn once per canvas frame and cropped for the views, so that averaging views
+    does not average independent noises (which would halve the noise variance in a two-view overlap)."""
+    from diffusers import DDIMScheduler
+
+    seen = []
+    step = DDIMScheduler.step
+
+    def recorded(self, model_output, timestep, sample, *args, variance_noise=None, **kwargs):
+        seen.append(variance_noise)
+        return step(self, model_output, timestep, sample, *args, variance_noise=variance_noise, **kwargs)
+
+    monkeypatch.setattr(DDIMScheduler, "step", recorded)
+    long = LongAudioPipeline.from_pipe(audioldm)
+    out = long(PROMPT, audio_length_in_s=0.3, window_seconds=WINDOW_S, method="md", overlap=0.5,
+               num_inference_steps=2, eta=1.0, seed=3, view_batch_size=1, progress_bar=False)
+    layout = out.layout
+    views = [noise for noise in seen if noise is not None and noise.shape[0] == layout.num_views]
+    assert len(views) == 2, "one batch of views a step, each with its cropped noise"
+    for noise in views:
+        for a in range(layout.num_views - 1):
+            b = a + 1
+            shared = sorted(set(layout.indices[a].tolist()) & set(layout.indices[b].tolist()))
+            at_a = [layout.indices[a].tolist().index(f) for f in shared]
+            at_b = [layout.indices[b].tolist().index(f) for f in shared]
+            assert shared and torch.equal(noise[a][:, at_a], noise[b][:, at_b])
+    assert not torch.equal(views[0], views[1]), "fresh noise each step"

@@ -17,6 +17,7 @@ CASES = {
     "safa": dict(method="safa", audio_length_in_s=0.45, r_guide=0.5),
     "md-loop": dict(method="md", loop=True, audio_length_in_s=0.3, overlap=0.8),
     "md-tri-takes": dict(method="md-tri", audio_length_in_s=0.3, num_waveforms_per_prompt=2),
+    "safa-eta": dict(method="safa", audio_length_in_s=0.4, eta=0.7),  # DDIM's noise, drawn once per canvas frame
 }
 
 

@@ -129,6 +129,7 @@ def joint_denoise(
     resume: LoopState | None = None,
     on_state: Callable[[LoopState], None] | None = None,
     exchange: Exchange | None = None,
+    step_noise: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Denoise a batch of B canvases `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
 
@@ -148,6 +149,9 @@ def joint_denoise(
     `on_state(state)` receives the loop's state after every step (the live objects: copy or save them at once);
     `resume` continues from such a state instead of from `latents`. `exchange` shares the segments among processes
     (see above): every process calls this with the same arguments and returns the same canvas.
+    `step_noise(shape)` draws a stochastic step's noise (DDIM's eta > 0, through `variance_noise`) once per canvas
+    frame each step, cropped for the views, so overlapping views share it instead of each drawing its own (averaged
+    independent noises would shrink the overlaps' variance); the reference view draws its own after the canvas.
     """
     step_kwargs = step_kwargs or {}
     parts = segments(layout.num_views, None if prepare is not None else segment)
@@ -183,18 +187,27 @@ def joint_denoise(
         done, t = k, timesteps[k]
         numerator = denominator = None
         stepped = {}
+        noise = ref_noise = None
+        if step_noise is not None:  # the same generator order on every process
+            noise = step_noise(tuple(canvas.shape))
+            if ref_scheduler is not None and k < guide_steps:
+                ref_noise = step_noise(tuple(ref.shape))
         for i in mine:
             (first, count), view_scheduler = parts[i], view_schedulers[i]
             views = layout.crop_views(canvas, axis, first, count)
             if prepare is not None:
                 views = prepare(k, t, views)
             guided = ref_scheduler is not None and k < guide_steps and first == 0
+            kwargs = step_kwargs if noise is None else _with_noise(step_kwargs, layout.crop_views(noise, axis, first,
+                                                                                                 count))
             if guided:
                 views, ref = _step_with_reference(denoiser, view_scheduler, ref_scheduler, views, ref, t, layout,
-                                                  first, canvas.shape[0], view_batch_size, step_kwargs)
+                                                  first, canvas.shape[0], view_batch_size, kwargs,
+                                                  step_kwargs if ref_noise is None else _with_noise(step_kwargs,
+                                                                                                    ref_noise))
             else:
                 views = _step(denoiser, view_scheduler, views, t, _ids(layout, first, count, 0, canvas.shape[0]),
-                              view_batch_size, step_kwargs)
+                              view_batch_size, kwargs)
             if exchange is None:
                 numerator, denominator = merge_sums(_swapped(views, k, first, count), layout, weights, axis, first,
                                                     count, numerator, denominator)
@@ -249,9 +262,15 @@ def _step(denoiser: Denoiser, scheduler: Any, views: torch.Tensor, t: torch.Tens
     return scheduler.step(out, t, views, **step_kwargs).prev_sample
 
 
+def _with_noise(step_kwargs: dict, noise: torch.Tensor) -> dict:
+    """`scheduler.step`'s arguments with this noise for its stochastic term (and no generator to draw another)."""
+    return {**{k: v for k, v in step_kwargs.items() if k != "generator"}, "variance_noise": noise}
+
+
 def _step_with_reference(denoiser: Denoiser, scheduler: Any, ref_scheduler: Any, views: torch.Tensor,
                          ref: torch.Tensor, t: torch.Tensor, layout: ViewLayout, first: int, canvases: int,
-                         view_batch_size: int | None, step_kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+                         view_batch_size: int | None, step_kwargs: dict,
+                         ref_kwargs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """x_{t-1} of a segment's views and of the reference view(s), denoised in the same batch, canvas by canvas."""
     count = views.shape[0] // canvases
     refs_per = ref.shape[0] // canvases
@@ -261,4 +280,5 @@ def _step_with_reference(denoiser: Denoiser, scheduler: Any, ref_scheduler: Any,
     out = out.unflatten(0, (canvases, -1))
     out, out_refs = out[:, :count].flatten(0, 1), out[:, count:].flatten(0, 1)
     views = scheduler.step(out, t, views, **step_kwargs).prev_sample
-    return views, ref_scheduler.step(out_refs, t, ref, **step_kwargs).prev_sample
+    ref_kwargs = step_kwargs if ref_kwargs is None else ref_kwargs
+    return views, ref_scheduler.step(out_refs, t, ref, **ref_kwargs).prev_sample

@@ -98,8 +98,8 @@ def check_shareable(method: str, eta: float, saving: bool, views: int, world: in
         raise SwapForwardError(f"method {method} needs every view in one model call or one gradient step, so it runs "
                                f"in one process; run it without torchrun, or use safa, safa-selfloop, md or md-tri.")
     if eta:
-        raise SwapForwardError(f"eta={eta:g} draws noise view by view in one process's order; several processes "
-                               f"take eta 0.")
+        raise SwapForwardError(f"eta={eta:g} draws noise view by view in one process's order with this scheduler; "
+                               f"several processes take eta 0, or DDIM (whose noise is drawn once per canvas frame).")
     if saving:
         raise SwapForwardError("--save-state and --resume work in one process; run without torchrun to use them.")
     if views < world:

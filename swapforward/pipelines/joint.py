@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import logging
 import math
 import random
@@ -219,10 +220,14 @@ def run_joint(
     step_generator = generator[0] if isinstance(generator, list) else generator  # DDIM's eta noise
     segment = None if one_call else segment_views(math.prod(view_shape) * canvas.element_size(), canvases,
                                                   layout.num_views)
+    step_noise = None
+    if request.eta and "variance_noise" in inspect.signature(scheduler.step).parameters:
+        def step_noise(shape: tuple[int, ...]) -> torch.Tensor:  # one draw per canvas frame, shared by its views
+            return randn_tensor(shape, generator=step_generator, device=device, dtype=dtype)
     exchange = distributed.current()
     if exchange is not None:  # several processes: at least a segment each
-        distributed.check_shareable(request.method, request.eta, save is not None or resume is not None,
-                                    layout.num_views, exchange.world)
+        distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,
+                                    save is not None or resume is not None, layout.num_views, exchange.world)
         segment = min(segment or layout.num_views, math.ceil(layout.num_views / exchange.world))
     with bar, running:
         canvas = joint_denoise(
@@ -245,6 +250,7 @@ def run_joint(
             resume=loop_state,
             on_state=saver,
             exchange=exchange,
+            step_noise=step_noise,
         )
     if exchange is not None:
         count.calls, count.evaluations = exchange.total(count.calls, count.evaluations)
