@@ -14,10 +14,9 @@ SEGMENT_BYTES = 2 * 4 * 32 * 8 * 4
 BASE = dict(window_seconds=0.064, num_inference_steps=4, seed=2, progress_bar=False)
 CASES = {
     "safa-loop": dict(method="safa", loop=True, audio_length_in_s=0.4),
-    "safa": dict(method="safa", audio_length_in_s=0.45, r_guide=0.5),
     "md-loop": dict(method="md", loop=True, audio_length_in_s=0.3, overlap=0.8),
-    "md-tri-takes": dict(method="md-tri", audio_length_in_s=0.3, num_waveforms_per_prompt=2),
-    "safa-eta": dict(method="safa", audio_length_in_s=0.4, eta=0.7),  # DDIM's noise, drawn once per canvas frame
+    # open canvas, two takes, DDIM's noise (drawn once per canvas frame), longer guidance
+    "safa-eta-takes": dict(method="safa", audio_length_in_s=0.45, r_guide=0.5, eta=0.7, num_waveforms_per_prompt=2),
 }
 
 
