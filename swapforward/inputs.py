@@ -63,19 +63,28 @@ def existing_file(value: str | os.PathLike, label: str, what: str) -> Path:
     return path
 
 
+def _clip_header(value: str | os.PathLike, label: str) -> Any:
+    """A clip file's header (soundfile's info), checking the file exists, reads as audio and is long enough."""
+    import soundfile as sf
+
+    path = existing_file(value, label, "an audio file")
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError) as error:
+        raise SwapForwardError(f"{label} {str(path)!r} cannot be read as audio ({_reason(error)}).") from None
+    if info.frames <= 0:
+        raise SwapForwardError(f"{label} {str(path)!r} holds no audio (zero length).")
+    check_clip_length(label, info.frames, info.samplerate)
+    return info
+
+
 def clip_info(value: Any, label: str, sample_rate: int | None = None) -> float:
-    """The clip's length in seconds, checking it can be read (the file's header only)."""
+    """The clip's length in seconds, checking it can be read and holds only finite samples (read in blocks)."""
     if isinstance(value, (str, os.PathLike)):
         import soundfile as sf
 
-        path = existing_file(value, label, "an audio file")
-        try:
-            info = sf.info(str(path))
-        except (RuntimeError, sf.LibsndfileError) as error:
-            raise SwapForwardError(f"{label} {str(path)!r} cannot be read as audio ({_reason(error)}).") from None
-        if info.frames <= 0:
-            raise SwapForwardError(f"{label} {str(path)!r} holds no audio (zero length).")
-        check_clip_length(label, info.frames, info.samplerate)
+        info = _clip_header(value, label)
+        path = Path(value).expanduser()
         for block in sf.blocks(str(path), blocksize=1 << 16, dtype="float32", always_2d=True):
             if not np.isfinite(block).all():  # here, with the flag's name, rather than in the pipeline
                 raise SwapForwardError(f"{label} {str(path)!r} holds values that are not finite numbers.")
@@ -89,7 +98,7 @@ def read_audio(value: Any, label: str = "init_audio", sample_rate: int | None = 
     if isinstance(value, (str, os.PathLike)):
         import soundfile as sf
 
-        clip_info(value, label)
+        _clip_header(value, label)  # its samples are checked below, as they are read
         try:
             data, rate = sf.read(str(Path(value).expanduser()), dtype="float32", always_2d=True)
         except (RuntimeError, sf.LibsndfileError) as error:

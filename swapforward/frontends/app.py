@@ -343,9 +343,10 @@ def method_visibility(method: str, options: list[Option]) -> list[bool]:
 def preset_values(kind: str, name: str, keys: list[str]) -> list[Any]:
     """The fields a preset sets, as the page's inputs take them (None: leave the field as it is)."""
     preset = PRESETS[kind].get(name, {})
+    options = {o.key: o for o in app_options(kind)}
     shown = {}
     for key, value in preset.items():
-        option = next(o for o in app_options(kind) if o.key == key)
+        option = options[key]
         text_field = option.type in ("float", "int") and option.default_for(kind) is None
         shown[key] = ("" if value is None else str(value)) if text_field else value
     return [shown.get(key, SKIP) for key in keys]

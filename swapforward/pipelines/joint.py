@@ -201,9 +201,10 @@ def run_joint(
             for k in sequence[: loop_state.position]:
                 baseline.after_step(k)
     saver = None if save is None else StateSaver(save[0], save[1], save[2], generator, count)
+    exchange = distributed.current()
     bar = tqdm(total=len(sequence), initial=loop_state.position if loop_state else 0,
                desc=f"{request.method}, {layout.num_views} views", unit="step",
-               disable=not progress_bar or not distributed.is_first())
+               disable=not progress_bar or (exchange is not None and exchange.rank > 0))
 
     def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         if baseline is not None:
@@ -224,7 +225,6 @@ def run_joint(
     if request.eta and "variance_noise" in inspect.signature(scheduler.step).parameters:
         def step_noise(shape: tuple[int, ...]) -> torch.Tensor:  # one draw per canvas frame, shared by its views
             return randn_tensor(shape, generator=step_generator, device=device, dtype=dtype)
-    exchange = distributed.current()
     if exchange is not None:  # several processes: at least a segment each
         distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,
                                     save is not None or resume is not None, layout.num_views, exchange.world)
