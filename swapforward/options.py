@@ -528,10 +528,12 @@ METHOD_OPTIONS = (
            maximum=4096, methods=SWAP_METHODS),
     Option("tail_shift", "int", 0, "SaFa+: each overlap's last N latent frames come from the right view.",
            minimum=0, maximum=4096, methods=SWAP_METHODS),
-    Option("num_inference_steps", "int", {"audio": 200, "panorama": 50}, "Denoising steps.", field="steps",
-           minimum=1, maximum=10000, app="main"),
-    Option("guidance_scale", "float", {"audio": 3.5, "panorama": 7.5}, "Classifier-free guidance scale.",
-           field="guidance", minimum=-1000, maximum=1000),
+    Option("num_inference_steps", "int", None, "Denoising steps (default: the model's; the README's Models "
+           "table lists them).", field="steps", minimum=1, maximum=10000, app="main", optional=True,
+           unset="the model's: 200 for AudioLDM, 50 for SD, 8 for distilled Stable Audio 3"),
+    Option("guidance_scale", "float", None, "Classifier-free guidance scale (default: the model's; 1 turns "
+           "guidance off).", field="guidance", minimum=-1000, maximum=1000, optional=True,
+           unset="the model's: 3.5 for audio, 7.5 for SD, 1 (off) for distilled models"),
     Option("eta", "float", 0.0, "DDIM's eta (0: deterministic).", minimum=0, maximum=1),
     Option("view_batch_size", "int", None,
            "Views per model call (default: as many as fit in the GPU's free memory; 8 on the CPU).",

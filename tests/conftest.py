@@ -22,7 +22,8 @@ SLOW_WORDS = ("cli", "command", "fresh_process", "served", "signal", "sigterm", 
               "vggish", "reference_sets", "app_page")
 #: Modules whose tests compare computed numbers: CI runs them a second time with portable kernels and one thread.
 NUMBER_MODULES = {"test_core", "test_audio_pipeline", "test_panorama", "test_baselines", "test_behaviour_values",
-                  "test_timeline", "test_lab", "test_stable_audio", "test_reliability", "test_inputs", "test_memory"}
+                  "test_timeline", "test_lab", "test_stable_audio", "test_reliability", "test_inputs", "test_memory",
+                  "test_families"}
 
 
 def pytest_collection_modifyitems(items):
@@ -123,3 +124,17 @@ def stable_audio():
     from tiny_pipelines import tiny_stable_audio_pipeline
 
     return tiny_stable_audio_pipeline()
+
+
+@pytest.fixture(scope="session")
+def stable_audio_3():
+    from tiny_pipelines import tiny_stable_audio_3_pipeline
+
+    return tiny_stable_audio_3_pipeline()
+
+
+@pytest.fixture(scope="session")
+def stable_audio_3_base():
+    from tiny_pipelines import tiny_stable_audio_3_pipeline
+
+    return tiny_stable_audio_3_pipeline(distilled=False)

@@ -15,10 +15,13 @@ from diffusers import (
     AudioLDMPipeline,
     AutoencoderKL,
     AutoencoderOobleck,
+    AutoencoderSAME,
     CosineDPMSolverMultistepScheduler,
     DDIMScheduler,
     FlowMatchEulerDiscreteScheduler,
     SD3Transformer2DModel,
+    StableAudio3DiTModel,
+    StableAudio3Pipeline,
     StableAudioDiTModel,
     StableAudioPipeline,
     StableAudioProjectionModel,
@@ -37,6 +40,7 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    GemmaTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
     RobertaTokenizer,
@@ -44,6 +48,8 @@ from transformers import (
     SpeechT5HifiGanConfig,
     T5Config,
     T5EncoderModel,
+    T5GemmaConfig,
+    T5GemmaEncoderModel,
     T5Tokenizer,
 )
 from transformers.models.clap.configuration_clap import ClapAudioConfig
@@ -353,6 +359,42 @@ def tiny_stable_audio_pipeline(seed: int = 0) -> StableAudioPipeline:
     pipe = StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection,
                                tokenizer=tiny_t5_tokenizer(), transformer=transformer,
                                scheduler=CosineDPMSolverMultistepScheduler())
+    return eval_mode(pipe)
+
+
+def tiny_gemma_tokenizer(max_length: int = 16) -> GemmaTokenizer:
+    """A Gemma tokenizer over GPT-2's byte symbols (no merges): every character is a token."""
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    vocab = {tok: i for i, tok in enumerate(specials + _byte_symbols())}
+    return GemmaTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
+#: Stable Audio 3's tiny window: 32 latent frames of 32 samples at 16 kHz.
+TINY_SA3_WINDOW_S = 0.064
+
+
+def tiny_stable_audio_3_pipeline(seed: int = 0, distilled: bool = True) -> StableAudio3Pipeline:
+    """A Stable Audio 3-like pipeline (T5Gemma encoder, duration embedder, differential-attention DiT with memory
+    tokens, SAME autoencoder), random weights: 16 kHz stereo, 32 samples per latent frame, a 32-frame window. The
+    distilled one samples with the stochastic ping-pong scheduler, the base one deterministically."""
+    from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder
+
+    torch.manual_seed(seed)
+    module = dict(vocab_size=300, hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=8, query_pre_attn_scalar=8, sliding_window=16,
+                  max_position_embeddings=64)
+    text_encoder = T5GemmaEncoderModel(T5GemmaConfig(encoder=module, decoder=module, vocab_size=300,
+                                                     is_encoder_decoder=False))
+    vae = AutoencoderSAME(audio_channels=2, patch_size=16, encoder_channels=8, encoder_c_mults=(2,),
+                          encoder_strides=(2,), encoder_transformer_depths=(1,), latent_dim=4, dim_heads=8, ff_mult=2,
+                          sampling_rate=16000)
+    transformer = StableAudio3DiTModel(io_channels=4, embed_dim=16, depth=1, num_heads=2, cond_token_dim=16,
+                                       global_cond_dim=16, local_add_cond_dim=5, timestep_features_dim=8, ff_mult=2,
+                                       num_memory_tokens=2)
+    duration = StableAudio3DurationEmbedder(output_dim=16, fourier_dim=8, max_val=TINY_SA3_WINDOW_S)
+    pipe = StableAudio3Pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tiny_gemma_tokenizer(),
+                                duration_embedder=duration, transformer=transformer,
+                                scheduler=FlowMatchEulerDiscreteScheduler(stochastic_sampling=distilled))
     return eval_mode(pipe)
 
 

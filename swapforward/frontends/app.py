@@ -190,8 +190,9 @@ class Studio:
         check_ranking(request)
         with self._running():
             start = time.perf_counter()
-            result = self.pipeline("audio", model).generate(request, progress_bar=progress_bar,
-                                                            callback=self._hook(progress, request))
+            pipe = self.pipeline("audio", model)
+            request = pipe.resolve(request)
+            result = pipe.generate(request, progress_bar=progress_bar, callback=self._hook(progress, request))
             stem = self.output_dir / result_stem(request, result.info["seed"], self.model_id("audio", model))
             output = output.replace(out=stem.with_suffix(f".{file_format}"), spectrogram=stem.with_suffix(".png"))
             files = save_result(result, output, request)
@@ -208,8 +209,9 @@ class Studio:
         check_ranking(request)
         with self._running():
             start = time.perf_counter()
-            result = self.pipeline("panorama", model).generate(request, progress_bar=progress_bar,
-                                                               callback=self._hook(progress, request))
+            pipe = self.pipeline("panorama", model)
+            request = pipe.resolve(request)
+            result = pipe.generate(request, progress_bar=progress_bar, callback=self._hook(progress, request))
             stem = result_stem(request, result.info["seed"], self.model_id("panorama", model))
             files = save_result(result, output.replace(out=self.output_dir / f"{stem}.png"), request)
         wall = time.perf_counter() - start

@@ -11,6 +11,7 @@ from ..errors import SwapForwardError
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
 from .base import AudioAdapter, ImageAdapter
 from .stable_audio import StableAudioAdapter
+from .stable_audio_3 import StableAudio3Adapter
 from .stable_diffusion import (
     StableDiffusion3Adapter,
     StableDiffusionAdapter,
@@ -22,6 +23,7 @@ AUDIO_ADAPTERS: dict[str, type[AudioAdapter]] = {
     "AudioLDMPipeline": AudioLDMAdapter,
     "AudioLDM2Pipeline": AudioLDM2Adapter,
     "StableAudioPipeline": StableAudioAdapter,
+    "StableAudio3Pipeline": StableAudio3Adapter,
 }
 
 #: diffusers pipeline class name -> adapter class, for panoramas.
@@ -40,6 +42,8 @@ KNOWN_AUDIO_MODELS = (
     "cvssp/audioldm2-music",
     "cvssp/audioldm2-large",
     "stabilityai/stable-audio-open-1.0",
+    "stabilityai/stable-audio-3-medium",
+    "stabilityai/stable-audio-3-medium-base",
 )
 
 

@@ -28,6 +28,9 @@ class LatentAdapter(ABC):
     reference_axis: int = -1
     #: Whether MAD's merged-attention processors can replace this denoiser's attention.
     supports_merged_attention: bool = True
+    #: Denoising steps and guidance scale when the request gives none (distilled checkpoints: their own few steps).
+    default_steps: int = 50
+    default_guidance: float = 7.5
 
     def __init__(self, pipe: Any):
         self.pipe = pipe
@@ -109,6 +112,9 @@ class AudioAdapter(LatentAdapter):
     reference_axis = -2
     #: Length of audio the model was trained on, the default view length.
     trained_window_seconds: float = 10.24
+    #: The SaFa paper's audio settings: 200 DDIM steps at guidance 3.5.
+    default_steps = 200
+    default_guidance = 3.5
 
     @property
     @abstractmethod

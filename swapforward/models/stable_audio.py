@@ -22,6 +22,8 @@ class StableAudioAdapter(AudioAdapter):
     long_axis = -1
     reference_axis = -1
     supports_merged_attention = False
+    #: Whether the base pipeline clamps its waveform to [-1, 1] (Stable Audio 3 does).
+    clamps_output = False
 
     @property
     def denoiser_module(self):
@@ -110,5 +112,7 @@ class StableAudioAdapter(AudioAdapter):
             overlap=max(1, window // 8),
             loop=loop,
         )[0]
+        if self.clamps_output:
+            wave = wave.clamp(-1.0, 1.0)
         spectrogram = log_mel(wave.float().mean(0).cpu(), self.sample_rate)
         return wave.float().cpu().numpy().astype(np.float32), spectrogram.numpy()

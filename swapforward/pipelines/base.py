@@ -162,6 +162,7 @@ class JointPipeline:
         model-dependent checks and the layout, the joint loop, the output. `save_state` writes the run's state every
         `save_every` steps; `resume_from` continues a run so saved (with the same settings; a seed of -1 takes the
         saved run's) to the bytes of the uninterrupted run."""
+        request = self.resolve(request)
         resumed = load_state(resume_from, self.adapter.device) if resume_from is not None else None
         if resumed is not None and request.seed == RANDOM_SEED:
             request = request.replace(seed=resumed.asked.get("seed"))
@@ -189,6 +190,13 @@ class JointPipeline:
             outputs = rank_takes(outputs, request, scorer or default_scorer(request.rank, self.adapter.device))
         outputs[0].takes = outputs
         return outputs[0]
+
+    def resolve(self, request: Request) -> Request:
+        """`request` with the model's own steps and guidance where it gives none (its `default_steps` and
+        `default_guidance`: the paper's for AudioLDM, a distilled checkpoint's few steps without guidance)."""
+        steps, guidance = request.num_inference_steps, request.guidance_scale
+        return request.replace(num_inference_steps=self.adapter.default_steps if steps is None else steps,
+                               guidance_scale=self.adapter.default_guidance if guidance is None else guidance)
 
     @property
     def takes_option(self) -> str:

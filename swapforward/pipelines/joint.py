@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import logging
 import math
 import random
@@ -27,6 +26,7 @@ from ..core.layout import ViewLayout
 from ..core.methods import get_method
 from ..core.plan import plan_joint
 from ..core.sampler import joint_denoise, repaint_order
+from ..core.stochastic import draws_noise, with_given_noise
 from ..core.timeline import frame_segments, view_mix, view_reference
 from ..errors import SwapForwardError
 from ..models.base import LatentAdapter
@@ -128,7 +128,7 @@ def run_joint(
     if observed_reference is not None:
         reference_index = None  # the user's reference guides every view
     references = 1 if reference_index is None else len(conditioning.reference_prompt)
-    scheduler = copy.deepcopy(adapter.scheduler)
+    scheduler = with_given_noise(copy.deepcopy(adapter.scheduler))
     limit = scheduler.config.get("num_train_timesteps") or 0
     try:
         adapter.set_timesteps(scheduler, request.num_inference_steps, view_shape)
@@ -222,9 +222,11 @@ def run_joint(
     segment = None if one_call else segment_views(math.prod(view_shape) * canvas.element_size(), canvases,
                                                   layout.num_views)
     step_noise = None
-    if request.eta and "variance_noise" in inspect.signature(scheduler.step).parameters:
+    if draws_noise(scheduler, request.eta):
+        noise_dtype = getattr(scheduler, "noise_dtype", dtype)
+
         def step_noise(shape: tuple[int, ...]) -> torch.Tensor:  # one draw per canvas frame, shared by its views
-            return randn_tensor(shape, generator=step_generator, device=device, dtype=dtype)
+            return randn_tensor(shape, generator=step_generator, device=device, dtype=noise_dtype)
     if exchange is not None:  # several processes: at least a segment each
         distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,
                                     save is not None or resume is not None, layout.num_views, exchange.world)

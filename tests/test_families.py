@@ -1,0 +1,131 @@
+"""The 2026 model families through the long pipelines: one window equals diffusers' own pipeline bit for bit, joint
+runs (loop and not), the checkpoints' own default steps and guidance, and the canvas-level noise of stochastic steps."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from tiny_pipelines import TINY_SA3_WINDOW_S
+from typer.testing import CliRunner
+
+from swapforward import LongAudioPipeline, SwapForwardError
+from swapforward.core.stochastic import PingPong, with_given_noise
+from swapforward.frontends.cli import app
+
+
+def _sa3_base(pipe, guidance: float, steps: int | None = None) -> np.ndarray:
+    return pipe("rain on a roof", duration=TINY_SA3_WINDOW_S, num_inference_steps=steps, guidance_scale=guidance,
+                generator=torch.Generator().manual_seed(0), output_type="np").audios[0]
+
+
+@pytest.mark.parametrize("method", ["safa", "safa-selfloop", "md", "md-tri"])
+@pytest.mark.parametrize("guidance", [1.0, 4.0])
+def test_one_window_reproduces_stable_audio_3_exactly(stable_audio_3, method, guidance):
+    out = LongAudioPipeline.from_pipe(stable_audio_3)(
+        "rain on a roof", audio_length_in_s=TINY_SA3_WINDOW_S, method=method, guidance_scale=guidance,
+        generator=torch.Generator().manual_seed(0), progress_bar=False)
+    base = _sa3_base(stable_audio_3, guidance)
+    assert out.audio.shape == base.shape == (2, 1024)
+    assert np.array_equal(out.audio, base)
+    assert out.info["steps"] == 8  # the distilled pipeline's own count
+
+
+def test_one_window_reproduces_the_deterministic_base_checkpoint(stable_audio_3_base):
+    out = LongAudioPipeline.from_pipe(stable_audio_3_base)(
+        "rain on a roof", audio_length_in_s=TINY_SA3_WINDOW_S, num_inference_steps=6, guidance_scale=3.0,
+        generator=torch.Generator().manual_seed(0), progress_bar=False)
+    assert np.array_equal(out.audio, _sa3_base(stable_audio_3_base, 3.0, steps=6))
+
+
+def test_stable_audio_3_defaults_to_its_own_steps_and_no_guidance(stable_audio_3, stable_audio_3_base):
+    distilled = LongAudioPipeline.from_pipe(stable_audio_3)
+    base = LongAudioPipeline.from_pipe(stable_audio_3_base)
+    request = distilled.spec.check({"prompt": "rain"})
+    assert request.num_inference_steps is None and request.guidance_scale is None
+    assert (distilled.resolve(request).num_inference_steps, distilled.resolve(request).guidance_scale) == (8, 1.0)
+    assert base.resolve(request).num_inference_steps == 100
+    given = distilled.spec.check({"prompt": "rain", "num_inference_steps": 5, "guidance_scale": 2.0})
+    assert (distilled.resolve(given).num_inference_steps, distilled.resolve(given).guidance_scale) == (5, 2.0)
+
+
+def test_views_are_conditioned_as_clips_of_their_own_length(stable_audio_3):
+    long = LongAudioPipeline.from_pipe(stable_audio_3)
+    adapter = long.adapter
+    assert adapter.trained_window_seconds == pytest.approx(TINY_SA3_WINDOW_S) and adapter.channels == 2
+    cond = adapter.encode_prompt("rain", None, True, (1, 4, 16))
+    half = stable_audio_3.encode_duration(16 * 32 / 16000, "cpu", 1, 1)
+    assert torch.equal(cond["global_hidden_states"], torch.cat([half, half]))
+    assert torch.equal(cond["encoder_hidden_states"][1, -1], half[0])  # the duration token ends the context
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_long_stereo_stable_audio_3(stable_audio_3, loop):
+    out = LongAudioPipeline.from_pipe(stable_audio_3)("rain", audio_length_in_s=0.2, loop=loop, seed=0,
+                                                      progress_bar=False)
+    assert out.audio.shape == (2, 3200) and np.isfinite(out.audio).all() and np.abs(out.audio).max() <= 1.0
+    assert out.layout.num_views == 4 and out.info["steps"] == 8 and out.info["guide_steps"] == 2
+
+
+def test_stable_audio_3_continues_a_clip_and_keeps_it(stable_audio_3):
+    clip = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 1600)).astype(np.float32)
+    out = LongAudioPipeline.from_pipe(stable_audio_3)("rain", audio_length_in_s=0.2, init_audio=clip,
+                                                      init_sample_rate=16000, seed=0, progress_bar=False)
+    assert np.array_equal(out.audio[:, :1000], clip[:, :1000])  # spliced: the clip's own samples
+    assert not np.array_equal(out.audio[:, 2000:], np.zeros((2, 1200), np.float32))
+
+
+def test_mad_is_refused_for_stable_audio_3(stable_audio_3):
+    with pytest.raises(SwapForwardError, match="MAD is not available for StableAudio3Pipeline"):
+        LongAudioPipeline.from_pipe(stable_audio_3)("rain", audio_length_in_s=0.2, method="mad", progress_bar=False)
+
+
+def test_ping_pong_step_with_given_noise_is_the_schedulers_own(stable_audio_3):
+    scheduler = with_given_noise(stable_audio_3.scheduler.__class__.from_config(stable_audio_3.scheduler.config))
+    assert isinstance(scheduler, PingPong)
+    own = stable_audio_3.scheduler.__class__.from_config(stable_audio_3.scheduler.config)
+    for s in (scheduler, own):
+        s.set_timesteps(sigmas=[1.0, 0.7, 0.3])
+    x, v = torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(1)), torch.randn(1, 4, 8)
+    for t in own.timesteps:
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(int(t)))
+        mine = scheduler.step(v, t, x, variance_noise=noise).prev_sample
+        theirs = own.step(v, t, x, generator=torch.Generator().manual_seed(int(t))).prev_sample
+        assert torch.equal(mine, theirs)
+        x = theirs
+
+
+def test_ping_pong_noise_is_shared_by_overlapping_views(stable_audio_3):
+    """Every step's re-noise is drawn once per canvas frame: the views' noises agree wherever they overlap."""
+    from swapforward.core import sampler
+
+    seen = []
+    original = sampler._with_noise
+
+    def record(step_kwargs, noise):
+        seen.append(noise.clone())
+        return original(step_kwargs, noise)
+
+    sampler._with_noise = record
+    try:
+        out = LongAudioPipeline.from_pipe(stable_audio_3)("rain", audio_length_in_s=0.2, method="md", seed=0,
+                                                          progress_bar=False)
+    finally:
+        sampler._with_noise = original
+    layout = out.layout
+    assert len(seen) == 8
+    for noise in seen:  # (views, channels, window) crops of one canvas draw
+        for i in range(layout.num_views - 1):
+            a, b = layout.starts[i], layout.starts[i + 1]
+            shared = a + layout.window - b
+            assert shared > 0
+            assert torch.equal(noise[i, :, b - a:], noise[i + 1, :, :shared])
+
+
+def test_cli_writes_stable_audio_3_from_a_local_folder(stable_audio_3, tmp_path):
+    stable_audio_3.save_pretrained(tmp_path / "sa3")
+    out = tmp_path / "sa3.wav"
+    result = CliRunner().invoke(app, ["audio", "rain", "--model", str(tmp_path / "sa3"), "--seconds", "0.2",
+                                      "--loop", "--seed", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data, rate = sf.read(out)
+    assert rate == 16000 and data.shape == (3200, 2)
