@@ -138,3 +138,24 @@ def stable_audio_3_base():
     from tiny_pipelines import tiny_stable_audio_3_pipeline
 
     return tiny_stable_audio_3_pipeline(distilled=False)
+
+
+@pytest.fixture(scope="session")
+def flux():
+    from tiny_pipelines import tiny_flux_pipeline
+
+    return tiny_flux_pipeline()
+
+
+@pytest.fixture(scope="session")
+def flux_schnell():
+    from tiny_pipelines import tiny_flux_pipeline
+
+    return tiny_flux_pipeline(distilled=True)
+
+
+@pytest.fixture(scope="session")
+def z_image():
+    from tiny_pipelines import tiny_z_image_pipeline
+
+    return tiny_z_image_pipeline()

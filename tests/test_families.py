@@ -129,3 +129,73 @@ def test_cli_writes_stable_audio_3_from_a_local_folder(stable_audio_3, tmp_path)
     assert result.exit_code == 0, result.output
     data, rate = sf.read(out)
     assert rate == 16000 and data.shape == (3200, 2)
+
+
+PANORAMA_PROMPT = "a photo of the dolomites"
+
+
+@pytest.mark.parametrize("method", ["safa", "safa-selfloop", "md", "md-tri", "syncd"])
+def test_one_view_reproduces_flux_exactly(flux, method):
+    from swapforward import PanoramaPipeline
+
+    out = PanoramaPipeline.from_pipe(flux)(PANORAMA_PROMPT, height=64, width=64, view_width=64, method=method,
+                                           num_inference_steps=3, generator=torch.Generator().manual_seed(0),
+                                           progress_bar=False)
+    base = flux(PANORAMA_PROMPT, height=64, width=64, num_inference_steps=3, guidance_scale=3.5,
+                generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+    assert out.layout.num_views == 1 and np.array_equal(out.array, base)
+
+
+def test_one_view_reproduces_flux_schnell_with_its_own_defaults(flux_schnell):
+    from swapforward import PanoramaPipeline
+
+    out = PanoramaPipeline.from_pipe(flux_schnell)(PANORAMA_PROMPT, height=64, width=64, view_width=64,
+                                                   generator=torch.Generator().manual_seed(0), progress_bar=False)
+    base = flux_schnell(PANORAMA_PROMPT, height=64, width=64, num_inference_steps=4, guidance_scale=0.0,
+                        generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+    assert out.info["steps"] == 4 and np.array_equal(out.array, base)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_flux_panorama(flux, loop):
+    from swapforward import PanoramaPipeline
+
+    out = PanoramaPipeline.from_pipe(flux)(PANORAMA_PROMPT, height=64, width=256, loop=loop, num_inference_steps=3,
+                                           seed=0, progress_bar=False)
+    assert out.array.shape == (64, 256, 3) and np.isfinite(out.array).all()
+    assert out.layout.window == 8 and out.layout.num_views >= 4 and out.info["guide_steps"] == 1
+
+
+@pytest.mark.parametrize("method", ["safa", "md"])
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+def test_one_view_reproduces_z_image_exactly(z_image, method, guidance):
+    from swapforward import PanoramaPipeline
+
+    out = PanoramaPipeline.from_pipe(z_image)(PANORAMA_PROMPT, height=64, width=64, view_width=64, method=method,
+                                              num_inference_steps=3, guidance_scale=guidance,
+                                              generator=torch.Generator().manual_seed(0), progress_bar=False)
+    base = z_image(PANORAMA_PROMPT, height=64, width=64, num_inference_steps=3, guidance_scale=guidance,
+                   generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+    assert out.layout.num_views == 1 and np.array_equal(out.array, base)
+
+
+def test_z_image_turbo_defaults_to_eight_steps_without_guidance(z_image):
+    from tiny_pipelines import tiny_z_image_pipeline
+
+    from swapforward import PanoramaPipeline
+
+    request = PanoramaPipeline.spec.check({"prompt": "x"})
+    turbo = PanoramaPipeline.from_pipe(tiny_z_image_pipeline(name="Tongyi-MAI/Z-Image-Turbo")).resolve(request)
+    base = PanoramaPipeline.from_pipe(z_image).resolve(request)
+    assert (turbo.num_inference_steps, turbo.guidance_scale) == (8, 0.0)
+    assert (base.num_inference_steps, base.guidance_scale) == (50, 5.0)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_z_image_panorama_with_a_timeline(z_image, loop):
+    from swapforward import PanoramaPipeline
+
+    out = PanoramaPipeline.from_pipe(z_image)(timeline="0 snowy peaks\n0.5 a green valley in spring", height=64,
+                                              width=256, view_width=64, loop=loop, num_inference_steps=3,
+                                              guidance_scale=2.0, seed=0, progress_bar=False)
+    assert out.array.shape == (64, 256, 3) and np.isfinite(out.array).all() and out.layout.num_views >= 4

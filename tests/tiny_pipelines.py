@@ -19,6 +19,8 @@ from diffusers import (
     CosineDPMSolverMultistepScheduler,
     DDIMScheduler,
     FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
     SD3Transformer2DModel,
     StableAudio3DiTModel,
     StableAudio3Pipeline,
@@ -29,6 +31,8 @@ from diffusers import (
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
 )
 from transformers import (
     ClapConfig,
@@ -43,6 +47,9 @@ from transformers import (
     GemmaTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
+    Qwen2Tokenizer,
+    Qwen3Config,
+    Qwen3Model,
     RobertaTokenizer,
     SpeechT5HifiGan,
     SpeechT5HifiGanConfig,
@@ -186,6 +193,61 @@ def tiny_sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
         text_encoder_3=T5EncoderModel(T5Config(vocab_size=100, d_model=32, d_ff=37, d_kv=8, num_heads=2, num_layers=1)),
         tokenizer_3=tiny_t5_tokenizer(),
     )
+    return eval_mode(pipe)
+
+
+def tiny_flux_pipeline(seed: int = 0, distilled: bool = False) -> FluxPipeline:
+    """A FLUX.1-like pipeline (dual-stream and single-stream blocks with rotary ids, CLIP pooled + T5 text, packed
+    latents), random weights: dev with its guidance embedding, or schnell (`distilled`) without. Its native size is
+    set to 64 px (the real models' 1024 px is the pipeline's default_sample_size 128)."""
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=16, guidance_embeds=not distilled,
+                                         axes_dims_rope=(4, 4, 8))
+    pipe = FluxPipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                  base_image_seq_len=256, max_image_seq_len=4096),
+        vae=tiny_image_vae(shift_factor=0.1159, scaling_factor=0.3611),
+        text_encoder=CLIPTextModel(_clip_config()),
+        tokenizer=tiny_clip_tokenizer(),
+        text_encoder_2=T5EncoderModel(T5Config(vocab_size=100, d_model=32, d_ff=37, d_kv=8, num_heads=2,
+                                               num_layers=1)),
+        tokenizer_2=tiny_t5_tokenizer(),
+    )
+    pipe.default_sample_size = 8
+    return eval_mode(pipe)
+
+
+#: Qwen's chat format, enough of it for the pipelines that wrap a prompt in a user turn.
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def tiny_qwen_tokenizer() -> Qwen2Tokenizer:
+    """A Qwen2 tokenizer over GPT-2's byte symbols (no merges) with a chat template."""
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + _byte_symbols()
+    tokenizer = Qwen2Tokenizer(vocab={tok: i for i, tok in enumerate(tokens)}, merges=[], model_max_length=512,
+                               pad_token="<|endoftext|>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_z_image_pipeline(seed: int = 0, name: str = "tiny/Z-Image") -> ZImagePipeline:
+    """A Z-Image-like pipeline (single-stream DiT with caption and noise refiners, Qwen3 text), random weights;
+    `name` stands for the checkpoint's id (Turbo is recognised by it)."""
+    torch.manual_seed(seed)
+    text_encoder = Qwen3Model(Qwen3Config(vocab_size=300, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                                          num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                          max_position_embeddings=512))
+    transformer = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=4, dim=32,
+                                           n_layers=1, n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=16,
+                                           axes_dims=[4, 6, 6], axes_lens=[256, 64, 64])
+    pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, shift=3.0),
+                          vae=tiny_image_vae(shift_factor=0.1159, scaling_factor=0.3611), text_encoder=text_encoder,
+                          tokenizer=tiny_qwen_tokenizer(), transformer=transformer)
+    pipe.register_to_config(_name_or_path=name)
     return eval_mode(pipe)
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from ..errors import SwapForwardError
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
 from .base import AudioAdapter, ImageAdapter
+from .flux import FluxAdapter
 from .stable_audio import StableAudioAdapter
 from .stable_audio_3 import StableAudio3Adapter
 from .stable_diffusion import (
@@ -17,6 +18,7 @@ from .stable_diffusion import (
     StableDiffusionAdapter,
     StableDiffusionXLAdapter,
 )
+from .z_image import ZImageAdapter
 
 #: diffusers pipeline class name -> adapter class.
 AUDIO_ADAPTERS: dict[str, type[AudioAdapter]] = {
@@ -31,6 +33,8 @@ IMAGE_ADAPTERS: dict[str, type[ImageAdapter]] = {
     "StableDiffusionPipeline": StableDiffusionAdapter,
     "StableDiffusionXLPipeline": StableDiffusionXLAdapter,
     "StableDiffusion3Pipeline": StableDiffusion3Adapter,
+    "FluxPipeline": FluxAdapter,
+    "ZImagePipeline": ZImageAdapter,
 }
 
 #: Checkpoints known to work, for messages and docs.

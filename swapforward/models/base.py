@@ -39,6 +39,10 @@ class LatentAdapter(ABC):
     def denoiser_module(self) -> torch.nn.Module:
         return self.pipe.unet
 
+    def uses_guidance(self, guidance_scale: float) -> bool:
+        """Whether the base pipeline runs a negative branch at this scale (diffusers' usual test: above 1)."""
+        return guidance_scale > 1.0
+
     @property
     def compiled(self) -> bool:
         """Whether the denoiser is compiled (`module.compile()` or `torch.compile(module)`): with CUDA graphs its

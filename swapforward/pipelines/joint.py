@@ -269,7 +269,7 @@ def condition(
 ) -> tuple[Conditioning, torch.Tensor | None]:
     """Every distinct prompt encoded once, and which one conditions each view and reference view; with a timeline
     also the reference each view follows (one per segment that holds a view's centre)."""
-    guidance = request.guidance_scale > 1.0
+    guidance = adapter.uses_guidance(request.guidance_scale)
     if timeline is None:
         encoded = adapter.encode_prompt(request.prompt, request.negative_prompt, guidance, view_shape)
         return Conditioning.single(encoded, layout.num_views), None
