@@ -159,3 +159,10 @@ def z_image():
     from tiny_pipelines import tiny_z_image_pipeline
 
     return tiny_z_image_pipeline()
+
+
+@pytest.fixture(scope="session")
+def qwen_image():
+    from tiny_pipelines import tiny_qwen_image_pipeline
+
+    return tiny_qwen_image_pipeline()

@@ -199,3 +199,57 @@ def test_z_image_panorama_with_a_timeline(z_image, loop):
                                               width=256, view_width=64, loop=loop, num_inference_steps=3,
                                               guidance_scale=2.0, seed=0, progress_bar=False)
     assert out.array.shape == (64, 256, 3) and np.isfinite(out.array).all() and out.layout.num_views >= 4
+
+
+@pytest.mark.parametrize("method", ["safa", "md-tri"])
+@pytest.mark.parametrize("guidance", [1.0, 4.0])
+def test_one_view_reproduces_qwen_image_exactly(qwen_image, method, guidance):
+    from swapforward import PanoramaPipeline
+
+    out = PanoramaPipeline.from_pipe(qwen_image)(PANORAMA_PROMPT, negative_prompt="blurry", height=64, width=64,
+                                                 view_width=64, method=method, num_inference_steps=3,
+                                                 guidance_scale=guidance, generator=torch.Generator().manual_seed(0),
+                                                 progress_bar=False)
+    base = qwen_image(PANORAMA_PROMPT, negative_prompt="blurry", true_cfg_scale=guidance, height=64, width=64,
+                      num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+    assert out.layout.num_views == 1 and np.array_equal(out.array, base)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_qwen_image_panorama_and_its_defaults(qwen_image, loop):
+    from swapforward import PanoramaPipeline
+
+    pano = PanoramaPipeline.from_pipe(qwen_image)
+    resolved = pano.resolve(pano.spec.check({"prompt": "x"}))
+    assert (resolved.num_inference_steps, resolved.guidance_scale) == (50, 4.0)
+    out = pano(timeline="0 snowy peaks\n0.5 a green valley in spring", height=64, width=256, loop=loop,
+               num_inference_steps=3, seed=0, progress_bar=False)
+    assert out.array.shape == (64, 256, 3) and np.isfinite(out.array).all() and out.layout.window == 8
+
+
+IMAGE_FAMILIES = ["flux", "z_image", "qwen_image"]
+
+
+@pytest.mark.parametrize("family", IMAGE_FAMILIES)
+def test_image_families_keep_a_picture_look_like_one_and_make_takes(request, family):
+    from swapforward import PanoramaPipeline
+
+    pano = PanoramaPipeline.from_pipe(request.getfixturevalue(family))
+    picture = np.random.default_rng(0).uniform(0, 1, (64, 64, 3)).astype(np.float32)
+    out = pano(PANORAMA_PROMPT, height=64, width=192, init_image=picture, reference_image=picture,
+               num_images_per_prompt=2, num_inference_steps=3, guidance_scale=2.0, seed=0, progress_bar=False)
+    assert len(out.takes) == 2 and out.array.shape == (64, 192, 3)
+    assert not np.array_equal(out.takes[0].array, out.takes[1].array)
+
+
+@pytest.mark.parametrize("family", IMAGE_FAMILIES)
+def test_cli_makes_a_panorama_from_each_image_familys_folder(request, family, tmp_path):
+    from PIL import Image
+
+    request.getfixturevalue(family).save_pretrained(tmp_path / family)
+    out = tmp_path / f"{family}.png"
+    result = CliRunner().invoke(app, ["panorama", PANORAMA_PROMPT, "--model", str(tmp_path / family), "--height",
+                                      "64", "--width", "192", "--view-width", "64", "--steps", "2", "--loop",
+                                      "--seed", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (192, 64)

@@ -14,6 +14,7 @@ from diffusers import (
     AudioLDM2UNet2DConditionModel,
     AudioLDMPipeline,
     AutoencoderKL,
+    AutoencoderKLQwenImage,
     AutoencoderOobleck,
     AutoencoderSAME,
     CosineDPMSolverMultistepScheduler,
@@ -21,6 +22,8 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
     FluxTransformer2DModel,
+    QwenImagePipeline,
+    QwenImageTransformer2DModel,
     SD3Transformer2DModel,
     StableAudio3DiTModel,
     StableAudio3Pipeline,
@@ -47,6 +50,8 @@ from transformers import (
     GemmaTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
     Qwen3Config,
     Qwen3Model,
@@ -248,6 +253,32 @@ def tiny_z_image_pipeline(seed: int = 0, name: str = "tiny/Z-Image") -> ZImagePi
                           vae=tiny_image_vae(shift_factor=0.1159, scaling_factor=0.3611), text_encoder=text_encoder,
                           tokenizer=tiny_qwen_tokenizer(), transformer=transformer)
     pipe.register_to_config(_name_or_path=name)
+    return eval_mode(pipe)
+
+
+def tiny_qwen_image_pipeline(seed: int = 0) -> QwenImagePipeline:
+    """A Qwen-Image-like pipeline (MMDiT with 3-axis rotary positions, Qwen2.5-VL text, causal 3-D VAE used on one
+    frame), random weights, with the real scheduler's exponential time shift. Native size set to 64 px."""
+    torch.manual_seed(seed)
+    text = dict(vocab_size=300, hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2,
+                num_key_value_heads=1, max_position_embeddings=2048, bos_token_id=0, eos_token_id=0,
+                rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]})
+    vision = dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=16, patch_size=2,
+                  spatial_merge_size=1, temporal_patch_size=1, window_size=4, fullatt_block_indexes=[0])
+    text_encoder = Qwen2_5_VLForConditionalGeneration(
+        Qwen2_5_VLConfig(text_config=text, vision_config=vision, vocab_size=300, bos_token_id=0, eos_token_id=0))
+    vae = AutoencoderKLQwenImage(base_dim=4, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                 temperal_downsample=[False, True, True], latents_mean=[0.1, -0.2, 0.3, 0.0],
+                                 latents_std=[1.5, 0.8, 1.2, 2.0])
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=1,
+                                              attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                                              axes_dims_rope=(4, 6, 6))
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+                                                base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02,
+                                                time_shift_type="exponential")
+    pipe = QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tiny_qwen_tokenizer(),
+                             transformer=transformer)
+    pipe.default_sample_size = 8
     return eval_mode(pipe)
 
 

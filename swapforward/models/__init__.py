@@ -11,6 +11,7 @@ from ..errors import SwapForwardError
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
 from .base import AudioAdapter, ImageAdapter
 from .flux import FluxAdapter
+from .qwen_image import QwenImageAdapter
 from .stable_audio import StableAudioAdapter
 from .stable_audio_3 import StableAudio3Adapter
 from .stable_diffusion import (
@@ -35,6 +36,7 @@ IMAGE_ADAPTERS: dict[str, type[ImageAdapter]] = {
     "StableDiffusion3Pipeline": StableDiffusion3Adapter,
     "FluxPipeline": FluxAdapter,
     "ZImagePipeline": ZImageAdapter,
+    "QwenImagePipeline": QwenImageAdapter,
 }
 
 #: Checkpoints known to work, for messages and docs.
