@@ -166,3 +166,10 @@ def qwen_image():
     from tiny_pipelines import tiny_qwen_image_pipeline
 
     return tiny_qwen_image_pipeline()
+
+
+@pytest.fixture(scope="session")
+def longcat_audio():
+    from tiny_pipelines import tiny_longcat_audio_pipeline
+
+    return tiny_longcat_audio_pipeline()

@@ -253,3 +253,27 @@ def test_cli_makes_a_panorama_from_each_image_familys_folder(request, family, tm
                                       "--seed", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert Image.open(out).size == (192, 64)
+
+
+@pytest.mark.parametrize("method", ["safa", "md"])
+@pytest.mark.parametrize("negative", [None, "muffled"])
+def test_one_window_reproduces_longcat_audio_exactly(longcat_audio, method, negative):
+    from tiny_pipelines import TINY_LONGCAT_WINDOW_S
+
+    out = LongAudioPipeline.from_pipe(longcat_audio)(
+        "Rain on a ROOF", negative_prompt=negative, audio_length_in_s=TINY_LONGCAT_WINDOW_S, method=method,
+        generator=torch.Generator().manual_seed(0), progress_bar=False)
+    base = longcat_audio("Rain on a ROOF", negative_prompt=negative, audio_duration_s=TINY_LONGCAT_WINDOW_S,
+                         generator=torch.Generator().manual_seed(0)).audios[0]
+    assert out.info["steps"] == 16 and out.audio.shape == base.shape == (1, 256)
+    assert np.array_equal(out.audio, base)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_long_longcat_audio_with_a_kept_clip(longcat_audio, loop):
+    clip = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 1000)).astype(np.float32)
+    out = LongAudioPipeline.from_pipe(longcat_audio)(
+        "rain on a roof", negative_prompt="muffled", audio_length_in_s=0.2, loop=loop,
+        init_audio=clip, init_sample_rate=16000, num_inference_steps=4, seed=0, progress_bar=False)
+    assert out.audio.shape == (1, 3200) and np.isfinite(out.audio).all() and out.layout.num_views >= 6
+    assert np.array_equal(out.audio[:, :600], clip[:, :600])  # the clip up to its crossfade

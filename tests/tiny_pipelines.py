@@ -22,6 +22,9 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
     FluxTransformer2DModel,
+    LongCatAudioDiTPipeline,
+    LongCatAudioDiTTransformer,
+    LongCatAudioDiTVae,
     QwenImagePipeline,
     QwenImageTransformer2DModel,
     SD3Transformer2DModel,
@@ -63,6 +66,8 @@ from transformers import (
     T5GemmaConfig,
     T5GemmaEncoderModel,
     T5Tokenizer,
+    UMT5Config,
+    UMT5EncoderModel,
 )
 from transformers.models.clap.configuration_clap import ClapAudioConfig
 
@@ -488,6 +493,26 @@ def tiny_stable_audio_3_pipeline(seed: int = 0, distilled: bool = True) -> Stabl
     pipe = StableAudio3Pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tiny_gemma_tokenizer(),
                                 duration_embedder=duration, transformer=transformer,
                                 scheduler=FlowMatchEulerDiscreteScheduler(stochastic_sampling=distilled))
+    return eval_mode(pipe)
+
+
+#: LongCat-AudioDiT's tiny window: 32 latent frames of 8 samples at 16 kHz.
+TINY_LONGCAT_WINDOW_S = 0.016
+
+
+def tiny_longcat_audio_pipeline(seed: int = 0) -> LongCatAudioDiTPipeline:
+    """A LongCat-AudioDiT-like pipeline (UMT5 text, rotary DiT with text ConvNeXt and global AdaLN, snake-activation
+    waveform VAE), random weights: 16 kHz mono, 8 samples per latent frame; its longest clip (the real one's 30 s)
+    set to a 32-frame window."""
+    torch.manual_seed(seed)
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=100, d_model=16, d_ff=24, d_kv=8, num_heads=2, num_layers=1))
+    vae = LongCatAudioDiTVae(in_channels=1, channels=4, c_mults=[1, 2], strides=[2, 4], latent_dim=4,
+                             encoder_latent_dim=8, downsampling_ratio=8, sample_rate=16000)
+    transformer = LongCatAudioDiTTransformer(dit_dim=16, dit_depth=1, dit_heads=2, dit_text_dim=16, latent_dim=4,
+                                             ff_mult=2.0)
+    pipe = LongCatAudioDiTPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tiny_t5_tokenizer(),
+                                   transformer=transformer)
+    pipe.max_wav_duration = TINY_LONGCAT_WINDOW_S
     return eval_mode(pipe)
 
 

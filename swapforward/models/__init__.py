@@ -11,6 +11,7 @@ from ..errors import SwapForwardError
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
 from .base import AudioAdapter, ImageAdapter
 from .flux import FluxAdapter
+from .longcat_audio import LongCatAudioAdapter
 from .qwen_image import QwenImageAdapter
 from .stable_audio import StableAudioAdapter
 from .stable_audio_3 import StableAudio3Adapter
@@ -27,6 +28,7 @@ AUDIO_ADAPTERS: dict[str, type[AudioAdapter]] = {
     "AudioLDM2Pipeline": AudioLDM2Adapter,
     "StableAudioPipeline": StableAudioAdapter,
     "StableAudio3Pipeline": StableAudio3Adapter,
+    "LongCatAudioDiTPipeline": LongCatAudioAdapter,
 }
 
 #: diffusers pipeline class name -> adapter class, for panoramas.
@@ -50,6 +52,7 @@ KNOWN_AUDIO_MODELS = (
     "stabilityai/stable-audio-open-1.0",
     "stabilityai/stable-audio-3-medium",
     "stabilityai/stable-audio-3-medium-base",
+    "ruixiangma/LongCat-AudioDiT-1B-Diffusers",
 )
 
 

@@ -16,6 +16,15 @@ from ..spectrogram import log_mel
 from .base import AudioAdapter, classifier_free
 
 
+def spectrogram_pictures(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(batch, channels, samples) -> log-mel pictures of the mono mix, in [-1, 1] on three channels (for LPIPS)."""
+    pictures = []
+    for wave in waves.mean(1):
+        mel = log_mel(wave.float(), sample_rate).T
+        pictures.append(2 * (mel - mel.min()) / (mel.max() - mel.min() + 1e-6) - 1)
+    return torch.stack(pictures)[:, None].expand(-1, 3, -1, -1)
+
+
 class StableAudioAdapter(AudioAdapter):
     """`StableAudioPipeline`: MAD is not offered (its attention applies rotary positions inside each view)."""
 
@@ -91,13 +100,7 @@ class StableAudioAdapter(AudioAdapter):
         return classifier_free(run, latents, cond, guidance_scale)
 
     def decode_preview(self, latents):
-        """Spectrogram pictures of the decoded audio (mono mix), in [-1, 1] on three channels."""
-        waves = self.pipe.vae.decode(latents).sample.mean(1)
-        pictures = []
-        for wave in waves:
-            mel = log_mel(wave.float(), self.sample_rate).T
-            pictures.append(2 * (mel - mel.min()) / (mel.max() - mel.min() + 1e-6) - 1)
-        return torch.stack(pictures)[:, None].expand(-1, 3, -1, -1)
+        return spectrogram_pictures(self.pipe.vae.decode(latents).sample, self.sample_rate)
 
     @torch.no_grad()
     def decode(self, latents, window, loop):
