@@ -173,3 +173,10 @@ def longcat_audio():
     from tiny_pipelines import tiny_longcat_audio_pipeline
 
     return tiny_longcat_audio_pipeline()
+
+
+@pytest.fixture(scope="session")
+def ace_step():
+    from tiny_pipelines import tiny_ace_step_pipeline
+
+    return tiny_ace_step_pipeline()

@@ -277,3 +277,29 @@ def test_long_longcat_audio_with_a_kept_clip(longcat_audio, loop):
         init_audio=clip, init_sample_rate=16000, num_inference_steps=4, seed=0, progress_bar=False)
     assert out.audio.shape == (1, 3200) and np.isfinite(out.audio).all() and out.layout.num_views >= 6
     assert np.array_equal(out.audio[:, 400:600], clip[:, 400:600])  # the clip between its crossfades
+
+
+ACE_WINDOW_S = 0.64  # 32 latent frames of the tiny ACE-Step
+
+
+@pytest.mark.parametrize("method", ["safa", "md-tri"])
+def test_one_window_reproduces_ace_step_exactly(ace_step, method):
+    out = LongAudioPipeline.from_pipe(ace_step)("lofi piano", audio_length_in_s=ACE_WINDOW_S,
+                                                window_seconds=ACE_WINDOW_S, method=method,
+                                                generator=torch.Generator().manual_seed(0), progress_bar=False)
+    base = ace_step("lofi piano", audio_duration=ACE_WINDOW_S, guidance_scale=1.0,
+                    generator=torch.Generator().manual_seed(0), output_type="np").audios[0]
+    assert out.info["steps"] == 8 and out.audio.shape == base.shape == (2, 10240)
+    assert np.array_equal(out.audio, base)
+
+
+def test_ace_step_loops_and_refuses_guidance_on_the_base_checkpoint(ace_step):
+    from tiny_pipelines import tiny_ace_step_pipeline
+
+    out = LongAudioPipeline.from_pipe(ace_step)("lofi piano", audio_length_in_s=2.0, window_seconds=ACE_WINDOW_S,
+                                                loop=True, seed=0, progress_bar=False)
+    assert out.audio.shape == (2, 32000) and out.layout.num_views >= 3
+    assert np.abs(out.audio).max() == pytest.approx(10 ** (-1 / 20), rel=1e-5)  # the pipeline's -1 dBFS peak
+    base = LongAudioPipeline.from_pipe(tiny_ace_step_pipeline(turbo=False))
+    with pytest.raises(SwapForwardError, match="guidance_scale 3 is not available for ACE-Step"):
+        base("lofi piano", audio_length_in_s=2.0, window_seconds=ACE_WINDOW_S, guidance_scale=3.0, progress_bar=False)

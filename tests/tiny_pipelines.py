@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 from diffusers import (
+    AceStepPipeline,
+    AceStepTransformer1DModel,
     AudioLDM2Pipeline,
     AudioLDM2ProjectionModel,
     AudioLDM2UNet2DConditionModel,
@@ -513,6 +515,31 @@ def tiny_longcat_audio_pipeline(seed: int = 0) -> LongCatAudioDiTPipeline:
     pipe = LongCatAudioDiTPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tiny_t5_tokenizer(),
                                    transformer=transformer)
     pipe.max_wav_duration = TINY_LONGCAT_WINDOW_S
+    return eval_mode(pipe)
+
+
+def tiny_ace_step_pipeline(seed: int = 0, turbo: bool = True) -> AceStepPipeline:
+    """An ACE-Step 1.5-like pipeline (Qwen3 text, lyric and timbre encoders packed by the condition encoder, a
+    patchified DiT with sliding-window layers, Oobleck VAE), random weights: 16 kHz stereo, 320 samples per latent
+    frame (50 a second)."""
+    from diffusers.pipelines.ace_step.modeling_ace_step import AceStepConditionEncoder
+
+    torch.manual_seed(seed)
+    text_encoder = Qwen3Model(Qwen3Config(vocab_size=300, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                                          num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                          max_position_embeddings=4096))
+    common = dict(hidden_size=16, intermediate_size=24, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                  sliding_window=8)
+    condition = AceStepConditionEncoder(text_hidden_dim=16, timbre_hidden_dim=4, num_lyric_encoder_hidden_layers=1,
+                                        num_timbre_encoder_hidden_layers=1, **common)
+    condition.silence_latent.normal_(0, 0.1)
+    transformer = AceStepTransformer1DModel(num_hidden_layers=1, in_channels=12, audio_acoustic_hidden_dim=4,
+                                            patch_size=2, is_turbo=turbo, **common)
+    vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[4, 8, 10], channel_multiples=[1, 1, 1],
+                             decoder_channels=6, decoder_input_channels=4, audio_channels=2, sampling_rate=16000)
+    pipe = AceStepPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tiny_qwen_tokenizer(),
+                           transformer=transformer, condition_encoder=condition,
+                           scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0))
     return eval_mode(pipe)
 
 

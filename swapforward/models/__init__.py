@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import SwapForwardError
+from .ace_step import AceStepAdapter
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
 from .base import AudioAdapter, ImageAdapter
 from .flux import FluxAdapter
@@ -29,6 +30,7 @@ AUDIO_ADAPTERS: dict[str, type[AudioAdapter]] = {
     "StableAudioPipeline": StableAudioAdapter,
     "StableAudio3Pipeline": StableAudio3Adapter,
     "LongCatAudioDiTPipeline": LongCatAudioAdapter,
+    "AceStepPipeline": AceStepAdapter,
 }
 
 #: diffusers pipeline class name -> adapter class, for panoramas.
