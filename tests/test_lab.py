@@ -226,3 +226,58 @@ def test_the_lab_command_refuses_bad_values_in_one_line(tmp_path):
         result = CliRunner().invoke(app, ["lab", *args])
         assert result.exit_code != 0 and message in result.output
         assert "Traceback" not in result.output
+
+
+# --- stochastic and few-step samplers (issue 26) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheduler,eta,noise", [("ddim", 1.0, "view"), ("pingpong", 0.0, "canvas")])
+def test_the_exact_map_of_a_stochastic_sampler_is_the_sampler(scheduler, eta, noise):
+    """Output = A z + c with z the canvas noise, the reference noise and every step's noise in the order drawn: the
+    map predicts a sampled run from its own draws."""
+    from swapforward.lab.run import UnitNoise
+
+    lab, world, setting = Lab(steps=6, scheduler=scheduler), GaussianWorld(), Setting("safa", 0.2, noise=noise,
+                                                                                        eta=eta)
+    a, c = lab.linear_map(world, setting)
+    z = torch.randn(a.shape[1], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    length, window = lab.length, lab.window
+    counter = UnitNoise(1, 0, count_only=True)
+
+    def draw(shape):
+        block = z[length + window + counter.offset:][: math.prod(shape)].reshape(shape)
+        counter.draw(shape)
+        return block
+
+    lane = GaussianWorld(channels=1, bins=1)
+    out = lab.sample(lane, setting, z[:length].view(1, 1, length, 1), z[length:length + window].view(1, 1, window, 1),
+                     draw=draw)
+    assert counter.offset == a.shape[1] - length - window
+    assert torch.allclose(out.flatten(), a @ z + c, atol=1e-9)
+
+
+def test_canvas_level_noise_keeps_what_per_view_noise_averages_away():
+    """DDIM eta 1, 10 steps: MD with a noise per view dips to 0.35 at its overlaps (0.59 drawn per canvas frame),
+    keeps half the overlaps' high band (0.29 against 0.58) and has 1.4x the KL (0.121 against 0.086, the single
+    window's 0.087). The swap takes every frame from one view, so its output is the same either way."""
+    lab, world = Lab(steps=10), GaussianWorld()
+    row = {(m, n): gaussian_row(lab, world, Setting(m, 0.2, noise=n, eta=1.0))
+           for m in ("md", "md-tri", "safa-selfloop") for n in ("view", "canvas")}
+    control = gaussian_row(lab, world, Setting("control", noise="canvas", eta=1.0, label="control"))
+    for method in ("md", "md-tri"):
+        assert row[method, "view"]["min_variance"] < row[method, "canvas"]["min_variance"] - 0.15
+        assert row[method, "view"]["kl_per_frame"] > 1.2 * row[method, "canvas"]["kl_per_frame"]
+        assert row[method, "view"]["overlap_high_band"] < 0.6 * row[method, "canvas"]["overlap_high_band"]
+    assert row["md-tri", "canvas"]["kl_per_frame"] < 1.1 * control["kl_per_frame"]
+    assert row["safa-selfloop", "view"]["kl_per_frame"] == pytest.approx(row["safa-selfloop", "canvas"]["kl_per_frame"])
+
+
+def test_with_eight_steps_the_reference_swap_acts_only_with_a_deterministic_sampler():
+    """Stable Audio 3's ping-pong schedule spends its first steps at sigma above 0.98, and each step re-noises: at
+    r_guide 0.3 (two guided steps) the swap leaves no copy and no lost dimension. Deterministic flow Euler with 8
+    steps copies (0.46 at the stride) and loses the 57 dimensions it loses at 50 steps."""
+    world = GaussianWorld()
+    pingpong = gaussian_row(Lab(steps=8, scheduler="pingpong"), world, Setting("safa", 0.2, noise="canvas"))
+    flow = gaussian_row(Lab(steps=8, scheduler="flow"), world, Setting("safa", 0.2))
+    assert pingpong["lost_dimensions"] == 0 and abs(pingpong["corr_at_stride"]) < 0.02
+    assert flow["lost_dimensions"] == 57 and flow["corr_at_stride"] > 0.4

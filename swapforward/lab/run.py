@@ -22,10 +22,14 @@ from ..core.layout import ViewLayout
 from ..core.methods import METHODS
 from ..core.plan import plan_joint
 from ..core.sampler import joint_denoise
+from ..core.stochastic import PingPong
 from . import metrics
 from .worlds import GaussianWorld, StylesWorld, denoiser
 
+#: The samplers of the main tables; the stochastic and few-step tables also use "pingpong" (Stable Audio 3's).
 SCHEDULERS = ("ddim", "ddim-v", "flow")
+#: Step-noise modes of a stochastic sampler: none (deterministic), one draw per view, one per canvas frame.
+NOISE_MODES = ("none", "view", "canvas")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class Setting:
     soften: bool = False
     loop: bool = False
     label: str = ""
+    noise: str = "none"
+    """A stochastic step's noise: none (deterministic sampler), drawn per view, or once per canvas frame."""
+    eta: float = 0.0
+    """DDIM's eta for stochastic steps (the ping-pong sampler needs none)."""
 
     @property
     def name(self) -> str:
@@ -54,6 +62,8 @@ class Setting:
             extra.append("cross-faded swap")
         if self.loop:
             extra.append("loop")
+        if self.noise != "none":
+            extra.append(f"{'eta ' + format(self.eta, 'g') + ', ' if self.eta else ''}noise per {self.noise}")
         return f"{self.method} ({', '.join(extra)})"
 
 
@@ -92,6 +102,12 @@ class Lab:
     def make_scheduler(self) -> Any:
         from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 
+        if self.scheduler == "pingpong":  # Stable Audio 3's sampler: x0 re-noised to the next level each step
+            from diffusers.pipelines.stable_audio_3.pipeline_stable_audio_3 import logsnr_sigma_schedule
+
+            scheduler = FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)
+            scheduler.set_timesteps(sigmas=logsnr_sigma_schedule(self.steps, -6.2, 2.0))
+            return PingPong(scheduler)
         if self.scheduler == "flow":
             scheduler = FlowMatchEulerDiscreteScheduler()
         else:
@@ -107,10 +123,16 @@ class Lab:
         return ViewLayout.build(length, self.window, overlap=setting.overlap, loop=setting.loop)
 
     def sample(self, world: Any, setting: Setting, noise: torch.Tensor, reference: torch.Tensor | None,
-               kept: Any = None) -> torch.Tensor:
-        """The setting's output for canvases `noise` (B, C, length, K) and reference noise (B, C, window, K)."""
+               kept: Any = None, draw: Callable[[tuple[int, ...]], torch.Tensor] | None = None) -> torch.Tensor:
+        """The setting's output for canvases `noise` (B, C, length, K) and reference noise (B, C, window, K);
+        `draw(shape)` gives a stochastic step's noise, per canvas frame or per view as the setting says."""
         layout = self.layout(setting)
         scheduler = self.make_scheduler()
+        step_noise, step_kwargs = None, {"eta": setting.eta} if setting.eta else {}
+        if setting.noise == "canvas":
+            step_noise = draw
+        elif setting.noise == "view":
+            scheduler = DrawnNoise(scheduler, lambda shape: draw(shape))  # one draw shared by the copies
         method = METHODS["safa-selfloop" if setting.method == "control" else setting.method]
         plan = plan_joint(method, layout, len(scheduler.timesteps), view_shape=(1, noise.shape[1], self.window,
                                                                                   noise.shape[3]),
@@ -128,21 +150,65 @@ class Lab:
             noise_in = noise * sigma
         return joint_denoise(noise_in, denoiser(world, scheduler), scheduler, layout, axis=2, weights=weights,
                              reference=reference * sigma if plan.guide_steps else None,
-                             reference_mask=plan.reference_mask, guide_steps=plan.guide_steps, callback=callback)
+                             reference_mask=plan.reference_mask, guide_steps=plan.guide_steps, callback=callback,
+                             step_kwargs=step_kwargs, step_noise=step_noise)
 
     def linear_map(self, world: GaussianWorld, setting: Setting,
                    kept: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A, c): one lane's output = A z + c for z its canvas noise then its reference noise (exact)."""
+        """(A, c): one lane's output = A z + c for z its canvas noise, its reference noise, then every stochastic
+        step's noise in the order drawn (exact: the sampler is linear in all of them)."""
         layout = self.layout(setting)
         lane = replace(world, channels=1, bins=1)
-        inputs = layout.length + self.window
-        basis = torch.eye(inputs, dtype=torch.float64)
+        zero = torch.zeros(1, 1, layout.length, 1, dtype=torch.float64)
+        drawn = UnitNoise(1, 0, count_only=True)
+        offset = self.sample(lane, setting, zero, torch.zeros(1, 1, self.window, 1, dtype=torch.float64), kept,
+                             drawn.draw)
+        inputs = layout.length + self.window + drawn.offset
+        basis = torch.eye(layout.length + self.window, dtype=torch.float64)
+        basis = torch.nn.functional.pad(basis, (0, 0, 0, drawn.offset))
         noise = basis[:, : layout.length].reshape(inputs, 1, layout.length, 1)
         reference = basis[:, layout.length:].reshape(inputs, 1, self.window, 1)
-        zero = torch.zeros(1, 1, layout.length, 1, dtype=torch.float64)
-        offset = self.sample(lane, setting, zero, torch.zeros(1, 1, self.window, 1, dtype=torch.float64), kept)
-        columns = self.sample(lane, setting, noise, reference, kept) - offset
+        steps = UnitNoise(inputs, layout.length + self.window)
+        columns = self.sample(lane, setting, noise, reference, kept, steps.draw) - offset
         return columns.reshape(inputs, layout.length).T, offset.reshape(layout.length)
+
+
+class UnitNoise:
+    """Step noises as unit vectors of the linear map's inputs: every draw takes the next block of input indices, so
+    lane i of the batch carries a one at input i (`count_only`: zeros, counting the inputs the draws take)."""
+
+    def __init__(self, inputs: int, offset: int, count_only: bool = False):
+        self.inputs, self.offset, self.count_only = inputs, offset, count_only
+
+    def draw(self, shape: tuple[int, ...]) -> torch.Tensor:
+        per_lane = math.prod(shape) // self.inputs  # a lane's views (or reference) and their frames
+        block = torch.zeros(self.inputs, per_lane, dtype=torch.float64)
+        if self.count_only:
+            self.offset += per_lane
+            return block.reshape(shape)
+        index = torch.arange(per_lane)
+        inside = self.offset + index < self.inputs
+        block[self.offset + index[inside], index[inside]] = 1.0
+        self.offset += per_lane
+        return block.reshape(shape)
+
+
+class DrawnNoise:
+    """A stochastic scheduler whose every `step` takes its noise from `draw(shape)` for the batch it steps: one
+    noise per view, as the engine drew it before noise was drawn per canvas frame (kept here to compare)."""
+
+    def __init__(self, scheduler: Any, draw: Callable[[tuple[int, ...]], torch.Tensor]):
+        self.scheduler, self.draw = scheduler, draw
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("scheduler", "draw"):
+            raise AttributeError(name)
+        return getattr(self.scheduler, name)
+
+    def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, **kwargs: Any) -> Any:
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("variance_noise", "generator")}
+        return self.scheduler.step(model_output, timestep, sample, variance_noise=self.draw(tuple(sample.shape)),
+                                   **kwargs)
 
 
 def softened(weights: torch.Tensor) -> torch.Tensor:
@@ -204,7 +270,8 @@ def styles_row(lab: Lab, world: StylesWorld, setting: Setting) -> dict[str, Any]
                         dtype=torch.float64)
     reference = torch.randn(lab.samples, world.channels, lab.window, world.bins, generator=generator,
                             dtype=torch.float64)
-    out = lab.sample(world, setting, noise, reference)
+    out = lab.sample(world, setting, noise, reference,
+                     draw=lambda shape: torch.randn(shape, generator=generator, dtype=torch.float64))
     segments = max(1, layout.length // lab.window)
     fixed = torch.stack([out[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
     aligned = out[:, :, layout.indices].movedim(2, 1)  # (canvases, views, channels, window, bins): the views
@@ -246,6 +313,41 @@ def kept_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]
             "kept_exact": bool(torch.equal(c[k], x[k]) and a[k].abs().max() < 1e-9)}
 
 
+#: The stochastic samplers the lab compares: DDIM with eta 1 (at the lab's steps) and Stable Audio 3's 8-step
+#: ping-pong sampler.
+STOCHASTIC = (("ddim", 1.0, None), ("pingpong", 0.0, 8))
+#: The few-step samplers of distilled models: 8 ping-pong steps (Stable Audio 3) and 8 deterministic flow steps
+#: (Z-Image Turbo; FLUX.1 schnell takes 4).
+FEW_STEPS = (("pingpong", "canvas"), ("flow", "none"))
+
+
+def stochastic_rows(lab: Lab, world: GaussianWorld) -> list[dict[str, Any]]:
+    """Every averaging and swapping method with a stochastic sampler, its step noise drawn per view (as before)
+    and once per canvas frame (as now): exact, in the Gaussian world."""
+    rows = []
+    for scheduler, eta, steps in STOCHASTIC:
+        sub = replace(lab, scheduler=scheduler, steps=steps or lab.steps, results=[])
+        for noise in ("view", "canvas"):
+            for method in ("md", "md-tri", "safa-selfloop", "safa"):
+                row = gaussian_row(sub, world, Setting(method, 0.2, noise=noise, eta=eta))
+                rows.append({**row, "sampler": f"{scheduler}{f' eta {eta:g}' if eta else ''}, {sub.steps} steps"})
+    return rows
+
+
+def few_step_rows(lab: Lab, gaussian: GaussianWorld, styles: StylesWorld) -> list[dict[str, Any]]:
+    """The reference swap with 8 steps, r_guide 0.3 to 0.75 (2 to 6 guided steps), against SaFa* and MD*: copying,
+    lost dimensions and KL (exact) and consistency (sampled)."""
+    rows = []
+    for scheduler, noise in FEW_STEPS:
+        sub = replace(lab, scheduler=scheduler, steps=8, results=[])
+        settings_ = [Setting("md-tri", 0.2, noise=noise), Setting("safa-selfloop", 0.2, noise=noise)]
+        settings_ += [Setting("safa", 0.2, r_guide=r, noise=noise) for r in (0.3, 0.5, 0.75)]
+        for setting in settings_:
+            exact, sampled = gaussian_row(sub, gaussian, setting), styles_row(sub, styles, setting)
+            rows.append({**sampled, **exact, "sampler": f"{scheduler}, 8 steps"})
+    return rows
+
+
 def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, samples: int | None = None,
         seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every setting in both worlds, and the kept-clip rows; a dict ready for `write_report`."""
@@ -264,6 +366,13 @@ def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, 
         result[table].append(measure(lab, world, setting))
         if progress is not None:
             progress(f"[{done}/{len(jobs)}] {table}: {setting.name}")
+    if scheduler == "ddim" and not quick:
+        result["stochastic"] = stochastic_rows(lab, gaussian)
+        if progress is not None:
+            progress("stochastic samplers: noise per view and per canvas frame")
+        result["few_steps"] = few_step_rows(lab, gaussian, styles)
+        if progress is not None:
+            progress("few steps: the reference swap with 8 steps")
     return result
 
 
@@ -323,6 +432,24 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["kept"]:
         lines.append(f"| {r['setting']} | {r['kept_frames']} | {_kl(r['kl_filled_per_frame'])} | "
                      f"{r['kl_floor_filled_per_frame']:.4f} | {r['lost_dimensions']} | {r['kept_exact']} |")
+    if result.get("stochastic"):
+        lines += ["\n### Stochastic steps: noise drawn per view (before) and once per canvas frame (now), Gaussian "
+                  "world (exact)\n",
+                  "| sampler | setting | KL / frame | KL, -20 dB floor | variance min | overlap high band | low band | "
+                  "lost dims |", "| --- | --- |" + " ---: |" * 6]
+        for r in result["stochastic"]:
+            lines.append(f"| {r['sampler']} | {r['setting']} | {_kl(r['kl_per_frame'])} | "
+                         f"{r['kl_floor_per_frame']:.4f} | {r['min_variance']:.3f} | {_f(r['overlap_high_band'])} | "
+                         f"{r['low_band']:.3f} | {r['lost_dimensions']} |")
+    if result.get("few_steps"):
+        lines += ["\n### Few steps: the reference swap with 8 steps\n",
+                  "| sampler | setting | KL, -20 dB floor | lost dims | corr at stride | consistency (fixed) | "
+                  "consistency (views) |", "| --- | --- |" + " ---: |" * 5]
+        for r in result["few_steps"]:
+            lines.append(f"| {r['sampler']} | {r['setting']} | {r['kl_floor_per_frame']:.4f} | "
+                         f"{r['lost_dimensions']} | {_f(r['corr_at_stride'])} | {r['consistency']:.3f} ± "
+                         f"{r['consistency_se']:.3f} | {r['consistency_views']:.3f} ± "
+                         f"{r['consistency_views_se']:.3f} |")
     return head + "\n".join(lines) + "\n"
 
 
