@@ -303,3 +303,34 @@ def test_ace_step_loops_and_refuses_guidance_on_the_base_checkpoint(ace_step):
     base = LongAudioPipeline.from_pipe(tiny_ace_step_pipeline(turbo=False))
     with pytest.raises(SwapForwardError, match="guidance_scale 3 is not available for ACE-Step"):
         base("lofi piano", audio_length_in_s=2.0, window_seconds=ACE_WINDOW_S, guidance_scale=3.0, progress_bar=False)
+
+
+def test_a_resumed_stable_audio_3_run_equals_the_uninterrupted_one(stable_audio_3, tmp_path):
+    """The ping-pong sampler's canvas noise comes from the generator, whose state the saved run carries."""
+    pipe = LongAudioPipeline.from_pipe(stable_audio_3)
+    options = dict(audio_length_in_s=0.2, loop=True, seed=3, progress_bar=False)
+    full = pipe("rain", **options)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_five(k, t, latents):
+        if k == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pipe("rain", save_state=tmp_path / "state.pt", save_every=2, callback=stop_at_five, **options)
+    resumed = pipe("rain", resume_from=tmp_path / "state.pt", **options)
+    assert np.array_equal(full.audio, resumed.audio)
+
+
+@pytest.mark.parametrize("family,window,seconds", [("longcat_audio", "0.016", "0.1"), ("ace_step", "0.64", "2")])
+def test_cli_writes_audio_from_a_longcat_or_ace_step_folder(request, family, window, seconds, tmp_path):
+    request.getfixturevalue(family).save_pretrained(tmp_path / family)
+    out = tmp_path / f"{family}.flac"
+    result = CliRunner().invoke(app, ["audio", "rain", "--model", str(tmp_path / family), "--seconds", seconds,
+                                      "--window-seconds", window, "--steps", "2", "--loop", "--seed", "0", "--out",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    data, rate = sf.read(out)
+    assert rate == 16000 and data.shape[0] == round(float(seconds) * 16000)

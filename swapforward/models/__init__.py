@@ -55,6 +55,7 @@ KNOWN_AUDIO_MODELS = (
     "stabilityai/stable-audio-3-medium",
     "stabilityai/stable-audio-3-medium-base",
     "ruixiangma/LongCat-AudioDiT-1B-Diffusers",
+    "ACE-Step/acestep-v15-xl-turbo-diffusers",
 )
 
 
