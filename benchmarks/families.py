@@ -35,6 +35,7 @@ IMAGE = {
     "FLUX.1 dev": tiny.tiny_flux_pipeline,
     "Z-Image": tiny.tiny_z_image_pipeline,
     "Qwen-Image": tiny.tiny_qwen_image_pipeline,
+    "FLUX.2 klein (base)": tiny.tiny_flux2_klein_pipeline,
 }
 
 

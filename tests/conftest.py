@@ -180,3 +180,10 @@ def ace_step():
     from tiny_pipelines import tiny_ace_step_pipeline
 
     return tiny_ace_step_pipeline()
+
+
+@pytest.fixture(scope="session")
+def flux2_klein():
+    from tiny_pipelines import tiny_flux2_klein_pipeline
+
+    return tiny_flux2_klein_pipeline()

@@ -227,7 +227,7 @@ def test_qwen_image_panorama_and_its_defaults(qwen_image, loop):
     assert out.array.shape == (64, 256, 3) and np.isfinite(out.array).all() and out.layout.window == 8
 
 
-IMAGE_FAMILIES = ["flux", "z_image", "qwen_image"]
+IMAGE_FAMILIES = ["flux", "z_image", "qwen_image", "flux2_klein"]
 
 
 @pytest.mark.parametrize("family", IMAGE_FAMILIES)
@@ -334,3 +334,28 @@ def test_cli_writes_audio_from_a_longcat_or_ace_step_folder(request, family, win
     assert result.exit_code == 0, result.output
     data, rate = sf.read(out)
     assert rate == 16000 and data.shape[0] == round(float(seconds) * 16000)
+
+
+@pytest.mark.parametrize("method", ["safa", "md"])
+@pytest.mark.parametrize("guidance", [1.0, 4.0])
+def test_one_view_reproduces_flux2_klein_exactly(flux2_klein, method, guidance):
+    from swapforward import PanoramaPipeline
+
+    out = PanoramaPipeline.from_pipe(flux2_klein)(PANORAMA_PROMPT, height=64, width=64, view_width=64, method=method,
+                                                  num_inference_steps=3, guidance_scale=guidance,
+                                                  generator=torch.Generator().manual_seed(0), progress_bar=False)
+    base = flux2_klein(prompt=PANORAMA_PROMPT, height=64, width=64, num_inference_steps=3, guidance_scale=guidance,
+                       generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+    assert out.layout.num_views == 1 and np.array_equal(out.array, base)
+
+
+def test_flux2_klein_distilled_defaults_to_four_steps_without_guidance(flux2_klein):
+    from tiny_pipelines import tiny_flux2_klein_pipeline
+
+    from swapforward import PanoramaPipeline
+
+    request = PanoramaPipeline.spec.check({"prompt": "x"})
+    distilled = PanoramaPipeline.from_pipe(tiny_flux2_klein_pipeline(distilled=True)).resolve(request)
+    base = PanoramaPipeline.from_pipe(flux2_klein).resolve(request)
+    assert (distilled.num_inference_steps, distilled.guidance_scale) == (4, 1.0)
+    assert (base.num_inference_steps, base.guidance_scale) == (50, 4.0)

@@ -16,12 +16,15 @@ from diffusers import (
     AudioLDM2UNet2DConditionModel,
     AudioLDMPipeline,
     AutoencoderKL,
+    AutoencoderKLFlux2,
     AutoencoderKLQwenImage,
     AutoencoderOobleck,
     AutoencoderSAME,
     CosineDPMSolverMultistepScheduler,
     DDIMScheduler,
     FlowMatchEulerDiscreteScheduler,
+    Flux2KleinPipeline,
+    Flux2Transformer2DModel,
     FluxPipeline,
     FluxTransformer2DModel,
     LongCatAudioDiTPipeline,
@@ -59,6 +62,7 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
     Qwen3Config,
+    Qwen3ForCausalLM,
     Qwen3Model,
     RobertaTokenizer,
     SpeechT5HifiGan,
@@ -285,6 +289,27 @@ def tiny_qwen_image_pipeline(seed: int = 0) -> QwenImagePipeline:
                                                 time_shift_type="exponential")
     pipe = QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tiny_qwen_tokenizer(),
                              transformer=transformer)
+    pipe.default_sample_size = 8
+    return eval_mode(pipe)
+
+
+def tiny_flux2_klein_pipeline(seed: int = 0, distilled: bool = False) -> Flux2KleinPipeline:
+    """A FLUX.2 klein-like pipeline (Qwen3 text from layers 9, 18 and 27, dual- and single-stream blocks with 4-axis
+    rotary ids, the batch-normalised patchified VAE latents), random weights; native size set to 64 px."""
+    torch.manual_seed(seed)
+    text_encoder = Qwen3ForCausalLM(Qwen3Config(vocab_size=300, hidden_size=16, intermediate_size=24,
+                                                num_hidden_layers=28, num_attention_heads=2, num_key_value_heads=1,
+                                                head_dim=8, max_position_embeddings=512))
+    transformer = Flux2Transformer2DModel(in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                          num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=16,
+                                          axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False)
+    vae = AutoencoderKLFlux2(block_out_channels=(4, 4, 4, 4), latent_channels=4, norm_num_groups=2,
+                             layers_per_block=1)
+    vae.bn.running_mean.normal_(0, 0.1)
+    vae.bn.running_var.uniform_(0.5, 2.0)
+    pipe = Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True), vae=vae,
+                              text_encoder=text_encoder, tokenizer=tiny_qwen_tokenizer(), transformer=transformer,
+                              is_distilled=distilled)
     pipe.default_sample_size = 8
     return eval_mode(pipe)
 

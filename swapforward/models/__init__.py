@@ -12,6 +12,7 @@ from .ace_step import AceStepAdapter
 from .audioldm import AudioLDM2Adapter, AudioLDMAdapter
 from .base import AudioAdapter, ImageAdapter
 from .flux import FluxAdapter
+from .flux2 import Flux2KleinAdapter
 from .longcat_audio import LongCatAudioAdapter
 from .qwen_image import QwenImageAdapter
 from .stable_audio import StableAudioAdapter
@@ -41,6 +42,7 @@ IMAGE_ADAPTERS: dict[str, type[ImageAdapter]] = {
     "FluxPipeline": FluxAdapter,
     "ZImagePipeline": ZImageAdapter,
     "QwenImagePipeline": QwenImageAdapter,
+    "Flux2KleinPipeline": Flux2KleinAdapter,
 }
 
 #: Checkpoints known to work, for messages and docs.
