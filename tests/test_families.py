@@ -359,3 +359,26 @@ def test_flux2_klein_distilled_defaults_to_four_steps_without_guidance(flux2_kle
     base = PanoramaPipeline.from_pipe(flux2_klein).resolve(request)
     assert (distilled.num_inference_steps, distilled.guidance_scale) == (4, 1.0)
     assert (base.num_inference_steps, base.guidance_scale) == (50, 4.0)
+
+
+def test_the_app_and_a_batch_pick_each_family_by_its_folder(stable_audio_3, flux2_klein, tmp_path):
+    """The web app's studio and a jobs file load the newer families from their folders like any other model."""
+    import json
+
+    from swapforward.frontends.app import Studio
+
+    stable_audio_3.save_pretrained(tmp_path / "sa3")
+    flux2_klein.save_pretrained(tmp_path / "klein")
+    studio = Studio(str(tmp_path / "sa3"), str(tmp_path / "klein"), tmp_path / "app", device="cpu")
+    sound, _, _, summary = studio.audio("rain", seed=1, seconds=0.2, loop=True)
+    assert sf.read(sound)[0].shape == (3200, 2) and "seed 1" in summary
+    picture, _, _ = studio.panorama("snowy peaks", seed=1, width=192, height=64, view_width=64, steps=2)
+    from PIL import Image
+
+    assert Image.open(picture).size == (192, 64)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"kind": "audio", "prompt": "rain", "model": str(tmp_path / "sa3"), "seconds": 0.2,
+                                "seed": 0, "out": str(tmp_path / "batch" / "a.wav")}) + "\n")
+    result = CliRunner().invoke(app, ["batch", str(jobs)])
+    assert result.exit_code == 0, result.output
+    assert sf.read(tmp_path / "batch" / "a.wav")[0].shape == (3200, 2)
