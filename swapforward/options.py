@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core.methods import METHODS, REFERENCE_PHASES
+from .core.methods import METHODS, REFERENCE_PHASES, get_method
 from .errors import SwapForwardError
 from .inputs import clip_info, image_size, parse_spans
 from .prompts import Segment, parse_lines, settle, to_segments
@@ -30,10 +30,6 @@ RANDOM_SEED = -1
 
 #: Where a request comes from decides how options are named in messages and whether values arrive as text.
 SOURCES = ("api", "cli", "job", "app")
-
-SWAP_METHODS = tuple(m.name for m in METHODS.values() if m.merge == "swap")
-REFERENCE_METHODS = tuple(m.name for m in METHODS.values() if m.reference)
-
 
 @dataclass(frozen=True)
 class Option:
@@ -54,11 +50,12 @@ class Option:
     """The minimum itself is not allowed."""
     below: bool = False
     """The maximum itself is not allowed."""
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
+    """The allowed values, or a function giving them when asked (the methods: a method may be registered later)."""
     optional: bool = False
     """None is allowed: the default is decided later (the model's size, free memory, a random seed)."""
-    methods: tuple[str, ...] = ()
-    """The methods that use the option; empty: every method."""
+    per_method: bool = False
+    """Only some methods use it: those that list it in their `Method.options`."""
     short: str = ""
     app: str = "more"
     """Where the web app shows it: "main", "more" (folded away), or "" (not in the app)."""
@@ -86,10 +83,20 @@ class Option:
     def default_for(self, kind: str) -> Any:
         return self.default.get(kind) if isinstance(self.default, dict) else self.default
 
+    def choice_names(self) -> tuple[str, ...]:
+        return self.choices() if callable(self.choices) else self.choices
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods that use the option; empty: every method."""
+        if not self.per_method:
+            return ()
+        return tuple(m.name for m in METHODS.values() if self.name in m.options)
+
     def allowed(self) -> str:
         """What values are allowed, in words, for help texts and messages."""
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
+        if self.choice_names():
+            return "one of " + ", ".join(self.choice_names())
         if self.type == "seed":
             return f"a whole number from 0 to 2^64-1, or {RANDOM_SEED} for a random one"
         if self.type == "bool":
@@ -251,9 +258,9 @@ def _position(option: Option, value: Any, label: str, text: bool) -> float | str
 
 
 def _choice(option: Option, value: Any, label: str, text: bool) -> str:
-    if isinstance(value, str) and value.strip().lower() in option.choices:
+    if isinstance(value, str) and value.strip().lower() in option.choice_names():
         return value.strip().lower()
-    raise SwapForwardError(f"Unknown {label} {value!r}; use one of: {', '.join(option.choices)}.")
+    raise SwapForwardError(f"Unknown {label} {value!r}; use one of: {', '.join(option.choice_names())}.")
 
 
 def _path(option: Option, value: Any, label: str, text: bool) -> Path:
@@ -367,10 +374,10 @@ def _prompt_rule(kind: str, extent: str) -> Rule:
             values["prompt"] = segments[0].prompt
             values["negative_prompt"] = segments[0].negative_prompt or values["negative_prompt"]
             return
-        if values["method"] in ("mad", "syncd"):
+        if get_method(values["method"]).one_prompt:
+            takes = listed([m.name for m in METHODS.values() if not m.one_prompt])
             raise SwapForwardError(
-                f"A {where} with several prompts works with safa, safa-selfloop, md and md-tri; "
-                f"{values['method']} conditions every view alike."
+                f"A {where} with several prompts works with {takes}; {values['method']} conditions every view alike."
             )
         values["prompt"] = tuple(segments)
 
@@ -382,9 +389,7 @@ def _audio_input(values: dict[str, Any], label: Callable[[str], str]) -> None:
     as long as the clip), and the clips' readability, checked before any model loads."""
     clip = values["init_audio"]
     if values["reference_audio"] is not None:
-        if values["method"] != "safa":
-            raise SwapForwardError(f"{label('reference_audio')} guides the reference swap, which only safa has; use "
-                                   f"--method safa.")
+        _check_reference_method(values["method"], label("reference_audio"))
         clip_info(values["reference_audio"], label("reference_audio"), values["init_sample_rate"])
     if clip is None:
         for name in ("keep", "fill"):
@@ -426,9 +431,7 @@ def _audio_input_fits(values: dict[str, Any], label: Callable[[str], str]) -> No
 def _image_input(values: dict[str, Any], label: Callable[[str], str]) -> None:
     """An input picture's readability and fit, and its kept spans, checked before any model loads."""
     if values["reference_image"] is not None:
-        if values["method"] != "safa":
-            raise SwapForwardError(f"{label('reference_image')} guides the reference swap, which only safa has; use "
-                                   f"--method safa.")
+        _check_reference_method(values["method"], label("reference_image"))
         image_size(values["reference_image"], label("reference_image"))
     picture = values["init_image"]
     if picture is None:
@@ -468,13 +471,36 @@ def _audio_length(values: dict[str, Any], label: Callable[[str], str]) -> None:
     values["audio_length_in_s"] = seconds
 
 
-#: The paper's panorama overlaps (Table 3): SaFa's reference guidance lets it use 0.2; the baselines take 0.8.
-PANORAMA_OVERLAP = {"safa": 0.2, "safa-selfloop": 0.2, "md": 0.8, "md-tri": 0.8, "mad": 0.8, "syncd": 0.8}
+def listed(names: list[str] | tuple[str, ...]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
+
+
+def _check_reference_method(method: str, label: str) -> None:
+    if not get_method(method).reference:
+        having = [m.name for m in METHODS.values() if m.reference]
+        raise SwapForwardError(f"{label} guides the reference swap, which only {listed(having)} "
+                               f"{'has' if len(having) == 1 else 'have'}; use --method {having[0]}.")
 
 
 def _panorama_overlap(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    """The method's own panorama overlap (the paper's Table 3: 0.2 for SaFa, 0.8 for the baselines)."""
     if values["overlap"] is None:
-        values["overlap"] = PANORAMA_OVERLAP[values["method"]]
+        values["overlap"] = get_method(values["method"]).panorama_overlap
+
+
+def _method_options(options: tuple[Option, ...], kind: str) -> Rule:
+    """A method-specific option set (to other than its default) for a method that does not use it: one sentence."""
+
+    def rule(values: dict[str, Any], label: Callable[[str], str]) -> None:
+        method = values["method"]
+        for option in options:
+            if (option.per_method and values[option.name] != option.default_for(kind)
+                    and method not in option.methods):
+                raise SwapForwardError(f"{label(option.name)} is used by {listed(option.methods)} only; method "
+                                       f"{method} ignores it (leave it out or change the method).")
+
+    return rule
 
 
 def check_multiple(label: str, value: int, multiple: int) -> None:
@@ -516,18 +542,19 @@ REPAINT_OPTIONS = (
 
 #: The joint-diffusion options every kind shares, in the order the help lists them.
 METHOD_OPTIONS = (
-    Option("method", "choice", "safa", "Joint-diffusion method.", choices=tuple(METHODS), short="-m", app="main"),
+    Option("method", "choice", "safa", "Joint-diffusion method.", choices=lambda: tuple(METHODS), short="-m",
+           app="main"),
     Option("loop", "bool", False, "Make the output a seamless loop (panoramas: 360 degrees).", app="main"),
     Option("overlap", "float", {"audio": 0.2, "panorama": None},
            "Overlap rate of adjacent views (panoramas default to the paper's: 0.2 for SaFa/SaFa*, else 0.8).",
            minimum=0, maximum=1, above=True, below=True, optional=True,
            unset="the method's: 0.2 for SaFa/SaFa*, else 0.8"),
     Option("r_guide", "float", 0.3, "Fraction of the steps with the Reference-Guided Latent Swap (Eq. 10).",
-           minimum=0, maximum=1, methods=REFERENCE_METHODS),
+           minimum=0, maximum=1, per_method=True),
     Option("swap_interval", "int", 1, "Swap interval w of Eq. 9, in latent frames or columns.", minimum=1,
-           maximum=4096, methods=SWAP_METHODS),
+           maximum=4096, per_method=True),
     Option("tail_shift", "int", 0, "SaFa+: each overlap's last N latent frames come from the right view.",
-           minimum=0, maximum=4096, methods=SWAP_METHODS),
+           minimum=0, maximum=4096, per_method=True),
     Option("num_inference_steps", "int", None, "Denoising steps (default: the model's; the README's Models "
            "table lists them).", field="steps", minimum=1, maximum=10000, app="main", optional=True,
            unset="the model's: 200 for AudioLDM, 50 for SD, 8 for distilled Stable Audio 3"),
@@ -541,13 +568,18 @@ METHOD_OPTIONS = (
     Option("seed", "seed", None, "Random seed for reproducible output; -1 draws one and reports it.",
            minimum=RANDOM_SEED, optional=True, app="main", unset="-1: a random one, reported"),
     Option("mad_ratio", "float", 0.3, "MAD: fraction of the steps with self-attention over the whole canvas.",
-           minimum=0, maximum=1, methods=("mad",)),
+           minimum=0, maximum=1, per_method=True),
     Option("sync_weight", "float", 20.0, "SyncDiffusion: weight of the LPIPS gradient step.", minimum=0,
-           maximum=1e6, methods=("syncd",)),
+           maximum=1e6, per_method=True),
     Option("sync_decay", "float", 0.95, "SyncDiffusion: decay of the weight per step.", minimum=0, maximum=1,
-           methods=("syncd",)),
+           per_method=True),
     Option("sync_ratio", "float", 1.0, "SyncDiffusion: fraction of the steps with the gradient step.", minimum=0,
-           maximum=1, methods=("syncd",)),
+           maximum=1, per_method=True),
+    Option("reference_phase", "choice", "local", "Which middle frames of each view the reference-guided swap "
+           "replaces: the same frames in every view (local; the same as middle in the paper's geometry), counted "
+           "from each view's first middle frame (middle, Eq. 10 read literally), or complementary frames in "
+           "neighbouring views (alternate: less copying between neighbours; see docs/lab.md). Panoramas swap whole "
+           "rows, where the phase makes no difference.", choices=REFERENCE_PHASES, per_method=True),
 )
 
 AUDIO = Spec(
@@ -593,13 +625,9 @@ AUDIO = Spec(
                minimum=0, maximum=86400),
         *REPAINT_OPTIONS,
         *METHOD_OPTIONS,
-        Option("reference_phase", "choice", "local", "Which middle frames of each view the reference-guided swap "
-               "replaces: the same frames in every view (local; the same as middle in the paper's geometry), counted "
-               "from each view's first middle frame (middle, Eq. 10 read literally), or complementary frames in "
-               "neighbouring views (alternate: less copying between neighbours; see docs/lab.md).",
-               choices=REFERENCE_PHASES, methods=REFERENCE_METHODS),
     ),
-    rules=(_audio_input, _audio_length, _audio_input_fits, _prompt_rule("audio", "audio_length_in_s")),
+    rules=(_audio_input, _audio_length, _audio_input_fits, _prompt_rule("audio", "audio_length_in_s"),
+           _method_options(METHOD_OPTIONS, "audio")),
 )
 
 PANORAMA = Spec(
@@ -635,7 +663,8 @@ PANORAMA = Spec(
         *REPAINT_OPTIONS,
         *METHOD_OPTIONS,
     ),
-    rules=(_panorama_sizes, _image_input, _prompt_rule("panorama", "width"), _panorama_overlap),
+    rules=(_panorama_sizes, _image_input, _prompt_rule("panorama", "width"), _panorama_overlap,
+           _method_options(METHOD_OPTIONS, "panorama")),
 )
 
 SCHEDULER_CHOICES = ("paper", "default", "ddim", "dpm", "euler", "unipc")

@@ -20,6 +20,10 @@ from swapforward.core import (
     triangular_weights,
 )
 from swapforward.core.methods import REFERENCE_PHASES
+from swapforward.options import AUDIO
+
+#: The paper's settings of the reference swap, as the options declare them.
+PAPER = {name: AUDIO[name].default_for("audio") for name in ("r_guide", "reference_phase")}
 
 
 def owners(layout, weights):
@@ -262,7 +266,7 @@ def test_merge_along_last_axis_for_image_latents():
 
 def test_reference_mask_alternates_inside_the_middle_region_only():
     layout = ViewLayout.build(84, 32, stride=26)
-    mask = reference_swap_mask(layout, ndim=4, axis=2, swap_axis=2, swap_axis_size=32)[:, 0, :, 0]
+    mask = reference_swap_mask(layout, ndim=4, axis=2, swap_axis=2, swap_axis_size=32, phase="local")[:, 0, :, 0]
     assert mask[0].tolist() == [False, True] * 13 + [False] * 6
     assert mask[1].tolist() == [False] * 6 + [False, True] * 10 + [False] * 6
     ref = torch.full((1, 1, 32, 2), 7.0)
@@ -289,7 +293,7 @@ def test_reference_mask_phases_with_an_odd_overlap():
 
 def test_reference_mask_swaps_whole_rows_for_images():
     layout = ViewLayout.build(84, 32, stride=26)
-    mask = reference_swap_mask(layout, ndim=4, axis=3, swap_axis=2, swap_axis_size=4, interval=1)
+    mask = reference_swap_mask(layout, ndim=4, axis=3, swap_axis=2, swap_axis_size=4, interval=1, phase="local")
     assert mask.shape == (3, 1, 4, 32)
     assert mask[0, 0, :, 0].tolist() == [False, True, False, True]
     assert not mask[0, 0, :, 26:].any()
@@ -316,7 +320,7 @@ def run_loop(guide_steps, calls, view_batch_size=None, reference=True):
     torch.manual_seed(0)
     layout = ViewLayout.build(84, 32, stride=26)
     canvas, ref = torch.randn(1, 2, 84, 3), torch.randn(1, 2, 32, 3)
-    mask = reference_swap_mask(layout, 4, 2, 2, 32)
+    mask = reference_swap_mask(layout, 4, 2, 2, 32, phase="local")
     return joint_denoise(
         canvas,
         toy_denoiser(calls),
@@ -356,7 +360,7 @@ def test_a_batch_of_canvases_equals_each_canvas_alone(method):
     from swapforward.core import METHODS, plan_joint
 
     layout = ViewLayout.build(84, 32, stride=26, loop=method == "safa")
-    plan = plan_joint(METHODS[method], layout, 10, view_shape=(1, 2, 32, 3), axis=2, swap_axis=2)
+    plan = plan_joint(METHODS[method], layout, 10, view_shape=(1, 2, 32, 3), axis=2, swap_axis=2, **PAPER)
     torch.manual_seed(1)
     canvases, refs = torch.randn(3, 2, 84, 3), torch.randn(3, 2, 32, 3)
 
@@ -377,16 +381,16 @@ def test_the_plan_guides_the_first_steps_of_safa_only():
     from swapforward.core import METHODS, plan_joint
 
     layout = ViewLayout.build(84, 32, stride=26)
-    safa = plan_joint(METHODS["safa"], layout, 200, view_shape=(1, 8, 32, 16), axis=2, swap_axis=2)
+    safa = plan_joint(METHODS["safa"], layout, 200, view_shape=(1, 8, 32, 16), axis=2, swap_axis=2, **PAPER)
     assert safa.guide_steps == 60 and safa.reference_mask.shape == (3, 1, 32, 1)
     assert torch.equal(safa.weights, swap_weights(layout))
-    star = plan_joint(METHODS["safa-selfloop"], layout, 200, view_shape=(1, 8, 32, 16), axis=2, swap_axis=2)
+    star = plan_joint(METHODS["safa-selfloop"], layout, 200, view_shape=(1, 8, 32, 16), axis=2, swap_axis=2, **PAPER)
     assert star.guide_steps == 0 and star.reference_mask is None
     one = plan_joint(METHODS["safa"], ViewLayout.build(20, 32, stride=26), 200, view_shape=(1, 8, 20, 16), axis=2,
-                     swap_axis=2)
+                     swap_axis=2, **PAPER)
     assert one.guide_steps == 0, "one view is the plain model"
     image = plan_joint(METHODS["safa"], ViewLayout.build(26, 8, stride=6), 50, view_shape=(1, 4, 8, 8), axis=3,
-                       swap_axis=2, r_guide=0.3)
+                       swap_axis=2, **PAPER)
     assert image.guide_steps == 15 and image.reference_mask.shape == (4, 1, 8, 8)
 
 

@@ -54,14 +54,4 @@ def baseline_for(request: Any, steps: int, layout: ViewLayout, lpips: torch.nn.M
     SyncDiffusion when it would act on no step (then it is plain MultiDiffusion)."""
     from ..core.methods import get_method
 
-    method = get_method(request.method)
-    if method.merged_attention:  # cross-attention is merged on every step, even with mad_ratio 0 (the authors' code)
-        from .mad import MergedAttention
-
-        return MergedAttention(round(request.mad_ratio * steps))
-    if method.gradient_sync and layout.num_views > 1:
-        from .syncdiffusion import GradientSync
-
-        sync_steps = round(request.sync_ratio * steps)
-        return GradientSync(sync_steps, request.sync_weight, request.sync_decay, lpips) if sync_steps else None
-    return None
+    return get_method(request.method).plugin_for(request, steps, layout, lpips)

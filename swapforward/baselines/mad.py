@@ -231,3 +231,8 @@ class MergedAttention(Baseline):
     def after_step(self, k: int) -> None:
         if k + 1 >= self.steps:
             self.state["merge_self"] = False  # MAD's steps are over: self-attention per view again
+
+
+def plugin(request: Any, steps: int, layout: Any, lpips: Any) -> MergedAttention:
+    """MAD's plug-in for a run: cross-attention is merged on every step, even with mad_ratio 0 (the authors' code)."""
+    return MergedAttention(round(request.mad_ratio * steps))

@@ -128,3 +128,10 @@ class GradientSync(Baseline):
                        decode=loop.adapter.decode_preview, lpips=self.lpips)
             for group in views.split(views.shape[0] // loop.canvases)  # each canvas has its own anchor view
         ])
+
+
+def plugin(request: Any, steps: int, layout: Any, lpips: torch.nn.Module | None) -> GradientSync | None:
+    """SyncDiffusion's plug-in for a run; None when it would act on no step or view pair (then it is plain MD)."""
+    sync_steps = round(request.sync_ratio * steps)
+    return GradientSync(sync_steps, request.sync_weight, request.sync_decay, lpips) if (
+        sync_steps and layout.num_views > 1) else None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 
 from .layout import ViewLayout
-from .methods import REFERENCE_PHASES
 
 
 def swap_mask(length: int, interval: int = 1) -> torch.Tensor:
@@ -130,8 +129,8 @@ def merge_sums(
 
 
 def reference_swap_mask(
-    layout: ViewLayout, ndim: int, axis: int, swap_axis: int, swap_axis_size: int, interval: int = 1,
-    phase: str = "local",
+    layout: ViewLayout, ndim: int, axis: int, swap_axis: int, swap_axis_size: int, interval: int = 1, *,
+    phase: str,
 ) -> torch.Tensor:
     """Where Eq. 10 takes the reference: W_refer of Eq. 9 inside each view's middle (non-overlap) region.
 
@@ -147,8 +146,8 @@ def reference_swap_mask(
     shape = [layout.num_views] + [1] * (ndim - 1)
     shape[axis] = layout.window
     if swap_axis == axis:
-        if phase not in REFERENCE_PHASES:
-            raise ValueError(f"Unknown reference phase {phase!r}; use one of {', '.join(REFERENCE_PHASES)}.")
+        if phase not in ("local", "middle", "alternate"):
+            raise ValueError(f"Unknown reference phase {phase!r}; use local, middle or alternate.")
         rank = torch.arange(layout.window).expand_as(middle)
         if phase == "middle":
             rank = middle.long().cumsum(1) - 1
@@ -176,3 +175,11 @@ def reference_swap(
     else:
         chosen = reference.view(grouped.shape[0], -1, *reference.shape[1:])[:, index.to(reference.device)]
     return torch.where(mask.to(views.device)[None], chosen, grouped).flatten(0, 1)
+
+
+#: The merge operators by the names methods give them: (layout, swap_interval, tail_shift) -> (views, window) weights.
+MERGE_WEIGHTS = {
+    "average": lambda layout, interval=1, tail_shift=0: average_weights(layout),
+    "triangular": lambda layout, interval=1, tail_shift=0: triangular_weights(layout),
+    "swap": swap_weights,
+}

@@ -32,10 +32,10 @@ def plan_joint(
     view_shape: tuple[int, ...],
     axis: int,
     swap_axis: int,
-    r_guide: float = 0.3,
+    r_guide: float,
+    reference_phase: str,
     swap_interval: int = 1,
     tail_shift: int = 0,
-    reference_phase: str = "local",
 ) -> JointPlan:
     """The plan for `steps` denoising steps of views of `view_shape` laid out along `axis`.
 
@@ -49,5 +49,5 @@ def plan_joint(
     if guide_steps > 0:
         ndim = len(view_shape)
         mask = reference_swap_mask(layout, ndim, axis, swap_axis, view_shape[swap_axis % ndim], swap_interval,
-                                   reference_phase)
+                                   phase=reference_phase)
     return JointPlan(weights=weights, guide_steps=guide_steps, reference_mask=mask)

@@ -323,9 +323,9 @@ def _component(gr: Any, kind: str, option: Option, visible: bool = True) -> Any:
     if option.name == "method":
         return gr.Dropdown([(m.summary, m.name) for m in METHODS.values()], value=value, **common)
     if option.key == "file_format":
-        return gr.Radio(list(option.choices), value=value, **common)
-    if option.choices:
-        return gr.Dropdown(list(option.choices), value=value, **common)
+        return gr.Radio(list(option.choice_names()), value=value, **common)
+    if option.choice_names():
+        return gr.Dropdown(list(option.choice_names()), value=value, **common)
     if option.type in ("float", "int", "seed") and value is not None:
         return gr.Number(value=value, precision=0 if option.type != "float" else None, **common)
     if option.type == "media":

@@ -81,7 +81,7 @@ def flag(option: Option, kind: str, default: Any = None) -> inspect.Parameter:
         annotation: Any = Optional[bool]
     else:
         names = [option.flag, option.short] if option.short else [option.flag]
-        metavar = "|".join(option.choices) if option.choices else METAVARS[option.type]
+        metavar = "|".join(option.choice_names()) if option.choice_names() else METAVARS[option.type]
         info = typer.Option(None, *names, help=shown, metavar=metavar, show_default=False)
         annotation = Optional[str]
     return inspect.Parameter(option.key, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)

@@ -23,6 +23,7 @@ from ..core.methods import METHODS
 from ..core.plan import plan_joint
 from ..core.sampler import joint_denoise
 from ..core.stochastic import PingPong
+from ..options import AUDIO
 from . import metrics
 from .worlds import GaussianWorld, StylesWorld, denoiser
 
@@ -39,8 +40,8 @@ class Setting:
     method: str
     overlap: float = 0.2
     swap_interval: int = 1
-    r_guide: float = 0.3
-    phase: str = "local"
+    r_guide: float = AUDIO["r_guide"].default_for("audio")
+    phase: str = AUDIO["reference_phase"].default_for("audio")
     soften: bool = False
     loop: bool = False
     label: str = ""
@@ -54,7 +55,7 @@ class Setting:
         if self.label:
             return self.label
         extra = [f"overlap {self.overlap:g}"]
-        if METHODS.get(self.method) is not None and METHODS[self.method].merge == "swap":
+        if METHODS.get(self.method) is not None and METHODS[self.method].swaps:
             extra.append(f"w {self.swap_interval}")
         if self.method == "safa":
             extra += [f"r_guide {self.r_guide:g}", f"phase {self.phase}"]

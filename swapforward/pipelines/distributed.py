@@ -94,9 +94,13 @@ def is_first() -> bool:
 
 def check_shareable(method: str, eta: float, saving: bool, views: int, world: int) -> None:
     """One sentence for a run that several processes cannot share exactly."""
-    if method in ("mad", "syncd"):
+    from ..core.methods import METHODS, get_method
+    from ..options import listed
+
+    if not get_method(method).shareable:
+        others = listed([m.name for m in METHODS.values() if m.shareable])
         raise SwapForwardError(f"method {method} needs every view in one model call or one gradient step, so it runs "
-                               f"in one process; run it without torchrun, or use safa, safa-selfloop, md or md-tri.")
+                               f"in one process; run it without torchrun, or use {others}.")
     if eta:
         raise SwapForwardError(f"eta={eta:g} draws noise view by view in one process's order with this scheduler; "
                                f"several processes take eta 0, or DDIM (whose noise is drawn once per canvas frame).")

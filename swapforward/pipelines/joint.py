@@ -145,7 +145,7 @@ def run_joint(
     # 2. The plan of Algorithm 1: merge weights, guide steps, the reference mask.
     plan = plan_joint(get_method(request.method), layout, steps, view_shape=view_shape, axis=axis,
                       swap_axis=adapter.reference_axis, r_guide=request.r_guide, swap_interval=request.swap_interval,
-                      tail_shift=request.tail_shift, reference_phase=request.get("reference_phase", "local"))
+                      tail_shift=request.tail_shift, reference_phase=request.reference_phase)
 
     # 3. The noise: every canvas, then (with guide steps) every canvas's reference view(s), from the same generator(s).
     init_sigma = getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers start from plain noise
