@@ -37,8 +37,9 @@ def test_cli_writes_a_playable_wav_and_a_spectrogram_png(tiny_model_dir, tmp_pat
 @pytest.mark.parametrize("method", ["safa-selfloop", "md", "md-tri"])
 def test_cli_methods_loop_and_flac(tiny_model_dir, tmp_path, method):
     out = tmp_path / "loop.flac"
+    swap = ["--swap-interval", "2"] if method == "safa-selfloop" else []  # the swaps' own option
     result = run("audio", "birds", "--model", tiny_model_dir, "--seconds", "0.2", "--method", method, "--loop",
-                 "--overlap", "0.25", "--swap-interval", "2", "--view-batch-size", "2", "--scheduler", "dpm",
+                 "--overlap", "0.25", *swap, "--view-batch-size", "2", "--scheduler", "dpm",
                  "--negative-prompt", "noise", "--guidance", "2.5", "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     data, rate = sf.read(out)
@@ -103,7 +104,7 @@ def test_cli_leaves_no_partial_file_when_interrupted(tiny_model_dir, tmp_path, m
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(swapforward.pipelines.joint, "joint_denoise", interrupt)
+    monkeypatch.setattr(swapforward.pipelines.joint, "drive", interrupt)
     result = run("audio", "rain", "--model", tiny_model_dir, "--seconds", "0.2", "--out", tmp_path / "x.wav", *FAST)
     assert result.exit_code == 130 and os.listdir(tmp_path) == []
 

@@ -7,6 +7,7 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from swapforward.core import (
+    Joint,
     ViewLayout,
     average_weights,
     decode_tiled,
@@ -321,18 +322,8 @@ def run_loop(guide_steps, calls, view_batch_size=None, reference=True):
     layout = ViewLayout.build(84, 32, stride=26)
     canvas, ref = torch.randn(1, 2, 84, 3), torch.randn(1, 2, 32, 3)
     mask = reference_swap_mask(layout, 4, 2, 2, 32, phase="local")
-    return joint_denoise(
-        canvas,
-        toy_denoiser(calls),
-        make_scheduler(),
-        layout,
-        axis=2,
-        weights=swap_weights(layout),
-        reference=ref if reference else None,
-        reference_mask=mask,
-        guide_steps=guide_steps,
-        view_batch_size=view_batch_size,
-    )
+    joint = Joint(layout, 2, swap_weights(layout), guide_steps, mask, view_batch_size=view_batch_size)
+    return joint_denoise(canvas, toy_denoiser(calls), make_scheduler(), joint, reference=ref if reference else None)
 
 
 def test_reference_is_followed_only_during_the_guide_steps():
@@ -365,8 +356,8 @@ def test_a_batch_of_canvases_equals_each_canvas_alone(method):
     canvases, refs = torch.randn(3, 2, 84, 3), torch.randn(3, 2, 32, 3)
 
     def run(canvas, ref, calls):
-        return joint_denoise(canvas, toy_denoiser(calls), make_scheduler(), layout, axis=2, weights=plan.weights,
-                             reference=ref, reference_mask=plan.reference_mask, guide_steps=plan.guide_steps)
+        joint = Joint(layout, 2, plan.weights, plan.guide_steps, plan.reference_mask)
+        return joint_denoise(canvas, toy_denoiser(calls), make_scheduler(), joint, reference=ref)
 
     together_calls = []
     together = run(canvases, refs, together_calls)
@@ -402,8 +393,8 @@ def test_a_callback_may_replace_the_canvas():
         seen.append(canvas.abs().sum().item())
         return torch.zeros_like(canvas) if k == 0 else None
 
-    joint_denoise(torch.randn(1, 2, 84, 3), toy_denoiser([]), make_scheduler(3), layout, axis=2,
-                  weights=swap_weights(layout), callback=zero_after_first)
+    joint_denoise(torch.randn(1, 2, 84, 3), toy_denoiser([]), make_scheduler(3), Joint(layout, 2, swap_weights(layout)),
+                  callback=zero_after_first)
     assert seen[0] > 0 and seen[1] == 0.0
 
 
@@ -411,7 +402,7 @@ def test_joint_loop_leaves_the_callers_scheduler_untouched():
     scheduler = DPMSolverMultistepScheduler()
     scheduler.set_timesteps(10)
     layout = ViewLayout.build(40, 32, stride=26)
-    joint_denoise(torch.randn(1, 1, 40, 2), toy_denoiser([]), scheduler, layout, axis=2, weights=swap_weights(layout))
+    joint_denoise(torch.randn(1, 1, 40, 2), toy_denoiser([]), scheduler, Joint(layout, 2, swap_weights(layout)))
     assert scheduler.step_index is None and all(m is None for m in scheduler.model_outputs)
 
 

@@ -23,7 +23,9 @@ _EXPORTS = {
     "get_method": "methods",
     "JointPlan": "plan",
     "plan_joint": "plan",
+    "Joint": "sampler",
     "joint_denoise": "sampler",
+    "joint_step": "sampler",
     "LoopState": "sampler",
     "decode_tiled": "tiling",
 }

@@ -61,7 +61,9 @@ def repaint_order(steps: int, start: int = 0, jump: int = 1, resample: int = 0) 
     return order
 
 
-Reference = torch.Tensor | Callable[[int], torch.Tensor]
+Reference = Callable[[int], torch.Tensor]
+"""An observed reference: the user's clip or picture at the noise level of the canvas after step k."""
+StepNoise = Callable[[tuple[int, ...]], torch.Tensor]
 
 
 @dataclass
@@ -107,127 +109,134 @@ def segments(views: int, size: int | None) -> list[tuple[int, int]]:
     return [(first, min(size, views - first)) for first in range(0, views, size)]
 
 
-def joint_denoise(
-    latents: torch.Tensor,
-    denoiser: Denoiser,
-    scheduler: Any,
-    layout: ViewLayout,
-    *,
-    axis: int,
-    weights: torch.Tensor,
-    reference: Reference | None = None,
-    reference_mask: torch.Tensor | None = None,
-    reference_index: torch.Tensor | None = None,
-    guide_steps: int = 0,
-    view_batch_size: int | None = None,
-    segment: int | None = None,
-    step_kwargs: dict | None = None,
-    callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
-    prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    order: list[int] | None = None,
-    renoise: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
-    resume: LoopState | None = None,
-    on_state: Callable[[LoopState], None] | None = None,
-    exchange: Exchange | None = None,
-    step_noise: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Denoise a batch of B canvases `latents` (x_T, already scaled by the scheduler's init sigma) to x_0.
+@dataclass(frozen=True)
+class Joint:
+    """What every step of one joint run shares: the views and their merge weights (Eq. 4 / 7), Eq. 10's schedule and
+    mask, how the denoiser is called (batches, segments, a baseline's `prepare`) and which processes share it."""
 
-    `scheduler` must have had `set_timesteps` called. `reference` holds each canvas's reference view x_T (B,
-    window-sized), followed and swapped in (where `reference_mask` is true) for the first `guide_steps` timesteps;
-    with `reference_index` (n,) it holds R references per canvas (B * R) and view i follows reference index[i]. A
-    callable `reference(step)` is an observed reference instead (a user's clip noised to the level after that step):
-    it is swapped in as it is, not denoised.
-    The denoiser's batch is laid out canvas by canvas, each canvas's views followed by its references, so that a
-    canvas's rows are the same as in a run of that canvas alone. `segment` bounds the views held at once (see above);
-    `prepare` needs every view at once, so it takes one segment.
-    `callback(step_index, t, canvas)` is called after every step; a tensor it returns replaces the canvas.
-    `prepare(step_index, t, views)` may adjust the cropped views (B * n, canvas by canvas) before they are denoised
-    (SyncDiffusion's gradient step). `order` (see `repaint_order`) runs steps again after going back in time with
-    `renoise(canvas, from_step, to_step)`, which noises the canvas from the level before `from_step` to the level
-    before `to_step`; it needs a scheduler without step history (DDIM).
-    `on_state(state)` receives the loop's state after every step (the live objects: copy or save them at once);
-    `resume` continues from such a state instead of from `latents`. `exchange` shares the segments among processes
-    (see above): every process calls this with the same arguments and returns the same canvas.
-    `step_noise(shape)` draws a stochastic step's noise (DDIM's eta > 0, through `variance_noise`) once per canvas
-    frame each step, cropped for the views, so overlapping views share it instead of each drawing its own (averaged
-    independent noises would shrink the overlaps' variance); the reference view draws its own after the canvas.
-    """
-    step_kwargs = step_kwargs or {}
-    parts = segments(layout.num_views, None if prepare is not None else segment)
-    view_schedulers = [copy.deepcopy(scheduler) for _ in parts]
-    observed = callable(reference)
-    ref_scheduler = copy.deepcopy(scheduler) if reference is not None and guide_steps > 0 and not observed else None
-    canvas, ref = latents, reference
-    timesteps = scheduler.timesteps
-    if exchange is not None and len(parts) < exchange.world:
-        raise ValueError(f"{exchange.world} processes need at least as many segments of views, got {len(parts)}")
-    owned = shares(parts, exchange.world) if exchange is not None else [list(range(len(parts)))]
-    mine = owned[exchange.rank] if exchange is not None else owned[0]
+    layout: ViewLayout
+    axis: int
+    weights: torch.Tensor
+    guide_steps: int = 0
+    reference_mask: torch.Tensor | None = None
+    reference_index: torch.Tensor | None = None
+    """(n,): view i follows reference index[i] of its canvas's R references (None: one reference)."""
+    view_batch_size: int | None = None
+    segment: int | None = None
+    """Views per segment (None: all at once); ignored with `prepare`, which needs every view."""
+    prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    exchange: Exchange | None = None
 
-    def _swapped(views: torch.Tensor, k: int, first: int, count: int) -> torch.Tensor:
-        """Eq. 10 on a segment's stepped views during the guided steps."""
-        if k < guide_steps and (ref_scheduler is not None or observed):
-            value = reference(k) if observed else ref
-            index = None if reference_index is None else reference_index[first:first + count]
-            return reference_swap(views, value, reference_mask[first:first + count], index)
+    @property
+    def parts(self) -> list[tuple[int, int]]:
+        return segments(self.layout.num_views, None if self.prepare is not None else self.segment)
+
+    @property
+    def owned(self) -> list[list[int]]:
+        """Each process's segments (one process: all of them)."""
+        return shares(self.parts, self.exchange.world) if self.exchange is not None else [list(range(len(self.parts)))]
+
+
+def start(latents: torch.Tensor, scheduler: Any, joint: Joint, reference: torch.Tensor | None = None) -> LoopState:
+    """The state before the first step: the canvases x_T (already scaled by the scheduler's init sigma), the
+    reference views' x_T (or None), and copies of the scheduler, one per segment and one for the reference. The
+    caller's scheduler, whose `set_timesteps` must have been called, is not modified."""
+    parts = joint.parts
+    if joint.exchange is not None and len(parts) < joint.exchange.world:
+        raise ValueError(f"{joint.exchange.world} processes need at least as many segments of views, got {len(parts)}")
+    ref_scheduler = copy.deepcopy(scheduler) if reference is not None and joint.guide_steps > 0 else None
+    return LoopState(0, -1, latents, reference if ref_scheduler is not None else None,
+                     [copy.deepcopy(scheduler) for _ in parts], ref_scheduler)
+
+
+def joint_step(state: LoopState, k: int, denoiser: Denoiser, joint: Joint, *, observed: Reference | None = None,
+               step_kwargs: dict | None = None, step_noise: StepNoise | None = None) -> LoopState:
+    """Step k of Algorithm 1 on every canvas: crop the views, denoise and step them (with the reference view(s)
+    during the first `guide_steps` steps), swap the reference into their middles (Eq. 10), merge them (Eq. 4 / 7).
+
+    `observed(k)` is an observed reference (a user's clip at the level after step k) instead of a generated one.
+    `step_noise(shape)` draws a stochastic step's noise once per canvas frame, cropped for the views (the reference
+    draws its own after the canvas), so overlapping views share it."""
+    canvas, kwargs = state.canvas, step_kwargs or {}
+    guided = k < joint.guide_steps and (state.ref_scheduler is not None or observed is not None)
+    noise = step_noise(tuple(canvas.shape)) if step_noise is not None else None
+    ref_noise = step_noise(tuple(state.reference.shape)) if noise is not None and guided and observed is None else None
+    mine = joint.owned[joint.exchange.rank] if joint.exchange is not None else joint.owned[0]
+    stepped, reference, sums = {}, state.reference, (None, None)
+    for i in mine:
+        views, reference = _step_segment(state, reference, k, i, denoiser, joint, kwargs, noise, ref_noise)
+        if joint.exchange is None:  # merged as it goes: a step holds one segment's views at a time
+            views = _swapped(views, joint.parts[i], joint, observed(k) if observed else reference, guided)
+            sums = merge_sums(views, joint.layout, joint.weights, joint.axis, *joint.parts[i], *sums)
+        else:
+            stepped[i] = views
+    if joint.exchange is not None:
+        reference, sums = _exchanged(stepped, reference, k, joint, observed, guided, canvas.shape[0])
+    return LoopState(state.position, k, merged(*sums, joint.axis), reference, state.view_schedulers,
+                     state.ref_scheduler)
+
+
+def _exchanged(stepped: dict[int, torch.Tensor], reference: torch.Tensor | None, k: int, joint: Joint,
+               observed: Reference | None, guided: bool,
+               canvases: int) -> tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+    """Several processes: the reference's x_{t-1} from the first process, then every segment's swapped views from
+    whichever process stepped them, merged in view order (so every process holds the same canvas)."""
+    exchange = joint.exchange
+    if guided and observed is None:  # the first process stepped it with segment 0
+        reference = exchange.broadcast(reference, 0)
+    value = observed(k) if observed else reference
+    mine = {i: _swapped(v, joint.parts[i], joint, value, guided) for i, v in stepped.items()}
+    everything = _gathered(exchange, mine, joint.parts, joint.owned, canvases)
+    sums = (None, None)
+    for i, (first, count) in enumerate(joint.parts):
+        sums = merge_sums(everything[i], joint.layout, joint.weights, joint.axis, first, count, *sums)
+    return reference, sums
+
+
+def joint_denoise(latents: torch.Tensor, denoiser: Denoiser, scheduler: Any, joint: Joint, *,
+                  reference: torch.Tensor | None = None, step_kwargs: dict | None = None,
+                  step_noise: StepNoise | None = None,
+                  callback: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None
+                  ) -> torch.Tensor:
+    """Denoise a batch of B canvases `latents` (x_T, scaled by the scheduler's init sigma) to x_0 through every
+    timestep of `scheduler`, each one `joint_step`; `reference` holds each canvas's reference view(s) x_T.
+    `callback(k, t, canvas)` runs after every step and may return a canvas to continue from."""
+    state = start(latents, scheduler, joint, reference)
+    for k, t in enumerate(scheduler.timesteps):
+        state = joint_step(state, k, denoiser, joint, step_kwargs=step_kwargs, step_noise=step_noise)
+        replaced = callback(k, t, state.canvas) if callback is not None else None
+        if replaced is not None:
+            state.canvas = replaced
+    return state.canvas
+
+
+def _step_segment(state: LoopState, reference: torch.Tensor | None, k: int, i: int, denoiser: Denoiser, joint: Joint,
+                  kwargs: dict, noise: torch.Tensor | None,
+                  ref_noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """x_{t-1} of segment i's views, and of the reference view(s) when segment i carries them at step k."""
+    (first, count), scheduler = joint.parts[i], state.view_schedulers[i]
+    t, canvases = scheduler.timesteps[k], state.canvas.shape[0]
+    views = joint.layout.crop_views(state.canvas, joint.axis, first, count)
+    if joint.prepare is not None:
+        views = joint.prepare(k, t, views)
+    if noise is not None:
+        kwargs = _with_noise(kwargs, joint.layout.crop_views(noise, joint.axis, first, count))
+    if state.ref_scheduler is None or k >= joint.guide_steps or first != 0 or reference is None:
+        ids = _ids(joint.layout, first, count, 0, canvases)
+        return _step(denoiser, scheduler, views, t, ids, joint.view_batch_size, kwargs), reference
+    ref_kwargs = kwargs if ref_noise is None else _with_noise(kwargs, ref_noise)
+    return _step_with_reference(denoiser, scheduler, state.ref_scheduler, views, reference, t, joint.layout, first,
+                                canvases, joint.view_batch_size, kwargs, ref_kwargs)
+
+
+def _swapped(views: torch.Tensor, part: tuple[int, int], joint: Joint, reference: torch.Tensor | None,
+             guided: bool) -> torch.Tensor:
+    """Eq. 10 on a segment's stepped views during the guided steps."""
+    if not guided or reference is None:
         return views
-
-    order = order or list(range(len(timesteps)))
-    done, start = -1, 0
-    if resume is not None:
-        start, done, canvas = resume.position, resume.done, resume.canvas
-        view_schedulers = copy.deepcopy(resume.view_schedulers)
-        if ref_scheduler is not None:
-            ref, ref_scheduler = resume.reference, copy.deepcopy(resume.ref_scheduler)
-    for position in range(start, len(order)):
-        k = order[position]
-        if k <= done:  # RePaint: back in time to the level before step k
-            canvas = renoise(canvas, done + 1, k)
-        done, t = k, timesteps[k]
-        numerator = denominator = None
-        stepped = {}
-        noise = ref_noise = None
-        if step_noise is not None:  # the same generator order on every process
-            noise = step_noise(tuple(canvas.shape))
-            if ref_scheduler is not None and k < guide_steps:
-                ref_noise = step_noise(tuple(ref.shape))
-        for i in mine:
-            (first, count), view_scheduler = parts[i], view_schedulers[i]
-            views = layout.crop_views(canvas, axis, first, count)
-            if prepare is not None:
-                views = prepare(k, t, views)
-            guided = ref_scheduler is not None and k < guide_steps and first == 0
-            kwargs = step_kwargs if noise is None else _with_noise(step_kwargs, layout.crop_views(noise, axis, first,
-                                                                                                 count))
-            if guided:
-                views, ref = _step_with_reference(denoiser, view_scheduler, ref_scheduler, views, ref, t, layout,
-                                                  first, canvas.shape[0], view_batch_size, kwargs,
-                                                  step_kwargs if ref_noise is None else _with_noise(step_kwargs,
-                                                                                                    ref_noise))
-            else:
-                views = _step(denoiser, view_scheduler, views, t, _ids(layout, first, count, 0, canvas.shape[0]),
-                              view_batch_size, kwargs)
-            if exchange is None:
-                numerator, denominator = merge_sums(_swapped(views, k, first, count), layout, weights, axis, first,
-                                                    count, numerator, denominator)
-            else:
-                stepped[i] = views
-        if exchange is not None:
-            if ref_scheduler is not None and k < guide_steps:  # the first process stepped it with segment 0
-                ref = exchange.broadcast(ref, 0)
-            stepped = _gathered(exchange, {i: _swapped(v, k, *parts[i]) for i, v in stepped.items()}, parts,
-                                owned, canvas.shape[0])
-            for i, (first, count) in enumerate(parts):
-                numerator, denominator = merge_sums(stepped[i], layout, weights, axis, first, count, numerator,
-                                                    denominator)
-        canvas = merged(numerator, denominator, axis)
-        if callback is not None:
-            replaced = callback(k, t, canvas)
-            canvas = canvas if replaced is None else replaced
-        if on_state is not None:
-            on_state(LoopState(position + 1, done, canvas, None if observed else ref, view_schedulers, ref_scheduler))
-    return canvas
+    first, count = part
+    index = None if joint.reference_index is None else joint.reference_index[first:first + count]
+    return reference_swap(views, reference, joint.reference_mask[first:first + count], index)
 
 
 def _gathered(exchange: Exchange, mine: dict[int, torch.Tensor], parts: list[tuple[int, int]],

@@ -21,7 +21,7 @@ import torch
 from ..core.layout import ViewLayout
 from ..core.methods import METHODS
 from ..core.plan import plan_joint
-from ..core.sampler import joint_denoise
+from ..core.sampler import Joint, joint_step, start
 from ..core.stochastic import PingPong
 from ..options import AUDIO
 from . import metrics
@@ -149,10 +149,14 @@ class Lab:
             noise_in = kept.start(noise * sigma, noise, scheduler)
         else:
             noise_in = noise * sigma
-        return joint_denoise(noise_in, denoiser(world, scheduler), scheduler, layout, axis=2, weights=weights,
-                             reference=reference * sigma if plan.guide_steps else None,
-                             reference_mask=plan.reference_mask, guide_steps=plan.guide_steps, callback=callback,
-                             step_kwargs=step_kwargs, step_noise=step_noise)
+        joint = Joint(layout, 2, weights, plan.guide_steps, plan.reference_mask)
+        state = start(noise_in, scheduler, joint, reference * sigma if plan.guide_steps else None)
+        model = denoiser(world, scheduler)
+        for k, t in enumerate(scheduler.timesteps):  # the core's step, as the pipelines' driver runs it
+            state = joint_step(state, k, model, joint, step_kwargs=step_kwargs, step_noise=step_noise)
+            if callback is not None:
+                state.canvas = callback(k, t, state.canvas)
+        return state.canvas
 
     def linear_map(self, world: GaussianWorld, setting: Setting,
                    kept: Any = None) -> tuple[torch.Tensor, torch.Tensor]:

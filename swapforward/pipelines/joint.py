@@ -25,7 +25,7 @@ from ..baselines import LoopContext, baseline_for
 from ..core.layout import ViewLayout
 from ..core.methods import get_method
 from ..core.plan import plan_joint
-from ..core.sampler import joint_denoise, repaint_order
+from ..core.sampler import Joint, LoopState, StepNoise, repaint_order, start
 from ..core.stochastic import draws_noise, with_given_noise
 from ..core.timeline import frame_segments, view_mix, view_reference
 from ..errors import SwapForwardError
@@ -35,6 +35,7 @@ from ..prompts import Segment
 from . import distributed
 from .conditioning import Conditioning
 from .denoiser import CallCount, batched, counted_model
+from .driver import Run, drive
 from .kept import Kept, noised, renoiser
 from .memory import segment_views
 from .resume import RunState, StateSaver, restore_generators
@@ -117,17 +118,73 @@ def run_joint(
     (a loaded state) continues a run from it, after the same set-up (so the same noise) as the first run.
     """
     axis = adapter.long_axis % len(canvas_shape)
-    canvases = canvas_shape[0]
     view_shape = (1, *canvas_shape[1:axis], layout.window, *canvas_shape[axis + 1:])
     if latents is not None and tuple(latents.shape) != tuple(canvas_shape):
         raise SwapForwardError(f"latents must have shape {tuple(canvas_shape)}, got {tuple(latents.shape)}.")
-    device, dtype = adapter.device, adapter.dtype
 
     # 1. The conditioning of every view (and reference view), and the timesteps, as the base pipeline sets them.
     conditioning, reference_index = condition(adapter, request, layout, view_shape, timeline)
     if observed_reference is not None:
         reference_index = None  # the user's reference guides every view
     references = 1 if reference_index is None else len(conditioning.reference_prompt)
+    scheduler = timesteps_for(adapter, request, view_shape)
+    steps = len(scheduler.timesteps)
+
+    # 2. The plan of Algorithm 1: merge weights, guide steps, the reference mask.
+    plan = plan_joint(get_method(request.method), layout, steps, view_shape=view_shape, axis=axis,
+                      swap_axis=adapter.reference_axis, r_guide=request.r_guide, swap_interval=request.swap_interval,
+                      tail_shift=request.tail_shift, reference_phase=request.reference_phase)
+
+    # 3. The noise: every canvas, then (with guide steps) every canvas's reference view(s), from the same generator(s).
+    if latents is not None and generator is None:
+        generator = generator_from(latents)
+    noise, canvas = initial_noise(adapter, scheduler, canvas_shape, generator, latents, kept)
+    reference, observed_at = reference_start(adapter, scheduler, plan.guide_steps, (canvas_shape[0] * references,
+                                             *view_shape[1:]), references, generator, reference_latents,
+                                             observed_reference)
+
+    # 4. The baseline's plug-in (MAD's merged attention, SyncDiffusion's gradient step), if the method has one.
+    baseline = baseline_for(request, steps, layout, lpips)
+    if baseline is not None:
+        baseline.check(adapter, scheduler)
+
+    # 5. The denoiser the loop calls: the model with its conditioning, counted, in batches that fit the device.
+    count = CallCount()
+    one_call = baseline.one_call if baseline is not None else None
+    denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count), adapter.device,
+                       request.view_batch_size, one_call)
+
+    # 6. The loop: the core's step in the driver's order, with the run's pieces around it (drive).
+    exchange = distributed.current()
+    order, renoise = repaint(request, scheduler, generator, steps, plan.guide_steps, kept)
+    step_noise = canvas_noise(adapter, scheduler, request.eta, generator)
+    if exchange is not None:  # several processes: at least a segment each
+        distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,
+                                    save is not None or resume is not None, layout.num_views, exchange.world)
+    joint = Joint(layout, axis, plan.weights, plan.guide_steps, plan.reference_mask, reference_index,
+                  segment=views_per_segment(adapter, layout, view_shape, canvas, exchange, one_call),
+                  prepare=baseline.prepare if baseline is not None else None, exchange=exchange)
+    state = start(canvas, scheduler, joint, reference)
+    if resume is not None:
+        state = resumed(state, resume, generator, count, baseline, order)
+    bar = tqdm(total=len(order), initial=state.position, desc=f"{request.method}, {layout.num_views} views",
+               unit="step", disable=not progress_bar or not distributed.is_first())
+    running = nullcontext() if baseline is None else baseline.running(
+        LoopContext(adapter, scheduler, denoiser, layout, view_shape, axis, canvas_shape[0]))
+    run = Run(order, renoise, observed_at, adapter.step_kwargs(first_generator(generator), request.eta), step_noise,
+              after_step(baseline, bar, kept, noise, scheduler, callback),
+              None if save is None else StateSaver(save[0], save[1], save[2], generator, count))
+    with bar, running:
+        canvas = drive(state, denoiser, joint, run)
+    if exchange is not None:
+        count.calls, count.evaluations = exchange.total(count.calls, count.evaluations)
+    return JointResult(latents=canvas, model_calls=count.calls, view_evaluations=count.evaluations,
+                       guide_steps=plan.guide_steps, steps=steps, views_per_call=count.largest, references=references)
+
+
+def timesteps_for(adapter: LatentAdapter, request: Request, view_shape: tuple[int, ...]) -> Any:
+    """A copy of the model's scheduler with the timesteps the base pipeline sets for one view (a stochastic
+    flow-matching scheduler wrapped so that its noise can be given), or one sentence for too many steps."""
     scheduler = with_given_noise(copy.deepcopy(adapter.scheduler))
     limit = scheduler.config.get("num_train_timesteps") or 0
     try:
@@ -140,71 +197,93 @@ def run_joint(
         most = limit - int(scheduler.config.get("steps_offset") or 0)
         raise SwapForwardError(f"num_inference_steps={request.num_inference_steps} is more than "
                                f"{type(scheduler).__name__} allows with this model; use at most {most}.")
-    steps = len(scheduler.timesteps)
+    return scheduler
 
-    # 2. The plan of Algorithm 1: merge weights, guide steps, the reference mask.
-    plan = plan_joint(get_method(request.method), layout, steps, view_shape=view_shape, axis=axis,
-                      swap_axis=adapter.reference_axis, r_guide=request.r_guide, swap_interval=request.swap_interval,
-                      tail_shift=request.tail_shift, reference_phase=request.reference_phase)
 
-    # 3. The noise: every canvas, then (with guide steps) every canvas's reference view(s), from the same generator(s).
-    init_sigma = getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers start from plain noise
+def initial_noise(adapter: LatentAdapter, scheduler: Any, canvas_shape: tuple[int, ...], generator: Generators,
+                  latents: torch.Tensor | None, kept: Kept | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the canvases' noise, x_T: the noise scaled by the scheduler's init sigma, kept regions noised in)."""
+    device, dtype = adapter.device, adapter.dtype
     if latents is None:
         latents = randn_tensor(tuple(canvas_shape), generator=generator, device=device, dtype=dtype)
-    elif generator is None:
-        generator = generator_from(latents)
     noise = latents.to(device=device, dtype=dtype)
-    canvas = noise * init_sigma
-    if kept is not None:
-        canvas = kept.start(canvas, noise, scheduler)
-    reference_shape = (canvases * references, *view_shape[1:])
-    if reference_latents is not None and tuple(reference_latents.shape) != reference_shape:
-        raise SwapForwardError(
-            f"reference_latents must have shape {reference_shape}, got {tuple(reference_latents.shape)}."
-        )
-    reference = None
-    if plan.guide_steps:
-        if reference_latents is None:
-            reference_latents = reference_noise(reference_shape, references, generator, device, dtype)
-        reference = reference_latents.to(device=device, dtype=dtype) * init_sigma
-        if observed_reference is not None:
-            reference = observed(observed_reference.to(device, dtype), reference_latents.to(device, dtype), scheduler)
+    canvas = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers start from plain noise
+    return noise, canvas if kept is None else kept.start(canvas, noise, scheduler)
 
-    # 4. The baseline's plug-in (MAD's merged attention, SyncDiffusion's gradient step), if the method has one.
-    baseline = baseline_for(request, steps, layout, lpips)
+
+def reference_start(adapter: LatentAdapter, scheduler: Any, guide_steps: int, shape: tuple[int, ...],
+                    references: int, generator: Generators, reference_latents: torch.Tensor | None,
+                    observed_reference: torch.Tensor | None) -> tuple[torch.Tensor | None, Callable | None]:
+    """(the generated reference views' x_T, or the observed reference at each step's level), after the canvases'
+    noise from the same generator(s); (None, None) without guide steps."""
+    if reference_latents is not None and tuple(reference_latents.shape) != shape:
+        raise SwapForwardError(f"reference_latents must have shape {shape}, got {tuple(reference_latents.shape)}.")
+    if not guide_steps:
+        return None, None
+    device, dtype = adapter.device, adapter.dtype
+    if reference_latents is None:
+        reference_latents = reference_noise(shape, references, generator, device, dtype)
+    if observed_reference is not None:
+        return None, observed(observed_reference.to(device, dtype), reference_latents.to(device, dtype), scheduler)
+    return reference_latents.to(device=device, dtype=dtype) * getattr(scheduler, "init_noise_sigma", 1.0), None
+
+
+def first_generator(generator: Generators) -> torch.Generator | None:
+    """The generator of step noise (DDIM's eta, the ping-pong sampler, RePaint): the first canvas's."""
+    return generator[0] if isinstance(generator, list) else generator
+
+
+def canvas_noise(adapter: LatentAdapter, scheduler: Any, eta: float, generator: Generators) -> StepNoise | None:
+    """A stochastic step's noise, one draw per canvas frame shared by its views, or None for deterministic steps."""
+    if not draws_noise(scheduler, eta):
+        return None
+    step_generator, dtype = first_generator(generator), getattr(scheduler, "noise_dtype", adapter.dtype)
+    return lambda shape: randn_tensor(shape, generator=step_generator, device=adapter.device, dtype=dtype)
+
+
+def repaint(request: Request, scheduler: Any, generator: Generators, steps: int, guide_steps: int,
+            kept: Kept | None) -> tuple[list[int], Callable | None]:
+    """The step order (RePaint's resampling after the guidance, when asked for and something is kept) and the
+    step back in time it needs."""
+    if not (request.repaint_resample and kept is not None):
+        return list(range(steps)), None
+    order = repaint_order(steps, guide_steps, request.repaint_jump, request.repaint_resample)
+    return order, renoiser(scheduler, generator)
+
+
+def views_per_segment(adapter: LatentAdapter, layout: ViewLayout, view_shape: tuple[int, ...], canvas: torch.Tensor,
+                      exchange: Any, one_call: str | None) -> int | None:
+    """Views per segment: as many as memory allows (all for baselines needing one call), and at least one segment
+    per process."""
+    segment = None if one_call else segment_views(math.prod(view_shape) * canvas.element_size(), canvas.shape[0],
+                                                  layout.num_views)
+    if exchange is not None:
+        segment = min(segment or layout.num_views, math.ceil(layout.num_views / exchange.world))
+    return segment
+
+
+def resumed(state: LoopState, saved: RunState, generator: Generators, count: CallCount, baseline: Any,
+            order: list[int]) -> LoopState:
+    """The saved loop, generators and counts in place of the fresh ones (the baseline replays its finished steps)."""
+    loop = saved.loop
+    if tuple(loop.canvas.shape) != tuple(state.canvas.shape):
+        raise SwapForwardError("The saved state's canvas does not fit this run; resume with the same settings.")
+    restore_generators(generator, saved.generators)
+    count.calls, count.evaluations, count.largest = saved.counts
     if baseline is not None:
-        baseline.check(adapter, scheduler)
-    one_call = baseline.one_call if baseline is not None else None
+        for k in order[: loop.position]:
+            baseline.after_step(k)
+    reference = None
+    if state.ref_scheduler is not None:
+        reference = loop.reference.to(device=state.canvas.device, dtype=state.canvas.dtype)
+    return LoopState(loop.position, loop.done, loop.canvas.to(device=state.canvas.device, dtype=state.canvas.dtype),
+                     reference, copy.deepcopy(loop.view_schedulers),
+                     copy.deepcopy(loop.ref_scheduler) if state.ref_scheduler is not None else None)
 
-    # 5. The denoiser the loop calls: the model with its conditioning, counted, in batches that fit the device.
-    count = CallCount()
-    denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count), device,
-                       request.view_batch_size, one_call)
 
-    # 6. The loop (with RePaint's resampling of the steps after the guidance, when asked for and something is kept).
-    order = renoise = None
-    if request.repaint_resample and kept is not None:
-        renoise = renoiser(scheduler, generator)
-        order = repaint_order(steps, plan.guide_steps, request.repaint_jump, request.repaint_resample)
-    sequence = order or list(range(steps))
-    loop_state = None
-    if resume is not None:  # the saved loop, generators and counts in place of the fresh ones
-        loop_state = resume.loop
-        if tuple(loop_state.canvas.shape) != tuple(canvas.shape):
-            raise SwapForwardError("The saved state's canvas does not fit this run; resume with the same settings.")
-        loop_state.canvas = loop_state.canvas.to(device=device, dtype=dtype)
-        if loop_state.reference is not None:
-            loop_state.reference = loop_state.reference.to(device=device, dtype=dtype)
-        restore_generators(generator, resume.generators)
-        count.calls, count.evaluations, count.largest = resume.counts
-        if baseline is not None:
-            for k in sequence[: loop_state.position]:
-                baseline.after_step(k)
-    saver = None if save is None else StateSaver(save[0], save[1], save[2], generator, count)
-    exchange = distributed.current()
-    bar = tqdm(total=len(sequence), initial=loop_state.position if loop_state else 0,
-               desc=f"{request.method}, {layout.num_views} views", unit="step",
-               disable=not progress_bar or (exchange is not None and exchange.rank > 0))
+def after_step(baseline: Any, bar: Any, kept: Kept | None, noise: torch.Tensor, scheduler: Any,
+               callback: Callable | None) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]:
+    """What runs after every step: the baseline's count, the progress bar, kept regions, the caller's callback."""
 
     def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         if baseline is not None:
@@ -215,49 +294,7 @@ def run_joint(
         replaced = callback(k, t, x) if callback is not None else None
         return x if replaced is None else replaced
 
-    running = nullcontext()
-    if baseline is not None:
-        running = baseline.running(LoopContext(adapter, scheduler, denoiser, layout, view_shape, axis, canvases))
-    step_generator = generator[0] if isinstance(generator, list) else generator  # DDIM's eta noise
-    segment = None if one_call else segment_views(math.prod(view_shape) * canvas.element_size(), canvases,
-                                                  layout.num_views)
-    step_noise = None
-    if draws_noise(scheduler, request.eta):
-        noise_dtype = getattr(scheduler, "noise_dtype", dtype)
-
-        def step_noise(shape: tuple[int, ...]) -> torch.Tensor:  # one draw per canvas frame, shared by its views
-            return randn_tensor(shape, generator=step_generator, device=device, dtype=noise_dtype)
-    if exchange is not None:  # several processes: at least a segment each
-        distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,
-                                    save is not None or resume is not None, layout.num_views, exchange.world)
-        segment = min(segment or layout.num_views, math.ceil(layout.num_views / exchange.world))
-    with bar, running:
-        canvas = joint_denoise(
-            canvas,
-            denoiser,
-            scheduler,
-            layout,
-            axis=axis,
-            weights=plan.weights,
-            segment=segment,
-            reference=reference,
-            reference_mask=plan.reference_mask,
-            reference_index=reference_index,
-            guide_steps=plan.guide_steps,
-            step_kwargs=adapter.step_kwargs(step_generator, request.eta),
-            callback=on_step,
-            prepare=baseline.prepare if baseline is not None else None,
-            order=order,
-            renoise=renoise,
-            resume=loop_state,
-            on_state=saver,
-            exchange=exchange,
-            step_noise=step_noise,
-        )
-    if exchange is not None:
-        count.calls, count.evaluations = exchange.total(count.calls, count.evaluations)
-    return JointResult(latents=canvas, model_calls=count.calls, view_evaluations=count.evaluations,
-                       guide_steps=plan.guide_steps, steps=steps, views_per_call=count.largest, references=references)
+    return on_step
 
 
 def condition(
