@@ -24,6 +24,12 @@ from .errors import SwapForwardError
 from .inputs import clip_info, image_size, parse_spans
 from .prompts import Segment, parse_lines, settle, to_segments
 
+#: The length of audio when neither seconds nor bars are given (the paper's 24 s loops).
+DEFAULT_SECONDS = 24.0
+#: dtypes by name (aliases included); "auto" is float16 on CUDA, else float32.
+DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+               "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
 #: Seeds run from 0 to 2**64 - 1 (what torch.Generator takes); -1 asks for a random one, reported with the result.
 MAX_SEED = 2**64 - 1
 RANDOM_SEED = -1
@@ -66,6 +72,9 @@ class Option:
     """How command-line messages name it when that is not its flag (the prompt: an argument or --prompt-at)."""
     unset: str = ""
     """What leaving an optional value out means, in a few words (the app shows it in the empty field)."""
+    entry_default: Any = None
+    """The default of requests from the command line, jobs and the app, where it differs from the API's (the seed:
+    -1, drawn and reported, so that any take can be made again; the API takes a generator or draws from torch's)."""
 
     @property
     def key(self) -> str:
@@ -80,7 +89,10 @@ class Option:
         """How a message names the option: as the user wrote it."""
         return {"api": self.name, "cli": self.cli_label or self.flag}.get(source, self.key)
 
-    def default_for(self, kind: str) -> Any:
+    def default_for(self, kind: str, source: str = "api") -> Any:
+        """The default of requests of `kind` from `source` (the front ends may have their own: `entry_default`)."""
+        if source != "api" and self.entry_default is not None:
+            return self.entry_default
         return self.default.get(kind) if isinstance(self.default, dict) else self.default
 
     def choice_names(self) -> tuple[str, ...]:
@@ -349,6 +361,8 @@ class Spec:
             if option.type == "path" and default is not None:
                 default = Path(default)
             checked[option.name] = option.convert(values[key], source) if key in values else default
+            if checked[option.name] is None and option.entry_default is not None:  # an empty field: its source's
+                checked[option.name] = option.default_for(self.kind, source)
         for rule in self.rules:
             rule(checked, lambda name: self[name].label(source))
         return Request(self.kind, checked)
@@ -460,7 +474,8 @@ def _audio_length(values: dict[str, Any], label: Callable[[str], str]) -> None:
         raise SwapForwardError(f"Give {label('bpm')} and {label('bars')} together (the length is bars of beats at the "
                                f"tempo).")
     if bpm is None:
-        values["audio_length_in_s"] = 24.0 if values["audio_length_in_s"] is None else values["audio_length_in_s"]
+        if values["audio_length_in_s"] is None:
+            values["audio_length_in_s"] = DEFAULT_SECONDS
         return
     if values["audio_length_in_s"] is not None:
         raise SwapForwardError(f"Give either {label('audio_length_in_s')} or {label('bpm')} and {label('bars')}, "
@@ -565,8 +580,9 @@ METHOD_OPTIONS = (
     Option("view_batch_size", "int", None,
            "Views per model call (default: as many as fit in the GPU's free memory; 8 on the CPU).",
            minimum=1, maximum=100000, optional=True, unset="as many as fit"),
-    Option("seed", "seed", None, "Random seed for reproducible output; -1 draws one and reports it.",
-           minimum=RANDOM_SEED, optional=True, app="main", unset="-1: a random one, reported"),
+    Option("seed", "seed", None, "Random seed for reproducible output; -1 draws one and reports it (the default of "
+           "the command line, jobs and the app).", minimum=RANDOM_SEED, optional=True, app="main",
+           unset="-1: a random one, reported", entry_default=RANDOM_SEED),
     Option("mad_ratio", "float", 0.3, "MAD: fraction of the steps with self-attention over the whole canvas.",
            minimum=0, maximum=1, per_method=True),
     Option("sync_weight", "float", 20.0, "SyncDiffusion: weight of the LPIPS gradient step.", minimum=0,
@@ -587,9 +603,10 @@ AUDIO = Spec(
     (
         PROMPT,
         NEGATIVE_PROMPT,
-        Option("audio_length_in_s", "float", None, "Length of the output in seconds (default 24, or the bars at "
-               "the tempo when bpm and bars are given).", field="seconds", short="-s", minimum=0, above=True,
-               maximum=86400, optional=True, app="main", unset="24 s, or the bars at the tempo"),
+        Option("audio_length_in_s", "float", None, f"Length of the output in seconds (default {DEFAULT_SECONDS:g}, or "
+               "the bars at the tempo when bpm and bars are given).", field="seconds", short="-s", minimum=0,
+               above=True, maximum=86400, optional=True, app="main",
+               unset=f"{DEFAULT_SECONDS:g} s, or the bars at the tempo"),
         Option("bpm", "float", None, "Tempo in beats per minute: with bars, the output lasts exactly those bars "
                "(a loop is resampled as a circle to the exact sample count).", minimum=0, above=True, maximum=999,
                optional=True, app="main", unset="none: the length is in seconds"),
@@ -667,7 +684,10 @@ PANORAMA = Spec(
            _method_options(METHOD_OPTIONS, "panorama")),
 )
 
-SCHEDULER_CHOICES = ("paper", "default", "ddim", "dpm", "euler", "unipc")
+#: Schedulers by name -> diffusers class; "paper" is DDIM for DDPM-type models, "default" the model's own.
+SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
+                     "unipc": "UniPCMultistepScheduler"}
+SCHEDULER_CHOICES = ("paper", "default", *SCHEDULER_CLASSES)
 #: The model each kind loads when none is named.
 DEFAULT_MODELS = {"audio": "cvssp/audioldm-s-full-v2", "panorama": "stabilityai/stable-diffusion-2-base"}
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -687,7 +707,7 @@ LOAD = Spec(
                "ddim, dpm, euler or unipc.", choices=SCHEDULER_CHOICES, app=""),
         Option("device", "str", "auto", "auto (CUDA, then MPS, then CPU), cpu, mps, cuda or cuda:N.", app=""),
         Option("dtype", "choice", "auto", "auto (float16 on CUDA, else float32), float32, float16 or bfloat16.",
-               choices=("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"), app=""),
+               choices=("auto", *DTYPE_NAMES), app=""),
         Option("compile", "bool", False, "torch.compile the denoiser (CUDA graphs on a GPU): pays for long runs and "
                "batches, costs a compile first.", app=""),
     ),

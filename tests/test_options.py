@@ -166,3 +166,53 @@ def test_the_readme_lists_every_option_as_the_spec_declares_it():
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert markdown_table() in readme, "regenerate the README's table with `swapforward options`"
+
+
+def test_no_front_end_sets_a_default_of_its_own(tmp_path, monkeypatch):
+    """The request each front end makes from untouched input (no flags, a job of a prompt only, the app's form as
+    first shown) is the spec's own for that source: every default lives on its option."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import swapforward.frontends.cli as cli
+    from swapforward.frontends.app import Studio, app_options, build_app
+    from swapforward.frontends.batch import load_jobs
+    from swapforward.options import AUDIO, PANORAMA, RANDOM_SEED
+
+    made = {}
+
+    class Made(Exception):
+        pass
+
+    def capture(kind, load, **kwargs):
+        raise Made
+
+    original_check = cli.check_fits
+
+    def keep(kind, request, label):
+        made[kind.name] = request
+        return original_check(kind, request, label)
+
+    monkeypatch.setattr(cli, "load_model", capture)
+    monkeypatch.setattr(cli, "check_fits", keep)
+    for kind in ("audio", "panorama"):
+        out = tmp_path / ("x.wav" if kind == "audio" else "x.png")
+        result = CliRunner().invoke(cli.app, [kind, "rain", "--out", str(out)])
+        assert isinstance(result.exception, Made), result.output
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps({"kind": k, "prompt": "rain", "out": str(tmp_path / f"j.{e}")})
+                              for k, e in (("audio", "wav"), ("panorama", "png"))) + "\n")
+    from_jobs = {job.kind: job.request for job in load_jobs(jobs)}
+    studio = Studio("unused", "unused", tmp_path / "app")
+    demo = build_app(studio)
+    by_id = {c["props"].get("elem_id"): c["props"].get("value") for c in demo.config["components"]}
+    for spec in (AUDIO, PANORAMA):
+        own = {source: spec.check({"prompt": "rain"}, source) for source in ("cli", "job", "app")}
+        assert own["cli"].seed == RANDOM_SEED and spec.check({"prompt": "rain"}).seed is None
+        assert dict(made[spec.kind]) == dict(own["cli"])
+        assert dict(from_jobs[spec.kind]) == dict(own["job"])
+        keys = {p.key for p in spec.options}
+        form = {o.key: by_id[f"{spec.kind}-{o.key}"] for o in app_options(spec.kind) if o.key in keys}
+        form = {k: v for k, v in form.items() if v not in (None, "") and k != "prompt"}
+        assert dict(studio.request(spec.kind, "rain", form)[0]) == dict(own["app"])

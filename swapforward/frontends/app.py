@@ -22,17 +22,17 @@ from typing import Any
 
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
-from ..options import LOAD, OUTPUT, RANDOM_SEED, Option, Request
+from ..options import LOAD, OUTPUT, Option, Request
 from ..prompts import words
 from ..registry import KINDS
 from .common import check_ranking, load_model, save_result, take_path
 from .summary import views_summary
 
-#: Examples in the prompt fields and the seed field's -1 (draw one and report it); every other field shows its
-#: option's default, or is empty with what empty means written in it.
+#: Examples in the prompt fields; every other field shows its option's default (the seed: its -1 for the front ends),
+#: or is empty with what empty means written in it.
 SHOWN = {
-    "audio": {"prompt": "rain on a tin roof, distant thunder", "seed": RANDOM_SEED},
-    "panorama": {"prompt": "a photo of the dolomites", "seed": RANDOM_SEED},
+    "audio": {"prompt": "rain on a tin roof, distant thunder"},
+    "panorama": {"prompt": "a photo of the dolomites"},
 }
 AUDIO_FILE_FORMATS = ("flac", "wav", "mp3", "ogg", "opus")
 
@@ -173,9 +173,7 @@ class Studio:
         a filled timeline box takes the prompt's place)."""
         writing = {o.key for o in OUTPUT[kind].options}
         output = OUTPUT[kind].check({"out": "unused", **{k: v for k, v in values.items() if k in writing}}, "app")
-        values = {k: v for k, v in values.items() if k not in writing and (v is not None or k == "seed")}
-        if values.get("seed") in (None, ""):
-            values["seed"] = RANDOM_SEED
+        values = {k: v for k, v in values.items() if k not in writing and v is not None}
         if (values.get("timeline") or "").strip():
             prompt = None
         return KINDS[kind].spec.check({**values, "prompt": prompt}, "app"), output
@@ -313,7 +311,7 @@ def _component(gr: Any, kind: str, option: Option, visible: bool = True) -> Any:
     """The gradio input of one option, labelled by its field name and described by its help. A number without a
     fixed default is a text field left empty, with what empty means written in it (a browser sends an empty number
     field as 0, which is not the default)."""
-    value = SHOWN[kind].get(option.key, option.default_for(kind))
+    value = SHOWN[kind].get(option.key, option.default_for(kind, "app"))
     common = dict(label=option.key.replace("_", " "), info=option.describe(kind), elem_id=f"{kind}-{option.key}",
                   visible=visible)
     if option.name == "model":

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SwapForwardError
-from ..options import LOAD, OUTPUT, RANDOM_SEED, RUN, Request
+from ..options import LOAD, OUTPUT, RUN, Request
 from ..registry import KINDS
 
 #: Fields every job has besides its kind's options.
@@ -82,7 +82,7 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     def share(keys: set[str]) -> dict[str, Any]:
         return {k: v for k, v in record.items() if k in keys}
 
-    request = spec.check({"seed": RANDOM_SEED, **share({o.key for o in spec.options})}, "job")
+    request = spec.check(share({o.key for o in spec.options}), "job")
     load_values = {o.key: defaults[o.name] for o in JOB_LOAD if defaults[o.name] is not None}
     load = LOAD.check({**load_values, **share({o.key for o in JOB_LOAD})}, "job")
     output = outputs.check(share({o.key for o in outputs.options}), "job")

@@ -30,7 +30,6 @@ from ..options import (
     LOAD,
     OUTPUT,
     PANORAMA,
-    RANDOM_SEED,
     RUN,
     SERVE,
     SPECS,
@@ -205,8 +204,7 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
         prompt_at = prompt_pairs(prompt_at)
         if prompt_at and prompt is not None:
             raise SwapForwardError("Give the prompt either as the argument or with --prompt-at, not both.")
-        values = {"seed": str(RANDOM_SEED), **given, "prompt": list(prompt_at) if prompt_at else prompt}
-        request = pick(values, kind.spec)  # without --seed a seed is drawn and reported, so any take can be remade
+        request = pick({**given, "prompt": list(prompt_at) if prompt_at else prompt}, kind.spec)
         load = pick(given, LOAD)
         output = pick(given, OUTPUT[kind.name])
         takes = request_takes(request)

@@ -8,10 +8,9 @@ from typing import Any
 import torch
 
 from ..errors import SwapForwardError
-from ..options import SCHEDULER_CHOICES
+from ..options import DTYPE_NAMES, SCHEDULER_CHOICES, SCHEDULER_CLASSES
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPES = {name: getattr(torch, canonical) for name, canonical in DTYPE_NAMES.items()}
 
 
 def mps_available() -> bool:
@@ -63,15 +62,6 @@ def _dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype
     return DTYPES[dtype]
 
 
-#: Scheduler names accepted by `from_pretrained(scheduler=...)` and the CLI -> diffusers class name.
-SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "dpm": "DPMSolverMultistepScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "unipc": "UniPCMultistepScheduler",
-}
-
-
 def check_scheduler_name(name: str) -> str:
     if name not in SCHEDULER_CHOICES:
         raise SwapForwardError(f"Unknown scheduler {name!r}; use {', '.join(SCHEDULER_CHOICES)}.")
@@ -97,4 +87,4 @@ def make_scheduler(name: str, current: Any) -> Any:
             f"{name!r} from; use scheduler default or paper."
         )
     kind = "ddim" if name == "paper" else name
-    return getattr(diffusers, SCHEDULERS[kind]).from_config(current.config)
+    return getattr(diffusers, SCHEDULER_CLASSES[kind]).from_config(current.config)
