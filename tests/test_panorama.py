@@ -108,7 +108,7 @@ def test_native_view_wider_than_panorama_is_refused(sd):
 
 
 def test_audio_pipeline_is_not_an_image_pipeline(audioldm):
-    with pytest.raises(SwapForwardError, match="AudioLDMPipeline is not a supported image pipeline; supported: "
+    with pytest.raises(SwapForwardError, match="AudioLDMPipeline is not a supported panorama pipeline; supported: "
                                                "StableDiffusionPipeline, StableDiffusionXLPipeline, "
                                                "StableDiffusion3Pipeline."):
         PanoramaPipeline.from_pipe(audioldm)

@@ -144,7 +144,7 @@ def test_each_segment_has_its_own_reference_view(audioldm, sd):
     assert audio.info["view_evaluations"] == plain.info["view_evaluations"] + audio.info["guide_steps"]
     assert audio.segments == [(0.0, "rain"), (1.5, "storm")] and np.isfinite(audio.audio).all()
     pano = PanoramaPipeline.from_pipe(sd)(prompt=[(0, "forest"), (0.5, "lake")], loop=True, **PANO_ARGS)
-    assert pano.info["segments"] == [(0.0, "forest"), (128.0, "lake")] and np.isfinite(pano.array).all()
+    assert pano.segments == [(0.0, "forest"), (128.0, "lake")] and np.isfinite(pano.array).all()
 
 
 def test_the_command_line_takes_prompt_at_and_timeline_files(tiny_model_dir, tmp_path):

@@ -192,7 +192,7 @@ def summary(kind: Kind, result: Any, out: Path, wall: float) -> str:
 
 def timeline_summary(kind: Kind, result: Any) -> str:
     """'; timeline: 0:00 rain -> 0:30 storm', or '' for one prompt."""
-    segments = result.segments if kind.name == "audio" else result.info["segments"]
+    segments = result.segments
     from ..prompts import Segment
 
     return f"; timeline: {describe([Segment(*s) for s in segments], kind.name)}" if segments else ""

@@ -37,6 +37,10 @@ class PanoramaOutput:
     method: str
     model_calls: int
     info: dict[str, Any] = field(default_factory=dict)
+    segments: list[tuple[float, str]] = field(default_factory=list)
+    """The timeline's (start in pixels, prompt) segments; empty for one prompt (as LongAudioOutput's)."""
+    kept: list[tuple[int, int]] = field(default_factory=list)
+    """Columns (start, end) that hold the user's picture's own pixels (as LongAudioOutput's seconds)."""
     takes: list[PanoramaOutput] = field(default_factory=list, repr=False)
     """Every take of the call (this one first; best first when ranked); each has its own seed in info["seed"]."""
 
@@ -75,7 +79,7 @@ class PanoramaPipeline(JointPipeline):
     """
 
     adapters = IMAGE_ADAPTERS
-    kind = "image"
+    kind = "panorama"
     spec = PANORAMA
 
     @spec_signature(PANORAMA)
@@ -161,8 +165,9 @@ class PanoramaPipeline(JointPipeline):
             model_calls=result.model_calls,
             info={**result.info(), "height": request.height or adapter.native_size, "width": request.width,
                   "view_width": self.view_width(request), "overlap": request.overlap, "seed": seed,
-                  "segments": [] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt],
                   "settings": self.settings(request, seed)},
+            segments=[] if isinstance(request.prompt, str) else [(s.start, s.prompt) for s in request.prompt],
+            kept=list(media.splice[2]) if media.splice else [],
         )
 
 
