@@ -31,7 +31,7 @@ sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__
 warnings.filterwarnings("ignore")
 
 from swapforward import LongAudioPipeline, PanoramaPipeline  # noqa: E402
-from swapforward.pipelines.runtime import resolve_device  # noqa: E402
+from swapforward.runtime.devices import resolve_device  # noqa: E402
 
 PROMPT = "a photo of the dolomites"
 

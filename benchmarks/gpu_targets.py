@@ -34,9 +34,9 @@ warnings.filterwarnings("ignore")
 
 from compare import audio_run, diffusers_run, diffusers_views, measure, panorama_run, row, table  # noqa: E402
 
-import swapforward.pipelines.denoiser  # noqa: E402
+import swapforward.runtime.denoiser  # noqa: E402
 from swapforward import LongAudioPipeline, PanoramaPipeline  # noqa: E402
-from swapforward.pipelines.memory import DeviceMemory  # noqa: E402
+from swapforward.runtime.memory import DeviceMemory  # noqa: E402
 
 
 class Report:
@@ -229,7 +229,7 @@ def memory(args, report: Report, device, dtype, state: dict) -> None:
             return DeviceMemory(start=real.start, peak=real.peak, free=lambda: 2**40)
 
     adapter.denoise = counted
-    swapforward.pipelines.denoiser.DeviceMemory = Lying
+    swapforward.runtime.denoiser.DeviceMemory = Lying
     free_cuda()
     torch.cuda.set_per_process_memory_fraction(8 * 2**30 / total, device)
     try:
@@ -241,7 +241,7 @@ def memory(args, report: Report, device, dtype, state: dict) -> None:
         outcome = f"failed: {type(error).__name__}: {str(error)[:300]}"
     finally:
         adapter.denoise = denoise
-        swapforward.pipelines.denoiser.DeviceMemory = DeviceMemory
+        swapforward.runtime.denoiser.DeviceMemory = DeviceMemory
         torch.cuda.set_per_process_memory_fraction(1.0, device)
     attempts = [s for i, s in enumerate(sizes) if i == 0 or s != sizes[i - 1]]
     report.write(f"\nOut-of-memory halving under the 8 GB cap (MD at overlap 0.8, 10 minutes, 3 steps, free memory "

@@ -35,7 +35,7 @@ def one(minutes: float, steps: int) -> dict:
     from diffusers import DDIMScheduler
 
     from swapforward.core import ViewLayout, get_method, joint_denoise, plan_joint
-    from swapforward.pipelines.memory import HOST_VIEW_BATCH, segment_views
+    from swapforward.runtime.memory import HOST_VIEW_BATCH, segment_views
 
     torch.manual_seed(0)
     frames = round(minutes * 60 / FRAME_SECONDS)

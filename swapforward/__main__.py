@@ -3,7 +3,7 @@
 
 def run() -> None:
     """Handle Ctrl-C and SIGTERM from the first moment (one line, no traceback), then run the command line."""
-    from .signals import install
+    from .runtime.signals import install
 
     install()
     from .frontends.cli import main

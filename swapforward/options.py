@@ -21,7 +21,7 @@ from typing import Any
 
 from .core.methods import METHODS, REFERENCE_PHASES, get_method
 from .errors import SwapForwardError
-from .inputs import clip_info, image_size, parse_spans
+from .io.inputs import clip_info, image_size, parse_spans
 from .prompts import Segment, parse_lines, settle, to_segments
 
 #: The length of audio when neither seconds nor bars are given (the paper's 24 s loops).

@@ -245,7 +245,7 @@ def test_from_pretrained_loads_a_local_folder(tiny_model_dir):
     ],
 )
 def test_bad_input_gets_one_clear_sentence(audioldm, kwargs, message, monkeypatch):
-    from swapforward.pipelines import memory
+    from swapforward.runtime import memory
 
     monkeypatch.setattr(memory, "available_memory_bytes", lambda: 16 * 2**30)  # whatever this machine has
     args = dict(audio_length_in_s=0.15, window_seconds=WINDOW_S, num_inference_steps=2, progress_bar=False)

@@ -54,7 +54,7 @@ def test_jobs_from_csv_and_jsonl(tmp_path):
 def test_a_job_can_set_every_option_the_command_line_can():
     from swapforward.frontends.batch import job_fields
     from swapforward.frontends.cli import generation_flags
-    from swapforward.registry import KINDS
+    from swapforward.frontends.registry import KINDS
 
     for kind in KINDS.values():
         # the device is the process's; a job resumes from its save_state file by itself

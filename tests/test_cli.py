@@ -81,7 +81,7 @@ def test_cli_is_reproducible_with_a_seed(tiny_model_dir, tmp_path):
     ],
 )
 def test_cli_bad_input_is_one_line_without_traceback_or_file(tiny_model_dir, tmp_path, args, message, monkeypatch):
-    from swapforward.pipelines import memory
+    from swapforward.runtime import memory
 
     monkeypatch.setattr(memory, "available_memory_bytes", lambda: 16 * 2**30)  # whatever this machine has
     out = tmp_path / "out.wav"
@@ -157,7 +157,7 @@ def test_scheduler_choice_follows_the_paper_unless_asked_otherwise():
         UniPCMultistepScheduler,
     )
 
-    from swapforward.pipelines.runtime import make_scheduler
+    from swapforward.runtime.devices import make_scheduler
 
     pndm, flow = PNDMScheduler(skip_prk_steps=True, steps_offset=1), FlowMatchEulerDiscreteScheduler(shift=3.0)
     paper = make_scheduler("paper", pndm)

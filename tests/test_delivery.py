@@ -13,8 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from swapforward import LongAudioPipeline, PanoramaPipeline, SwapForwardError
-from swapforward.delivery import normalize_loudness, resample_circular
 from swapforward.frontends.cli import app
+from swapforward.io.delivery import normalize_loudness, resample_circular
 from swapforward.options import AUDIO, OUTPUT
 
 WINDOW_S = 0.064
@@ -173,7 +173,7 @@ def test_the_command_line_writes_numbered_takes_at_a_tempo(tiny_model_dir, tmp_p
 
 
 def test_the_streaming_meter_measures_what_pyloudnorm_measures_on_the_whole():
-    from swapforward.delivery import LoudnessMeter, true_peak
+    from swapforward.io.delivery import LoudnessMeter, true_peak
 
     rng = np.random.default_rng(1)
     for channels, seconds in ((1, 3.05), (2, 7.3)):
@@ -191,7 +191,7 @@ def test_the_streaming_meter_measures_what_pyloudnorm_measures_on_the_whole():
 
 
 def test_a_streamed_output_is_brought_to_its_loudness_in_two_passes_over_the_file(audioldm, monkeypatch, tmp_path):
-    from swapforward.pipelines import memory
+    from swapforward.runtime import memory
 
     pipe = LongAudioPipeline.from_pipe(audioldm)
     args = dict(audio_length_in_s=1.2, window_seconds=0.064, num_inference_steps=2, seed=4, progress_bar=False)

@@ -37,7 +37,7 @@ def worker(rank, world, port, out, threads):
     """One process of a `world`-process run of every case; the first saves the canvases and audio."""
     import torch.distributed as dist
 
-    from swapforward.pipelines import distributed, memory
+    from swapforward.runtime import distributed, memory
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
@@ -52,7 +52,7 @@ def worker(rank, world, port, out, threads):
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_several_processes_make_the_single_process_canvas_bit_for_bit(world, tmp_path, monkeypatch):
-    from swapforward.pipelines import memory
+    from swapforward.runtime import memory
 
     out = tmp_path / "results.pt"
     mp.spawn(worker, args=(world, free_port(), str(out), torch.get_num_threads()), nprocs=world, join=True)
@@ -66,7 +66,7 @@ def test_several_processes_make_the_single_process_canvas_bit_for_bit(world, tmp
 
 
 def test_what_several_processes_cannot_share_is_one_sentence():
-    from swapforward.pipelines.distributed import check_shareable
+    from swapforward.runtime.distributed import check_shareable
 
     with pytest.raises(SwapForwardError, match=r"^method mad needs every view in one model call"):
         check_shareable("mad", 0.0, False, 10, 2)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from swapforward import PanoramaPipeline, SwapForwardError
 from swapforward.frontends.cli import app
-from swapforward.pipelines import memory
+from swapforward.runtime import memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def test_a_clip_of_three_samples_is_one_sentence_saying_how_short_a_clip_may_be(
         main(["audio", "rain", "--model", tiny_model_dir, "--init-audio", str(clip), "--out", str(tmp_path / "a.wav")])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("error: --init-audio lasts 3 samples") and err.count("\n") == 1
-    from swapforward.inputs import read_audio
+    from swapforward.io.inputs import read_audio
 
     with pytest.raises(SwapForwardError, match=r"init_audio lasts 3 samples .*; a clip must last at least 0.05 s\."):
         read_audio(np.zeros(3, dtype=np.float32), "init_audio", 16000)

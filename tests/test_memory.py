@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from swapforward import LongAudioPipeline, SwapForwardError
-from swapforward.pipelines.memory import HOST_VIEW_BATCH, DeviceMemory, batch_limit, fit_in_memory, fixed_batches
+from swapforward.runtime.memory import HOST_VIEW_BATCH, DeviceMemory, batch_limit, fit_in_memory, fixed_batches
 
 WINDOW_S = 0.064
 
@@ -151,7 +151,8 @@ def test_a_run_in_segments_of_views_equals_the_run_in_one(audioldm, monkeypatch,
     from diffusers import DPMSolverMultistepScheduler
 
     from swapforward import LongAudioPipeline
-    from swapforward.pipelines import joint, memory
+    from swapforward.pipelines import joint
+    from swapforward.runtime import memory
 
     case = dict(case)
     pipe = copy.copy(audioldm)
@@ -179,7 +180,7 @@ def test_an_output_too_long_to_hold_streams_to_the_same_file_bytes(audioldm, mon
     import soundfile as sf
 
     from swapforward.models.audioldm import AudioLDMAdapter
-    from swapforward.pipelines import memory
+    from swapforward.runtime import memory
 
     pipe = LongAudioPipeline.from_pipe(audioldm)
     args = dict(audio_length_in_s=0.9, window_seconds=0.064, num_inference_steps=2, seed=4, loop=loop,
@@ -208,7 +209,7 @@ def test_an_output_too_long_to_hold_streams_to_the_same_file_bytes(audioldm, mon
 
 
 def test_a_long_spectrogram_is_averaged_in_blocks_before_it_is_drawn():
-    from swapforward.files import SPECTROGRAM_FRAMES, decimated
+    from swapforward.io.files import SPECTROGRAM_FRAMES, decimated
 
     short = np.random.default_rng(0).random((SPECTROGRAM_FRAMES, 8), dtype=np.float32)
     assert decimated(short) is short, "pictures of minutes are drawn from every frame, as before"
@@ -242,7 +243,7 @@ def test_a_spectrogram_of_hours_leaves_its_thousands_of_views_unmarked(tmp_path,
     """8 hours are 3,513 views: their lines would cover the picture, so the label says how many there are instead."""
     import matplotlib.axes
 
-    from swapforward.files import MARKED_VIEWS, save_spectrogram
+    from swapforward.io.files import MARKED_VIEWS, save_spectrogram
 
     lines = []
     monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda self, *a, **k: lines.append(a))

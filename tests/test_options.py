@@ -13,8 +13,8 @@ from swapforward import LongAudioPipeline, PanoramaPipeline, SwapForwardError
 from swapforward.frontends.app import app_options
 from swapforward.frontends.batch import job_fields
 from swapforward.frontends.cli import app, generation_flags
+from swapforward.frontends.registry import KINDS
 from swapforward.options import AUDIO, LOAD, OUTPUT, PANORAMA, SPECS
-from swapforward.registry import KINDS
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -140,7 +140,7 @@ def test_callback_on_step_end_reads_and_replaces_the_latents(audioldm):
 
 
 def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
-    from swapforward.pipelines import runtime
+    from swapforward.runtime import devices as runtime
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(runtime, "mps_available", lambda: True)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from swapforward import LongAudioPipeline, PanoramaPipeline, SwapForwardError
 from swapforward.frontends.cli import app
-from swapforward.signals import Interrupted, deferred, install
+from swapforward.runtime.signals import Interrupted, deferred, install
 
 runner = CliRunner()
 AUDIO = dict(audio_length_in_s=0.15, window_seconds=0.064, num_inference_steps=8, seed=3, progress_bar=False)
@@ -55,7 +55,8 @@ def test_a_resumed_audio_run_equals_the_uninterrupted_one(audioldm, tmp_path, ca
     elif case == "loop-md":
         options.update(method="md", loop=True, overlap=0.5)
     elif case == "segments":  # an hours-long run's views in segments, each with its own multistep scheduler
-        from swapforward.pipelines import joint, memory
+        from swapforward.pipelines import joint
+        from swapforward.runtime import memory
 
         monkeypatch.setattr(memory, "SEGMENT_BYTES", 2 * 4 * 32 * 8 * 4)  # two of the tiny model's 32-frame views
         sizes = []

@@ -21,7 +21,7 @@ import torch
 
 from ..core.layout import ViewLayout
 from ..errors import SwapForwardError
-from ..files import write_atomic
+from ..io.files import write_atomic
 
 
 def relative_log_amplitude(patch: torch.Tensor, bins: int = 16) -> tuple[np.ndarray, np.ndarray]:

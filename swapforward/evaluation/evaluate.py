@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import SwapForwardError
-from ..files import write_atomic
+from ..io.files import write_atomic
 from . import metrics
 from .crops import audio_windows, image_crops, region_crops
 from .features import AudioExtractors, ImageExtractors, resample

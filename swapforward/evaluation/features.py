@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SwapForwardError
-from ..spectrogram import log_mel
+from ..io.spectrogram import log_mel
 from .weights import CHECKPOINTS, require, verify, weights_dir
 
 

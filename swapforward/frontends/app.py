@@ -24,8 +24,8 @@ from ..core.methods import METHODS
 from ..errors import SwapForwardError
 from ..options import LOAD, OUTPUT, Option, Request
 from ..prompts import words
-from ..registry import KINDS
 from .common import check_ranking, load_model, save_result, take_path
+from .registry import KINDS
 from .summary import views_summary
 
 #: Examples in the prompt fields; every other field shows its option's default (the seed: its -1 for the front ends),
@@ -224,7 +224,7 @@ class Studio:
         clip; 24-bit FLAC and float WAV are not played everywhere), beside the result."""
         import soundfile as sf
 
-        from ..files import write_atomic
+        from ..io.files import write_atomic
 
         sound = Path(sound)
         preview = sound.with_name(f"{sound.stem}.play.wav")

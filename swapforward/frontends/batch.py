@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import SwapForwardError
 from ..options import LOAD, OUTPUT, RUN, Request
-from ..registry import KINDS
+from .registry import KINDS
 
 #: Fields every job has besides its kind's options.
 REQUIRED = ("prompt", "out")
@@ -191,7 +191,7 @@ def run_jobs(
 ) -> BatchReport:
     """Run `jobs` (this process's share), loading each model once; `on_job(job, status, detail)` after each. The
     output of a job is written whole or not at all: an interruption while it is written waits for the writing."""
-    from ..signals import deferred
+    from ..runtime.signals import deferred
     from .common import load_model, save_result
 
     pipelines: dict[tuple, Any] = {}

@@ -21,7 +21,7 @@ import typer
 
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
-from ..files import check_output_folder, check_output_path
+from ..io.files import check_output_folder, check_output_path
 from ..options import (
     ANALYZE,
     AUDIO,
@@ -38,9 +38,9 @@ from ..options import (
     Spec,
 )
 from ..prompts import describe, words
-from ..registry import KINDS, Kind
-from ..signals import Interrupted, deferred
+from ..runtime.signals import Interrupted, deferred
 from .common import check_fits, check_outputs, check_ranking, load_model, quiet_libraries, request_takes, save_result
+from .registry import KINDS, Kind
 from .summary import seed_summary, views_summary
 
 app = typer.Typer(
@@ -216,7 +216,7 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
             raise SwapForwardError(f"Cannot resume from {str(run.resume)!r}: no such file.")
         if run.save_state is not None:
             check_output_path(run.save_state, None)
-        from ..pipelines import distributed
+        from ..runtime import distributed
 
         shared = distributed.join_from_environment()  # under torchrun: one piece, its views shared by the processes
         pipe = load_model(kind, load, device=distributed.process_device(load.device) if shared else None)
@@ -379,7 +379,7 @@ def evaluate(
         if opts.markdown is not None:
             check_output_path(opts.markdown, {".md": "Markdown"})
         quiet_libraries()
-        from ..pipelines.runtime import resolve_device
+        from ..runtime.devices import resolve_device
 
         torch_device = str(resolve_device(load.device))
         kind = opts.kind
@@ -471,7 +471,7 @@ def _click() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; a usage mistake (unknown flag, missing argument) is one line and exit status 2."""
-    from ..signals import install
+    from ..runtime.signals import install
 
     install()
     errors = _click()

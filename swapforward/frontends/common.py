@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import SwapForwardError
 from ..options import Request
-from ..registry import Kind
+from .registry import Kind
 
 
 def quiet_libraries() -> None:
@@ -51,7 +51,7 @@ LEAST_SAMPLE_RATE, LEAST_HEIGHT = 16000, 512
 def check_fits(kind: Kind, request: Request, label: Any) -> None:
     """The host-memory check before loading, with the least any model of the kind needs (the pipeline checks again
     with its own model's sample rate or height)."""
-    from ..pipelines.memory import BYTES_PER_PIXEL, check_host_memory, sample_bytes
+    from ..runtime.memory import BYTES_PER_PIXEL, check_host_memory, sample_bytes
 
     if kind.name == "audio":
         seconds = request.audio_length_in_s
@@ -84,7 +84,7 @@ def take_path(path: Path, take: int, takes: int) -> Path:
 def check_outputs(kind: Kind, output: Request, takes: int = 1, make_folder: bool = False) -> None:
     """Refuse unwritable or unsupported outputs, and a sample rate the format cannot take, before any model work
     (with `make_folder`, a missing folder that can be made is fine)."""
-    from ..files import AUDIO_RATES, IMAGE_FORMATS, check_output_path
+    from ..io.files import AUDIO_RATES, IMAGE_FORMATS, check_output_path
 
     for take in range(takes):
         check_output_path(take_path(output.out, take, takes), kind.formats, make_folder)

@@ -383,7 +383,7 @@ def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, 
 
 def write_report(result: dict[str, Any], folder: str | os.PathLike) -> list[str]:
     """lab.md (the tables), lab.json (every number) and lab.png (spectra and variance along the canvas)."""
-    from ..files import write_atomic
+    from ..io.files import write_atomic
 
     os.makedirs(folder, exist_ok=True)
     paths = [os.path.join(folder, name) for name in ("lab.md", "lab.json", "lab.png")]

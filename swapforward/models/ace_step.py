@@ -21,7 +21,7 @@ import torch
 
 from ..core.tiling import decode_tiled
 from ..errors import SwapForwardError
-from ..spectrogram import log_mel
+from ..io.spectrogram import log_mel
 from .base import AudioAdapter
 from .stable_audio import spectrogram_pictures
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..core.tiling import decode_tiled
-from ..spectrogram import log_mel
+from ..io.spectrogram import log_mel
 from .base import AudioAdapter
 from .stable_audio import spectrogram_pictures
 

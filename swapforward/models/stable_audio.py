@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..core.tiling import decode_tiled
-from ..spectrogram import log_mel
+from ..io.spectrogram import log_mel
 from .base import AudioAdapter, classifier_free
 
 

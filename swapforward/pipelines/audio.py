@@ -13,17 +13,17 @@ import numpy as np
 import torch
 
 from ..core.layout import ViewLayout
-from ..delivery import LoudnessMeter, loudness_gain, normalize_loudness, resample, resample_circular, settings_json
 from ..errors import SwapForwardError
-from ..files import OPUS_RATE, save_spectrogram, write_atomic, write_audio_chunks
-from ..inputs import read_audio
+from ..io.delivery import LoudnessMeter, loudness_gain, normalize_loudness, resample, resample_circular, settings_json
+from ..io.files import OPUS_RATE, save_spectrogram, write_atomic, write_audio_chunks
+from ..io.inputs import read_audio
 from ..models import AUDIO_ADAPTERS
 from ..options import AUDIO, Request
-from . import memory
+from ..runtime import memory
+from ..runtime.memory import check_host_memory, sample_bytes
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
-from .memory import check_host_memory, sample_bytes
 
 logger = logging.getLogger("swapforward")
 

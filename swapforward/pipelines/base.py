@@ -12,15 +12,15 @@ from typing import Any
 import torch
 
 from ..core.layout import ViewLayout
-from ..delivery import settings
 from ..errors import SwapForwardError
 from ..evaluation.ranking import default_scorer, rank_takes
+from ..io.delivery import settings
 from ..models import adapter_for, load_pipeline
 from ..options import RANDOM_SEED, RUN, Request, Spec
+from ..runtime.devices import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
+from ..runtime.resume import check_resumable, load_state
 from .joint import Generators, JointResult, generators, run_joint
 from .kept import Media
-from .resume import check_resumable, load_state
-from .runtime import check_scheduler_name, make_scheduler, resolve_device, resolve_dtype
 
 #: torch.compile's modes; the first two replay CUDA graphs.
 COMPILE_MODES = ("reduce-overhead", "max-autotune", "default", "max-autotune-no-cudagraphs")

@@ -32,13 +32,13 @@ from ..errors import SwapForwardError
 from ..models.base import LatentAdapter
 from ..options import MAX_SEED, RANDOM_SEED, Request
 from ..prompts import Segment
-from . import distributed
+from ..runtime import distributed
+from ..runtime.denoiser import CallCount, batched, counted_model
+from ..runtime.memory import segment_views
+from ..runtime.resume import RunState, StateSaver, restore_generators
 from .conditioning import Conditioning
-from .denoiser import CallCount, batched, counted_model
 from .driver import Run, drive
 from .kept import Kept, noised, renoiser
-from .memory import segment_views
-from .resume import RunState, StateSaver, restore_generators
 
 logger = logging.getLogger("swapforward")
 

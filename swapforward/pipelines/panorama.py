@@ -11,16 +11,16 @@ import numpy as np
 import torch
 
 from ..core.layout import ViewLayout
-from ..delivery import settings_json
 from ..errors import SwapForwardError
-from ..files import PANORAMA_FORMATS, check_output_path, write_atomic
-from ..inputs import read_image
+from ..io.delivery import settings_json
+from ..io.files import PANORAMA_FORMATS, check_output_path, write_atomic
+from ..io.inputs import read_image
 from ..models import IMAGE_ADAPTERS
 from ..options import PANORAMA, Request, check_multiple
+from ..runtime.memory import BYTES_PER_PIXEL, check_host_memory
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
-from .memory import BYTES_PER_PIXEL, check_host_memory
 
 
 @dataclass

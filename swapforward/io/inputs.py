@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SwapForwardError
-from .prompts import parse_start
+from ..errors import SwapForwardError
+from ..prompts import parse_start
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SwapForwardError
+from ..errors import SwapForwardError
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".mp3": "MP3", ".ogg": "OGG", ".opus": "OGG"}
 #: libsndfile's encoding per extension: float WAV, 24-bit FLAC, MP3 (layer III), Ogg Vorbis, Ogg Opus.

@@ -19,7 +19,7 @@ import torch
 
 from ..core.sampler import LoopState
 from ..errors import SwapForwardError
-from ..files import write_atomic
+from ..io.files import write_atomic
 
 FORMAT = "swapforward-run-state/1"
 

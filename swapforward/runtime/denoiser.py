@@ -4,14 +4,16 @@ fed in batches that fit the device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..core.sampler import Denoiser
 from ..errors import SwapForwardError
-from .conditioning import Conditioning
 from .memory import DeviceMemory, Model, fit_in_memory, fixed_batches
+
+if TYPE_CHECKING:
+    from ..pipelines.conditioning import Conditioning  # the pipelines hand it in; runtime does not import them
 
 
 @dataclass

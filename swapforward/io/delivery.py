@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SwapForwardError
+from ..errors import SwapForwardError
 
 #: The highest true peak a normalised file may have (the EBU R 128 / streaming convention).
 TRUE_PEAK_DBTP = -1.0
@@ -157,8 +157,8 @@ def loudness_gain(measured: float, peak: float, target_lufs: float) -> tuple[flo
 
 def settings(request: Any, seed: int | None, model: str | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """What made a take, JSON-ready: every option of its request, the seed it used, the model and the version."""
-    from . import __version__
-    from .prompts import Segment
+    from .. import __version__
+    from ..prompts import Segment
 
     def plain(value: Any) -> Any:
         if isinstance(value, (tuple, list)):

@@ -9,8 +9,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from .files import AUDIO_FORMATS, PANORAMA_FORMATS
-from .options import AUDIO, DEFAULT_MODELS, PANORAMA, Spec
+from ..io.files import AUDIO_FORMATS, PANORAMA_FORMATS
+from ..options import AUDIO, DEFAULT_MODELS, PANORAMA, Spec
 
 
 @dataclass(frozen=True)
