@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core.methods import METHODS
 from ..errors import SwapForwardError
-from ..options import LOAD, OUTPUT, Option, Request
+from ..options import LOAD, OUTPUT, TYPES, Option, Request
 from ..prompts import words
 from .common import check_ranking, load_model, save_result, take_path
 from .registry import KINDS
@@ -316,7 +316,8 @@ def _component(gr: Any, kind: str, option: Option, visible: bool = True) -> Any:
                   visible=visible)
     if option.name == "model":
         return gr.Textbox(value="", placeholder="(the studio's default)", **common)
-    if option.type == "bool":
+    widget = TYPES[option.type].widget
+    if widget == "checkbox":
         return gr.Checkbox(value=bool(value), **common)
     if option.name == "method":
         return gr.Dropdown([(m.summary, m.name) for m in METHODS.values()], value=value, **common)
@@ -324,12 +325,12 @@ def _component(gr: Any, kind: str, option: Option, visible: bool = True) -> Any:
         return gr.Radio(list(option.choice_names()), value=value, **common)
     if option.choice_names():
         return gr.Dropdown(list(option.choice_names()), value=value, **common)
-    if option.type in ("float", "int", "seed") and value is not None:
+    if widget == "number" and value is not None:
         return gr.Number(value=value, precision=0 if option.type != "float" else None, **common)
-    if option.type == "media":
+    if widget == "file":
         kind_of = gr.Audio if kind == "audio" else gr.Image
         return kind_of(value=None, type="filepath", label=common["label"], elem_id=common["elem_id"])
-    if option.type == "timeline":
+    if widget == "lines":
         return gr.Textbox(value="", lines=4, placeholder="0:00 light rain on leaves\n0:30 thunderstorm", **common)
     placeholder = f"empty: {option.unset}" if option.unset else "empty: the default"
     return gr.Textbox(value="" if value is None else str(value), placeholder=placeholder, **common)

@@ -50,9 +50,6 @@ app = typer.Typer(
     help="Arbitrarily long, loopable audio and panoramas from pretrained latent diffusion models (SaFa and baselines).",
 )
 
-METAVARS = {"float": "NUMBER", "int": "INTEGER", "seed": "SEED", "str": "TEXT", "path": "PATH", "timeline": "FILE",
-            "media": "FILE", "spans": "START:END,...", "position": "PX|left|center|right"}
-
 
 def fail(message: str) -> None:
     """A user mistake: one sentence on stderr, exit status 2, no traceback."""
@@ -80,8 +77,7 @@ def flag(option: Option, kind: str, default: Any = None) -> inspect.Parameter:
         annotation: Any = Optional[bool]
     else:
         names = [option.flag, option.short] if option.short else [option.flag]
-        metavar = "|".join(option.choice_names()) if option.choice_names() else METAVARS[option.type]
-        info = typer.Option(None, *names, help=shown, metavar=metavar, show_default=False)
+        info = typer.Option(None, *names, help=shown, metavar=option.shown_metavar, show_default=False)
         annotation = Optional[str]
     return inspect.Parameter(option.key, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
