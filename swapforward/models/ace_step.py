@@ -112,9 +112,7 @@ class AceStepAdapter(AudioAdapter):
 
     @torch.no_grad()
     def encode_audio(self, audio):
-        frames = -(-audio.shape[-1] // self.frame_samples)
-        wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        wave = torch.nn.functional.pad(wave, (0, frames * self.frame_samples - wave.shape[-1]))
+        wave, frames = self.padded_wave(audio)
         vae = self.pipe.vae
         latents = vae.encode(wave.to(self.device, vae.dtype)).latent_dist.mode()[..., :frames]
         return latents.transpose(1, 2).to(self.dtype)

@@ -155,6 +155,13 @@ class AudioAdapter(LatentAdapter):
         wave, spectrogram = self.decode(latents, window, loop)
         return spectrogram, lambda: iter([wave])
 
+    def padded_wave(self, audio: np.ndarray) -> tuple[torch.Tensor, int]:
+        """(a (1, channels, samples) float32 tensor of `audio` zero-padded to whole latent frames, the frame count):
+        what a waveform VAE encodes."""
+        frames = -(-audio.shape[-1] // self.frame_samples)
+        wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
+        return torch.nn.functional.pad(wave, (0, frames * self.frame_samples - wave.shape[-1])), frames
+
     @abstractmethod
     def encode_audio(self, audio: np.ndarray) -> torch.Tensor:
         """(channels, samples) float32 at the model's rate -> latent (1, ..., frames, ...) of ceil(samples /

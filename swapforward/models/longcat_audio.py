@@ -108,9 +108,7 @@ class LongCatAudioAdapter(AudioAdapter):
 
     @torch.no_grad()
     def encode_audio(self, audio):
-        frames = -(-audio.shape[-1] // self.frame_samples)
-        wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        wave = torch.nn.functional.pad(wave, (0, frames * self.frame_samples - wave.shape[-1]))
+        wave, frames = self.padded_wave(audio)
         latents = self.pipe.vae.encode(wave.to(self.device), sample_posterior=False).latents
         return latents[..., :frames].permute(0, 2, 1).to(self.dtype)
 

@@ -54,9 +54,7 @@ class StableAudio3Adapter(StableAudioAdapter):
 
     @torch.no_grad()
     def encode_audio(self, audio):
-        frames = -(-audio.shape[-1] // self.frame_samples)
-        wave = torch.from_numpy(audio.astype("float32", copy=False))[None]
-        wave = torch.nn.functional.pad(wave, (0, frames * self.frame_samples - wave.shape[-1]))
+        wave, frames = self.padded_wave(audio)
         vae = self.pipe.vae
         return vae.encode(wave.to(self.device, vae.dtype)).latents[..., :frames].to(self.dtype)
 
