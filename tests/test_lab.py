@@ -281,3 +281,18 @@ def test_with_eight_steps_the_reference_swap_acts_only_with_a_deterministic_samp
     flow = gaussian_row(Lab(steps=8, scheduler="flow"), world, Setting("safa", 0.2))
     assert pingpong["lost_dimensions"] == 0 and abs(pingpong["corr_at_stride"]) < 0.02
     assert flow["lost_dimensions"] == 57 and flow["corr_at_stride"] > 0.4
+
+
+def test_no_candidate_guidance_meets_all_four_targets_yet():
+    """Issue 27's candidates, exact measures at 25 steps: moving the guided frames a quarter of the way to the reference
+    in complementary phases keeps every dimension and copies little (corr at stride 0.05), but stays far from MD*'s
+    KL; swapping only the reference's low frequencies copies the style into every view (KL at the floor over 20x
+    SaFa's). docs/lab.md has the table with consistency."""
+    lab, world = Lab(steps=25), GaussianWorld()
+    md_tri = gaussian_row(lab, world, Setting("md-tri"))
+    soft = gaussian_row(lab, world, Setting("safa", swap="soft 0.25", phase="alternate"))
+    safa = gaussian_row(lab, world, Setting("safa"))
+    lowpass = gaussian_row(lab, world, Setting("safa", swap="low-pass 5"))
+    assert soft["lost_dimensions"] == 0 and soft["corr_at_stride"] < 0.10 < safa["corr_at_stride"]
+    assert soft["kl_floor_per_frame"] > 10 * md_tri["kl_floor_per_frame"]
+    assert lowpass["kl_floor_per_frame"] > 5 * safa["kl_floor_per_frame"] and lowpass["lost_dimensions"] > 0

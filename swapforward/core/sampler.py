@@ -126,6 +126,8 @@ class Joint:
     """Views per segment (None: all at once); ignored with `prepare`, which needs every view."""
     prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     exchange: Exchange | None = None
+    swap: Callable[..., torch.Tensor] = reference_swap
+    """The reference guidance (views, reference, mask, index) -> views: Eq. 10's swap, or a variant the lab tries."""
 
     @property
     def parts(self) -> list[tuple[int, int]]:
@@ -236,7 +238,7 @@ def _swapped(views: torch.Tensor, part: tuple[int, int], joint: Joint, reference
         return views
     first, count = part
     index = None if joint.reference_index is None else joint.reference_index[first:first + count]
-    return reference_swap(views, reference, joint.reference_mask[first:first + count], index)
+    return joint.swap(views, reference, joint.reference_mask[first:first + count], index)
 
 
 def _gathered(exchange: Exchange, mine: dict[int, torch.Tensor], parts: list[tuple[int, int]],

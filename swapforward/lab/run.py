@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..core.layout import ViewLayout
+from ..core.merge import reference_swap
 from ..core.methods import METHODS
 from ..core.plan import plan_joint
 from ..core.sampler import Joint, joint_step, start
@@ -47,6 +48,8 @@ class Setting:
     label: str = ""
     noise: str = "none"
     """A stochastic step's noise: none (deterministic sampler), drawn per view, or once per canvas frame."""
+    swap: str = "exact"
+    """The reference guidance: Eq. 10's swap ("exact"), or a candidate of `SWAPS` (issue 27)."""
     eta: float = 0.0
     """DDIM's eta for stochastic steps (the ping-pong sampler needs none)."""
 
@@ -63,6 +66,8 @@ class Setting:
             extra.append("cross-faded swap")
         if self.loop:
             extra.append("loop")
+        if self.swap != "exact":
+            extra.append(f"{self.swap} swap")
         if self.noise != "none":
             extra.append(f"{'eta ' + format(self.eta, 'g') + ', ' if self.eta else ''}noise per {self.noise}")
         return f"{self.method} ({', '.join(extra)})"
@@ -149,7 +154,7 @@ class Lab:
             noise_in = kept.start(noise * sigma, noise, scheduler)
         else:
             noise_in = noise * sigma
-        joint = Joint(layout, 2, weights, plan.guide_steps, plan.reference_mask)
+        joint = Joint(layout, 2, weights, plan.guide_steps, plan.reference_mask, swap=SWAPS[setting.swap])
         state = start(noise_in, scheduler, joint, reference * sigma if plan.guide_steps else None)
         model = denoiser(world, scheduler)
         for k, t in enumerate(scheduler.timesteps):  # the core's step, as the pipelines' driver runs it
@@ -214,6 +219,39 @@ class DrawnNoise:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("variance_noise", "generator")}
         return self.scheduler.step(model_output, timestep, sample, variance_noise=self.draw(tuple(sample.shape)),
                                    **kwargs)
+
+
+def soft_swap(share: float) -> Callable[..., torch.Tensor]:
+    """A candidate guidance: move the swapped frames `share` of the way to the reference (keeping the rest of the
+    view's own), so no frame's own noise is overwritten."""
+
+    def swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, index: Any = None) -> torch.Tensor:
+        return views + share * (reference_swap(views, reference, mask, index) - views)
+
+    return swap
+
+
+def lowpass_swap(width: int) -> Callable[..., torch.Tensor]:
+    """A candidate guidance: in each view's middle, the reference's low frequencies (a `width`-frame moving average
+    along the frames) with the view's own high ones."""
+
+    def smooth(x: torch.Tensor) -> torch.Tensor:
+        flat = x.movedim(2, -1).reshape(-1, 1, x.shape[2])
+        out = torch.nn.functional.avg_pool1d(flat, width, 1, width // 2, count_include_pad=False)
+        return out.reshape(*x.movedim(2, -1).shape).movedim(-1, 2)
+
+    def swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, index: Any = None) -> torch.Tensor:
+        middle = mask | mask.roll(1, dims=2)  # the alternating mask's whole middle region
+        full = reference_swap(views, reference, middle, index)
+        grouped = middle.to(views.device)[None].expand(views.shape[0] // mask.shape[0], *middle.shape).flatten(0, 1)
+        return torch.where(grouped, views - smooth(views) + smooth(full), views)
+
+    return swap
+
+
+#: The reference guidance variants the lab compares (issue 27).
+SWAPS = {"exact": reference_swap, "soft 0.5": soft_swap(0.5), "soft 0.25": soft_swap(0.25),
+         "low-pass 5": lowpass_swap(5), "low-pass 9": lowpass_swap(9)}
 
 
 def softened(weights: torch.Tensor) -> torch.Tensor:
@@ -353,6 +391,31 @@ def few_step_rows(lab: Lab, gaussian: GaussianWorld, styles: StylesWorld) -> lis
     return rows
 
 
+#: Issue 27's candidates for a reference guidance with SaFa's consistency at MD*'s faithfulness, and the rows they
+#: are judged against.
+CANDIDATES = (Setting("md-tri"), Setting("safa-selfloop"), Setting("safa"), Setting("safa", phase="alternate"),
+              Setting("safa", swap="soft 0.5"), Setting("safa", swap="soft 0.5", phase="alternate"),
+              Setting("safa", swap="soft 0.25", phase="alternate"), Setting("safa", swap="low-pass 5"),
+              Setting("safa", swap="low-pass 9"))
+
+
+def candidate_rows(lab: Lab, gaussian: GaussianWorld, styles: StylesWorld) -> list[dict[str, Any]]:
+    """Every candidate against the four targets: consistency at least SaFa's (within one standard error, both
+    segmentations), correlation at the stride at most 0.10, no lost dimension, KL (exact and at the floor) at most
+    1.5x MD*'s."""
+    rows = [{**styles_row(lab, styles, s), **gaussian_row(lab, gaussian, s)} for s in CANDIDATES]
+    safa, md_tri = rows[2], rows[0]
+    for r in rows:
+        r["targets"] = {
+            "consistency": all(r[k] + r[f"{k}_se"] >= safa[k] for k in ("consistency", "consistency_views")),
+            "copying": r["corr_at_stride"] <= 0.10,
+            "dimensions": r["lost_dimensions"] == 0,
+            "kl": (r["kl_per_frame"] <= 1.5 * md_tri["kl_per_frame"]
+                   and r["kl_floor_per_frame"] <= 1.5 * md_tri["kl_floor_per_frame"]),
+        }
+    return rows
+
+
 def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, samples: int | None = None,
         seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every setting in both worlds, and the kept-clip rows; a dict ready for `write_report`."""
@@ -378,6 +441,9 @@ def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, 
         result["few_steps"] = few_step_rows(lab, gaussian, styles)
         if progress is not None:
             progress("few steps: the reference swap with 8 steps")
+        result["candidates"] = candidate_rows(lab, gaussian, styles)
+        if progress is not None:
+            progress("candidates for the reference guidance")
     return result
 
 
@@ -455,6 +521,16 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{r['lost_dimensions']} | {_f(r['corr_at_stride'])} | {r['consistency']:.3f} ± "
                          f"{r['consistency_se']:.3f} | {r['consistency_views']:.3f} ± "
                          f"{r['consistency_views_se']:.3f} |")
+    if result.get("candidates"):
+        lines += ["\n### Candidates for the reference guidance (issue 27): the four targets\n",
+                  "| setting | consistency (fixed) | consistency (views) | corr at stride | lost dims | KL / frame | "
+                  "KL, -20 dB floor | targets met |", "| --- |" + " ---: |" * 6 + " --- |"]
+        for r in result["candidates"]:
+            met = ", ".join(k for k, ok in r["targets"].items() if ok) or "none"
+            lines.append(f"| {r['setting']} | {r['consistency']:.3f} ± {r['consistency_se']:.3f} | "
+                         f"{r['consistency_views']:.3f} ± {r['consistency_views_se']:.3f} | "
+                         f"{_f(r['corr_at_stride'])} | {r['lost_dimensions']} | {_kl(r['kl_per_frame'])} | "
+                         f"{r['kl_floor_per_frame']:.4f} | {met} |")
     return head + "\n".join(lines) + "\n"
 
 
