@@ -216,3 +216,15 @@ def test_no_front_end_sets_a_default_of_its_own(tmp_path, monkeypatch):
         form = {o.key: by_id[f"{spec.kind}-{o.key}"] for o in app_options(spec.kind) if o.key in keys}
         form = {k: v for k, v in form.items() if v not in (None, "") and k != "prompt"}
         assert dict(studio.request(spec.kind, "rain", form)[0]) == dict(own["app"])
+
+
+def test_the_app_leaves_out_the_hidden_settings_of_other_methods(tmp_path):
+    """The page hides a method's own settings when another method is chosen, so their values do not reach the check
+    (where the command line refuses them in one sentence)."""
+    from swapforward.frontends.app import Studio
+
+    studio = Studio("unused", "unused", tmp_path)
+    request, _ = studio.request("audio", "rain", {"method": "md", "sync_weight": 5.0, "r_guide": 0.6})
+    assert request.method == "md" and request.sync_weight == AUDIO["sync_weight"].default_for("audio")
+    with pytest.raises(SwapForwardError, match="sync_weight is used by syncd only"):
+        AUDIO.check({"prompt": "rain", "method": "md", "sync_weight": "5"}, "app")

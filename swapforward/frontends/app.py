@@ -170,13 +170,17 @@ class Studio:
 
     def request(self, kind: str, prompt: str, values: dict[str, Any]) -> tuple[Request, Request]:
         """The checked request and file options from the app's fields (an empty seed field asks for a random seed;
-        a filled timeline box takes the prompt's place)."""
+        a filled timeline box takes the prompt's place; the hidden settings of methods other than the chosen one are
+        left out, as the page hides them)."""
+        spec = KINDS[kind].spec
         writing = {o.key for o in OUTPUT[kind].options}
         output = OUTPUT[kind].check({"out": "unused", **{k: v for k, v in values.items() if k in writing}}, "app")
-        values = {k: v for k, v in values.items() if k not in writing and v is not None}
+        method = values.get("method") or spec["method"].default_for(kind)
+        hidden = {o.key for o in spec.options if o.methods and method not in o.methods}
+        values = {k: v for k, v in values.items() if k not in writing | hidden and v is not None}
         if (values.get("timeline") or "").strip():
             prompt = None
-        return KINDS[kind].spec.check({**values, "prompt": prompt}, "app"), output
+        return spec.check({**values, "prompt": prompt}, "app"), output
 
     def audio(self, prompt: str, file_format: str = "flac", model: str | None = None, progress_bar: bool = True,
               progress: Progress | None = None, **values: Any) -> tuple[str, str, list[str], str]:
