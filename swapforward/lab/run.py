@@ -22,7 +22,7 @@ from ..core.layout import ViewLayout
 from ..core.merge import reference_swap
 from ..core.methods import METHODS
 from ..core.plan import plan_joint
-from ..core.sampler import Joint, joint_step, start
+from ..core.sampler import Joint, joint_step, repaint_order, start
 from ..core.stochastic import PingPong
 from ..options import AUDIO
 from . import metrics
@@ -50,6 +50,8 @@ class Setting:
     """A stochastic step's noise: none (deterministic sampler), drawn per view, or once per canvas frame."""
     swap: str = "exact"
     """The reference guidance: Eq. 10's swap ("exact"), or a candidate of `SWAPS` (issue 27)."""
+    repaint: int = 0
+    """RePaint's resampling after the guidance (`repaint_resample`, with the option's default jump)."""
     eta: float = 0.0
     """DDIM's eta for stochastic steps (the ping-pong sampler needs none)."""
 
@@ -68,6 +70,8 @@ class Setting:
             extra.append("loop")
         if self.swap != "exact":
             extra.append(f"{self.swap} swap")
+        if self.repaint:
+            extra.append(f"RePaint x{self.repaint}")
         if self.noise != "none":
             extra.append(f"{'eta ' + format(self.eta, 'g') + ', ' if self.eta else ''}noise per {self.noise}")
         return f"{self.method} ({', '.join(extra)})"
@@ -156,11 +160,15 @@ class Lab:
             noise_in = noise * sigma
         joint = Joint(layout, 2, weights, plan.guide_steps, plan.reference_mask, swap=SWAPS[setting.swap])
         state = start(noise_in, scheduler, joint, reference * sigma if plan.guide_steps else None)
-        model = denoiser(world, scheduler)
-        for k, t in enumerate(scheduler.timesteps):  # the core's step, as the pipelines' driver runs it
+        model, steps = denoiser(world, scheduler), len(scheduler.timesteps)
+        jump = AUDIO["repaint_jump"].default_for("audio")
+        order = repaint_order(steps, plan.guide_steps, jump, setting.repaint) if setting.repaint else range(steps)
+        for k in order:  # the core's step, as the pipelines' driver runs it
+            if k <= state.done:  # RePaint: back to the level before step k, with fresh noise
+                state.canvas = renoised(scheduler, state.canvas, state.done + 1, k, draw)
             state = joint_step(state, k, model, joint, step_kwargs=step_kwargs, step_noise=step_noise)
             if callback is not None:
-                state.canvas = callback(k, t, state.canvas)
+                state.canvas = callback(k, scheduler.timesteps[k], state.canvas)
         return state.canvas
 
     def linear_map(self, world: GaussianWorld, setting: Setting,
@@ -181,6 +189,19 @@ class Lab:
         steps = UnitNoise(inputs, layout.length + self.window)
         columns = self.sample(lane, setting, noise, reference, kept, steps.draw) - offset
         return columns.reshape(inputs, layout.length).T, offset.reshape(layout.length)
+
+
+def renoised(scheduler: Any, canvas: torch.Tensor, a: int, b: int,
+             draw: Callable[[tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
+    """RePaint's step back (pipelines/kept.py: renoiser) with the lab's noise: from the level before step a to the
+    level before step b < a, x_b = sqrt(abar_b / abar_a) x_a + sqrt(1 - abar_b / abar_a) noise."""
+    alphas, timesteps = scheduler.alphas_cumprod.double(), scheduler.timesteps
+
+    def level(index: int) -> torch.Tensor:
+        return alphas[timesteps[index]] if index < len(timesteps) else torch.tensor(1.0, dtype=torch.float64)
+
+    ratio = level(b) / level(a)
+    return ratio.sqrt() * canvas + (1 - ratio).sqrt() * draw(tuple(canvas.shape))
 
 
 class UnitNoise:
@@ -426,6 +447,8 @@ def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, 
     gaussian, styles = GaussianWorld(), StylesWorld()
     rows = settings(quick)
     kept_settings = [Setting("md", 0.2), Setting("md-tri", 0.2), Setting("safa-selfloop", 0.2), Setting("safa", 0.2)]
+    if scheduler != "flow":  # RePaint steps back through alphas_cumprod
+        kept_settings += [Setting("md-tri", 0.2, repaint=2), Setting("safa", 0.2, repaint=2)]
     result: dict[str, Any] = {"window": lab.window, "length": lab.length, "steps": lab.steps, "scheduler": scheduler,
                               "samples": lab.samples, "seed": seed, "gaussian": [], "styles": [], "kept": []}
     jobs = [("gaussian", s, gaussian_row, gaussian) for s in rows] + [("styles", s, styles_row, styles) for s in rows]
