@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import torch
@@ -129,11 +130,12 @@ class Joint:
     swap: Callable[..., torch.Tensor] = reference_swap
     """The reference guidance (views, reference, mask, index) -> views: Eq. 10's swap, or a variant the lab tries."""
 
-    @property
+    @cached_property
     def parts(self) -> list[tuple[int, int]]:
+        """(first view, count) of each segment; computed once, as every step reads it for every segment."""
         return segments(self.layout.num_views, None if self.prepare is not None else self.segment)
 
-    @property
+    @cached_property
     def owned(self) -> list[list[int]]:
         """Each process's segments (one process: all of them)."""
         return shares(self.parts, self.exchange.world) if self.exchange is not None else [list(range(len(self.parts)))]
