@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from ..core.tiling import decode_tiled
 from ..errors import SwapForwardError
-from ..io.spectrogram import log_mel
-from .base import AudioAdapter
-from .stable_audio import spectrogram_pictures
+from .base import WaveformAdapter
 
 #: The pipeline's default clip length, the default view.
 DEFAULT_WINDOW_SECONDS = 60.0
@@ -33,7 +29,7 @@ SHIFT = 3.0
 TARGET_PEAK = 10.0 ** (-1.0 / 20.0)
 
 
-class AceStepAdapter(AudioAdapter):
+class AceStepAdapter(WaveformAdapter):
     """`AceStepPipeline`, text2music without lyrics. MAD is not offered (rotary positions inside the attention)."""
 
     long_axis = -2
@@ -43,10 +39,6 @@ class AceStepAdapter(AudioAdapter):
     #: The pipeline's 8 steps; no guidance (distilled into turbo, APG not shareable for base).
     default_steps = 8
     default_guidance = 1.0
-
-    @property
-    def denoiser_module(self):
-        return self.pipe.transformer
 
     @property
     def sample_rate(self) -> int:
@@ -117,17 +109,13 @@ class AceStepAdapter(AudioAdapter):
         latents = vae.encode(wave.to(self.device, vae.dtype)).latent_dist.mode()[..., :frames]
         return latents.transpose(1, 2).to(self.dtype)
 
-    def decode_preview(self, latents):
-        return spectrogram_pictures(self.pipe.vae.decode(latents.transpose(1, 2)).sample, self.sample_rate)
+    def vae_waves(self, latents):
+        return self.pipe.vae.decode(latents.transpose(1, 2)).sample
 
-    @torch.no_grad()
-    def decode(self, latents, window, loop):
-        vae = self.pipe.vae
-        wave = decode_tiled(latents, lambda z: vae.decode(z.transpose(1, 2)).sample, axis=-2, out_axis=-1,
-                            factor=self.frame_samples, tile=window, overlap=max(1, window // 8), loop=loop).float()
-        peak = wave.abs().amax(dim=[1, 2], keepdim=True)
-        if torch.any(peak > 1.0):
+    def finish(self, wave):
+        """The pipeline's two normalisations: divided by its peak when that exceeds 1, then scaled to -1 dBFS."""
+        wave = wave.float()
+        peak = wave.abs().amax()
+        if peak > 1.0:
             wave = wave / peak.clamp(min=1.0)
-        wave = (wave * (TARGET_PEAK / wave.abs().amax(dim=[1, 2], keepdim=True).clamp(min=1e-6)))[0]
-        spectrogram = log_mel(wave.mean(0).cpu(), self.sample_rate)
-        return wave.cpu().numpy().astype(np.float32), spectrogram.numpy()
+        return wave * (TARGET_PEAK / wave.abs().amax().clamp(min=1e-6))

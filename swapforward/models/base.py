@@ -17,6 +17,7 @@ import torch
 from diffusers.utils.torch_utils import is_compiled_module
 
 from ..core.tiling import decode_tiled
+from ..io.spectrogram import log_mel
 
 
 class LatentAdapter(ABC):
@@ -28,6 +29,8 @@ class LatentAdapter(ABC):
     reference_axis: int = -1
     #: Whether MAD's merged-attention processors can replace this denoiser's attention.
     supports_merged_attention: bool = True
+    #: The pipeline's attribute holding the denoiser (U-Nets; the DiTs' "transformer").
+    denoiser_attribute: str = "unet"
     #: Denoising steps and guidance scale when the request gives none (distilled checkpoints: their own few steps).
     default_steps: int = 50
     default_guidance: float = 7.5
@@ -37,7 +40,7 @@ class LatentAdapter(ABC):
 
     @property
     def denoiser_module(self) -> torch.nn.Module:
-        return self.pipe.unet
+        return getattr(self.pipe, self.denoiser_attribute)
 
     def uses_guidance(self, guidance_scale: float) -> bool:
         """Whether the base pipeline runs a negative branch at this scale (diffusers' usual test: above 1)."""
@@ -155,6 +158,36 @@ class AudioAdapter(LatentAdapter):
         wave, spectrogram = self.decode(latents, window, loop)
         return spectrogram, lambda: iter([wave])
 
+    @abstractmethod
+    def encode_audio(self, audio: np.ndarray) -> torch.Tensor:
+        """(channels, samples) float32 at the model's rate -> latent (1, ..., frames, ...) of ceil(samples /
+        frame_samples) frames, the VAE's mean (its mode), as the model's own latents are scaled."""
+
+
+def spectrogram_pictures(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(batch, channels, samples) -> log-mel pictures of the mono mix, in [-1, 1] on three channels (for LPIPS)."""
+    pictures = []
+    for wave in waves.mean(1):
+        mel = log_mel(wave.float(), sample_rate).T
+        pictures.append(2 * (mel - mel.min()) / (mel.max() - mel.min() + 1e-6) - 1)
+    return torch.stack(pictures)[:, None].expand(-1, 3, -1, -1)
+
+
+class WaveformAdapter(AudioAdapter):
+    """An audio adapter whose VAE decodes latents to waveforms directly (Stable Audio, LongCat-AudioDiT, ACE-Step):
+    it says how the VAE decodes a batch of views (`vae_waves`) and anything the pipeline does to the waveform after
+    (`finish`); decoding a long latent, the spectrogram and SyncDiffusion's pictures follow from them."""
+
+    denoiser_attribute = "transformer"
+
+    @abstractmethod
+    def vae_waves(self, latents: torch.Tensor) -> torch.Tensor:
+        """View latents -> (batch, channels, samples), as the pipeline calls its VAE."""
+
+    def finish(self, wave: torch.Tensor) -> torch.Tensor:
+        """The pipeline's own treatment of a decoded (channels, samples) waveform (clamping, normalising)."""
+        return wave
+
     def padded_wave(self, audio: np.ndarray) -> tuple[torch.Tensor, int]:
         """(a (1, channels, samples) float32 tensor of `audio` zero-padded to whole latent frames, the frame count):
         what a waveform VAE encodes."""
@@ -162,10 +195,17 @@ class AudioAdapter(LatentAdapter):
         wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
         return torch.nn.functional.pad(wave, (0, frames * self.frame_samples - wave.shape[-1])), frames
 
-    @abstractmethod
-    def encode_audio(self, audio: np.ndarray) -> torch.Tensor:
-        """(channels, samples) float32 at the model's rate -> latent (1, ..., frames, ...) of ceil(samples /
-        frame_samples) frames, the VAE's mean (its mode), as the model's own latents are scaled."""
+    def decode_preview(self, latents: torch.Tensor) -> torch.Tensor:
+        return spectrogram_pictures(self.vae_waves(latents), self.sample_rate)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, window: int, loop: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The long latent decoded in overlapping tiles of one view (an eighth of it cross-faded; circular with
+        `loop`), finished as the pipeline finishes it, and its spectrogram."""
+        wave = decode_tiled(latents, self.vae_waves, axis=self.long_axis, out_axis=-1, factor=self.frame_samples,
+                            tile=window, overlap=max(1, window // 8), loop=loop)[0]
+        wave = self.finish(wave).float()
+        return wave.cpu().numpy().astype(np.float32), log_mel(wave.mean(0).cpu(), self.sample_rate).numpy()
 
 
 class ImageAdapter(LatentAdapter):

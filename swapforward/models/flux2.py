@@ -20,9 +20,7 @@ class Flux2KleinAdapter(ImageAdapter):
 
     supports_merged_attention = False
 
-    @property
-    def denoiser_module(self):
-        return self.pipe.transformer
+    denoiser_attribute = "transformer"
 
     @property
     def distilled(self) -> bool:

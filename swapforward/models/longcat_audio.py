@@ -10,16 +10,12 @@ Captions run at their own length (rows of equal length share a call), as the pip
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..core.tiling import decode_tiled
-from ..io.spectrogram import log_mel
-from .base import AudioAdapter
-from .stable_audio import spectrogram_pictures
+from .base import WaveformAdapter
 
 
-class LongCatAudioAdapter(AudioAdapter):
+class LongCatAudioAdapter(WaveformAdapter):
     """`LongCatAudioDiTPipeline`. MAD is not offered: the DiT applies rotary positions inside its attention."""
 
     long_axis = -2
@@ -28,10 +24,6 @@ class LongCatAudioAdapter(AudioAdapter):
     #: The pipeline's own defaults.
     default_steps = 16
     default_guidance = 4.0
-
-    @property
-    def denoiser_module(self):
-        return self.pipe.transformer
 
     @property
     def sample_rate(self) -> int:
@@ -112,21 +104,5 @@ class LongCatAudioAdapter(AudioAdapter):
         latents = self.pipe.vae.encode(wave.to(self.device), sample_posterior=False).latents
         return latents[..., :frames].permute(0, 2, 1).to(self.dtype)
 
-    def decode_preview(self, latents):
-        return spectrogram_pictures(self.pipe.vae.decode(latents.permute(0, 2, 1)).sample, self.sample_rate)
-
-    @torch.no_grad()
-    def decode(self, latents, window, loop):
-        vae = self.pipe.vae
-        wave = decode_tiled(
-            latents,
-            lambda z: vae.decode(z.permute(0, 2, 1)).sample,
-            axis=-2,
-            out_axis=-1,
-            factor=self.frame_samples,
-            tile=window,
-            overlap=max(1, window // 8),
-            loop=loop,
-        )[0]
-        spectrogram = log_mel(wave.float().mean(0).cpu(), self.sample_rate)
-        return wave.float().cpu().numpy().astype(np.float32), spectrogram.numpy()
+    def vae_waves(self, latents):
+        return self.pipe.vae.decode(latents.permute(0, 2, 1)).sample

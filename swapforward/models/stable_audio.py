@@ -8,35 +8,17 @@ positions are those of one view, so each view looks to the model like a clip of 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..core.tiling import decode_tiled
-from ..io.spectrogram import log_mel
-from .base import AudioAdapter, classifier_free
+from .base import WaveformAdapter, classifier_free
 
 
-def spectrogram_pictures(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """(batch, channels, samples) -> log-mel pictures of the mono mix, in [-1, 1] on three channels (for LPIPS)."""
-    pictures = []
-    for wave in waves.mean(1):
-        mel = log_mel(wave.float(), sample_rate).T
-        pictures.append(2 * (mel - mel.min()) / (mel.max() - mel.min() + 1e-6) - 1)
-    return torch.stack(pictures)[:, None].expand(-1, 3, -1, -1)
-
-
-class StableAudioAdapter(AudioAdapter):
+class StableAudioAdapter(WaveformAdapter):
     """`StableAudioPipeline`: MAD is not offered (its attention applies rotary positions inside each view)."""
 
     long_axis = -1
     reference_axis = -1
     supports_merged_attention = False
-    #: Whether the base pipeline clamps its waveform to [-1, 1] (Stable Audio 3 does).
-    clamps_output = False
-
-    @property
-    def denoiser_module(self):
-        return self.pipe.transformer
 
     @property
     def sample_rate(self) -> int:
@@ -97,23 +79,5 @@ class StableAudioAdapter(AudioAdapter):
 
         return classifier_free(run, latents, cond, guidance_scale)
 
-    def decode_preview(self, latents):
-        return spectrogram_pictures(self.pipe.vae.decode(latents).sample, self.sample_rate)
-
-    @torch.no_grad()
-    def decode(self, latents, window, loop):
-        vae = self.pipe.vae
-        wave = decode_tiled(
-            latents,
-            lambda z: vae.decode(z).sample,
-            axis=-1,
-            out_axis=-1,
-            factor=self.frame_samples,
-            tile=window,
-            overlap=max(1, window // 8),
-            loop=loop,
-        )[0]
-        if self.clamps_output:
-            wave = wave.clamp(-1.0, 1.0)
-        spectrogram = log_mel(wave.float().mean(0).cpu(), self.sample_rate)
-        return wave.float().cpu().numpy().astype(np.float32), spectrogram.numpy()
+    def vae_waves(self, latents):
+        return self.pipe.vae.decode(latents).sample

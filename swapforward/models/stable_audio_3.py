@@ -22,8 +22,6 @@ LOGSNR_RANGE = (-6.2, 2.0)
 class StableAudio3Adapter(StableAudioAdapter):
     """`StableAudio3Pipeline`: MAD is not offered (the DiT's differential attention applies rotary positions)."""
 
-    clamps_output = True
-
     @property
     def default_steps(self) -> int:
         """The pipeline's own: 8 for the distilled (stochastic) checkpoint, 100 for the base one."""
@@ -70,6 +68,10 @@ class StableAudio3Adapter(StableAudioAdapter):
         return {"encoder_hidden_states": torch.cat([negative, context]),
                 "encoder_attention_mask": torch.cat([negative_mask, mask]),
                 "global_hidden_states": torch.cat([duration, duration])}
+
+    def finish(self, wave):
+        """The pipeline clamps its waveform to [-1, 1]."""
+        return wave.clamp(-1.0, 1.0)
 
     def denoise(self, latents, t, cond, guidance_scale):
         def run(x):

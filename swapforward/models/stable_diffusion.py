@@ -107,9 +107,7 @@ class StableDiffusionXLAdapter(ImageAdapter):
 class StableDiffusion3Adapter(ImageAdapter):
     """`StableDiffusion3Pipeline` (SD 3 / 3.5): MMDiT over patches, CLIP x2 + T5 text, flow-matching scheduler."""
 
-    @property
-    def denoiser_module(self):
-        return self.pipe.transformer
+    denoiser_attribute = "transformer"
 
     @property
     def size_multiple(self) -> int:
