@@ -25,6 +25,7 @@ from ..core.plan import plan_joint
 from ..core.sampler import Joint, joint_step, repaint_order, start
 from ..core.stochastic import PingPong
 from ..options import AUDIO
+from ..pipelines.kept import step_back
 from . import metrics
 from .worlds import GaussianWorld, StylesWorld, denoiser
 
@@ -165,7 +166,7 @@ class Lab:
         order = repaint_order(steps, plan.guide_steps, jump, setting.repaint) if setting.repaint else range(steps)
         for k in order:  # the core's step, as the pipelines' driver runs it
             if k <= state.done:  # RePaint: back to the level before step k, with fresh noise
-                state.canvas = renoised(scheduler, state.canvas, state.done + 1, k, draw)
+                state.canvas = step_back(scheduler, state.canvas, state.done + 1, k, draw(tuple(state.canvas.shape)))
             state = joint_step(state, k, model, joint, step_kwargs=step_kwargs, step_noise=step_noise)
             if callback is not None:
                 state.canvas = callback(k, scheduler.timesteps[k], state.canvas)
@@ -189,19 +190,6 @@ class Lab:
         steps = UnitNoise(inputs, layout.length + self.window)
         columns = self.sample(lane, setting, noise, reference, kept, steps.draw) - offset
         return columns.reshape(inputs, layout.length).T, offset.reshape(layout.length)
-
-
-def renoised(scheduler: Any, canvas: torch.Tensor, a: int, b: int,
-             draw: Callable[[tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
-    """RePaint's step back (pipelines/kept.py: renoiser) with the lab's noise: from the level before step a to the
-    level before step b < a, x_b = sqrt(abar_b / abar_a) x_a + sqrt(1 - abar_b / abar_a) noise."""
-    alphas, timesteps = scheduler.alphas_cumprod.double(), scheduler.timesteps
-
-    def level(index: int) -> torch.Tensor:
-        return alphas[timesteps[index]] if index < len(timesteps) else torch.tensor(1.0, dtype=torch.float64)
-
-    ratio = level(b) / level(a)
-    return ratio.sqrt() * canvas + (1 - ratio).sqrt() * draw(tuple(canvas.shape))
 
 
 class UnitNoise:

@@ -99,16 +99,23 @@ def renoiser(scheduler: Any, generator: Any) -> Any:
     if not hasattr(scheduler, "alphas_cumprod") or hasattr(scheduler, "_step_index"):
         raise SwapForwardError(f"RePaint's resampling needs a scheduler without step history (ddim), not "
                                f"{type(scheduler).__name__}; use --scheduler ddim or repaint_resample 0.")
-    alphas = scheduler.alphas_cumprod
-    timesteps = scheduler.timesteps
     draw = generator[0] if isinstance(generator, list) else generator
 
-    def level(index: int) -> torch.Tensor:
-        return alphas[timesteps[index]] if index < len(timesteps) else torch.tensor(1.0)
-
     def renoise(canvas: torch.Tensor, a: int, b: int) -> torch.Tensor:
-        ratio = (level(b) / level(a)).to(canvas.device, torch.float32)
         noise = torch.randn(canvas.shape, generator=draw, dtype=torch.float32).to(canvas.device)
-        return (ratio.sqrt() * canvas.float() + (1 - ratio).sqrt() * noise).to(canvas.dtype)
+        return step_back(scheduler, canvas, a, b, noise)
 
     return renoise
+
+
+def step_back(scheduler: Any, canvas: torch.Tensor, a: int, b: int, noise: torch.Tensor) -> torch.Tensor:
+    """x_b = sqrt(abar_b / abar_a) x_a + sqrt(1 - abar_b / abar_a) noise, from the level before step `a` to the
+    level before step `b` < `a`, computed in at least float32 (the lab's float64 stays float64)."""
+    dtype = torch.promote_types(canvas.dtype, torch.float32)
+    alphas, timesteps = scheduler.alphas_cumprod.to(dtype), scheduler.timesteps
+
+    def level(index: int) -> torch.Tensor:
+        return alphas[timesteps[index]] if index < len(timesteps) else torch.tensor(1.0, dtype=dtype)
+
+    ratio = (level(b) / level(a)).to(canvas.device)
+    return (ratio.sqrt() * canvas.to(dtype) + (1 - ratio).sqrt() * noise.to(canvas.device, dtype)).to(canvas.dtype)
