@@ -140,7 +140,8 @@ def test_a_picture_of_another_height_is_resized_with_a_note(sd, tmp_path, caplog
     ({"init_audio": "CLIP", "fill": "0.05:0.2"}, "fill span 0.05:0.2 reaches past the end of init_audio"),
     ({"init_audio": "CLIP", "fill": "0.01:0.03, 0.02:0.05"}, "fill spans (0.01, 0.03) and (0.02, ...) overlap"),
     ({"keep": "0:1"}, "keep keeps parts of an input clip; give init_audio too."),
-    ({"reference_audio": "CLIP", "method": "md"}, "reference_audio guides the reference swap, which only safa has"),
+    ({"reference_audio": "CLIP", "method": "md"},
+     "reference_audio guides the reference view, which only safa and md-envelope have"),
     ({"init_audio": np.zeros(10)}, "init_audio is an array: give its sample rate too (init_sample_rate)."),
 ])
 def test_bad_inputs_are_one_sentence_before_any_model(values, message, tmp_path, clip):
@@ -157,7 +158,8 @@ def test_bad_pictures_are_one_sentence_before_any_model(picture):
     path, _ = picture
     with pytest.raises(SwapForwardError, match="init_image is 256 px wide at the panorama's height, wider than"):
         PANORAMA.check({"prompt": "x", "init_image": str(path), "height": 256, "width": 128})
-    with pytest.raises(SwapForwardError, match="reference_image guides the reference swap, which only safa has"):
+    with pytest.raises(SwapForwardError,
+                       match="reference_image guides the reference view, which only safa and md-envelope have"):
         PANORAMA.check({"prompt": "x", "reference_image": str(path), "method": "md"})
 
 

@@ -39,7 +39,7 @@ def test_a_method_defined_elsewhere_plugs_in_and_runs(md_cos, audioldm, sd):
 
 
 def test_a_method_specific_option_given_to_another_method_is_one_sentence():
-    with pytest.raises(SwapForwardError, match="r_guide is used by safa only; method md ignores it"):
+    with pytest.raises(SwapForwardError, match="r_guide is used by safa and md-envelope only; method md ignores it"):
         AUDIO.check({"prompt": "x", "method": "md", "r_guide": 0.5})
     with pytest.raises(SwapForwardError, match="--swap-interval is used by safa and safa-selfloop only; method mad"):
         PANORAMA.check({"prompt": "x", "method": "mad", "swap_interval": "2"}, "cli")
@@ -48,8 +48,8 @@ def test_a_method_specific_option_given_to_another_method_is_one_sentence():
 
 
 def test_the_options_ask_the_method(md_cos):
-    assert AUDIO["r_guide"].methods == ("safa",) and "md-cos" in AUDIO["method"].choice_names()
+    assert AUDIO["r_guide"].methods == ("safa", "md-envelope") and "md-cos" in AUDIO["method"].choice_names()
     assert PANORAMA.check({"prompt": "x", "method": "md-cos"}).overlap == 0.5
-    with pytest.raises(SwapForwardError, match="guides the reference swap, which only safa has"):
+    with pytest.raises(SwapForwardError, match="guides the reference view, which only safa and md-envelope have"):
         AUDIO.check({"prompt": "x", "method": "md-cos", "reference_audio": np.zeros((1, 16000), np.float32),
                      "init_sample_rate": 16000})

@@ -44,7 +44,7 @@ def test_md_reproduces_diffusers_multidiffusion(sd, circular, width):
     assert torch.equal(out.latents, expected)
 
 
-@pytest.mark.parametrize("method", ["safa", "safa-selfloop", "md-tri"])
+@pytest.mark.parametrize("method", ["safa", "safa-selfloop", "md-tri", "md-envelope"])
 def test_every_method_runs_on_every_family(image_pipe, method):
     out = PanoramaPipeline.from_pipe(image_pipe)(PROMPT, height=64, width=256, view_width=64, method=method,
                                                  num_inference_steps=3, seed=0, progress_bar=False)

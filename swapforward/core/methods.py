@@ -44,6 +44,9 @@ class Method:
     """It conditions every view alike, so it takes no timeline of several prompts."""
     shareable: bool = True
     """It can split its views among several processes."""
+    guidance: str = "swap"
+    """How it follows the reference view: Eq. 10's swap ("swap") or the envelope guidance ("envelope",
+    `envelope.envelope_guidance`, this project's own)."""
 
     @property
     def swaps(self) -> bool:
@@ -80,6 +83,9 @@ for _method in (
            panorama_overlap=0.2, options=("r_guide", *SWAP_OPTIONS, "reference_phase")),
     Method("safa-selfloop", "swap", False, "SaFa*: Self-Loop Latent Swap only, no reference view",
            panorama_overlap=0.2, options=SWAP_OPTIONS),
+    Method("md-envelope", "triangular", True, "MD* + the reference's spectral envelope in the first steps (this "
+           "project's own, not the paper's; docs/lab.md)", panorama_overlap=0.2,
+           options=("r_guide", "envelope_share"), guidance="envelope"),
     Method("md", "average", False, "MultiDiffusion: average the overlaps"),
     Method("md-tri", "triangular", False, "MD*: MultiDiffusion with triangular window weights"),
     Method("mad", "average", False, "MAD: attention over the whole canvas in the first steps, then MD",

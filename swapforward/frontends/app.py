@@ -44,9 +44,9 @@ SECTIONS = (
                       "repaint_resample", "repaint_jump")),
     ("Length and loop", ("seconds", "bpm", "bars", "width", "height", "loop", "beats_per_bar", "window_seconds",
                          "view_width")),
-    ("Method and quality", ("method", "steps", "guidance", "overlap", "r_guide", "reference_phase", "swap_interval",
-                            "tail_shift", "mad_ratio", "sync_weight", "sync_decay", "sync_ratio", "eta",
-                            "view_batch_size")),
+    ("Method and quality", ("method", "steps", "guidance", "overlap", "r_guide", "reference_phase",
+                            "envelope_share", "swap_interval", "tail_shift", "mad_ratio", "sync_weight", "sync_decay",
+                            "sync_ratio", "eta", "view_batch_size")),
     ("Output", ("takes", "seed", "file_format", "rank", "sample_rate", "loudness", "model")),
 )
 

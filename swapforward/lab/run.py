@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from ..core.envelope import ENVELOPE_SHARE
 from ..core.layout import ViewLayout
-from ..core.merge import reference_swap
 from ..core.methods import METHODS
 from ..core.plan import plan_joint
 from ..core.sampler import Joint, joint_step, repaint_order, start
@@ -27,6 +27,7 @@ from ..core.stochastic import PingPong
 from ..options import AUDIO
 from ..pipelines.kept import step_back
 from . import metrics
+from .candidates import GUIDANCES, reconstruction_guided
 from .worlds import GaussianWorld, StylesWorld, denoiser
 
 #: The samplers of the main tables; the stochastic and few-step tables also use "pingpong" (Stable Audio 3's).
@@ -49,12 +50,17 @@ class Setting:
     label: str = ""
     noise: str = "none"
     """A stochastic step's noise: none (deterministic sampler), drawn per view, or once per canvas frame."""
-    swap: str = "exact"
-    """The reference guidance: Eq. 10's swap ("exact"), or a candidate of `SWAPS` (issue 27)."""
+    swap: str = "method"
+    """The reference guidance: the method's own (Eq. 10's swap for safa), or a candidate of `candidates.GUIDANCES`
+    (issue 27)."""
+    envelope_share: float = ENVELOPE_SHARE
+    """md-envelope's share (`core.envelope`)."""
     repaint: int = 0
     """RePaint's resampling after the guidance (`repaint_resample`, with the option's default jump)."""
     eta: float = 0.0
     """DDIM's eta for stochastic steps (the ping-pong sampler needs none)."""
+    kept_guidance: float = 0.0
+    """A continuation's reconstruction guidance toward the kept frames (`candidates.reconstruction_guided`)."""
 
     @property
     def name(self) -> str:
@@ -65,14 +71,18 @@ class Setting:
             extra.append(f"w {self.swap_interval}")
         if self.method == "safa":
             extra += [f"r_guide {self.r_guide:g}", f"phase {self.phase}"]
+        if self.method == "md-envelope":
+            extra += [f"r_guide {self.r_guide:g}", f"share {self.envelope_share:g}"]
         if self.soften:
             extra.append("cross-faded swap")
         if self.loop:
             extra.append("loop")
-        if self.swap != "exact":
+        if self.swap != "method":
             extra.append(f"{self.swap} swap")
         if self.repaint:
             extra.append(f"RePaint x{self.repaint}")
+        if self.kept_guidance:
+            extra.append(f"reconstruction guidance {self.kept_guidance:g}")
         if self.noise != "none":
             extra.append(f"{'eta ' + format(self.eta, 'g') + ', ' if self.eta else ''}noise per {self.noise}")
         return f"{self.method} ({', '.join(extra)})"
@@ -108,6 +118,9 @@ class Lab:
     scheduler: str = "ddim"
     samples: int = 256
     seed: int = 0
+    draws: int = 32768
+    """Sampled canvases for a guidance that is not linear in the noises; its KLs are corrected for the sampling's
+    expected bias (`metrics.sampled_kl_bias`, about 0.0017 per frame here)."""
     results: list[dict[str, Any]] = field(default_factory=list)
 
     def make_scheduler(self) -> Any:
@@ -148,7 +161,10 @@ class Lab:
         plan = plan_joint(method, layout, len(scheduler.timesteps), view_shape=(1, noise.shape[1], self.window,
                                                                                   noise.shape[3]),
                           axis=2, swap_axis=2, r_guide=setting.r_guide, swap_interval=setting.swap_interval,
-                          reference_phase=setting.phase)
+                          reference_phase=setting.phase, envelope_share=setting.envelope_share)
+        swap = plan.guidance
+        if setting.swap != "method":
+            scheduler, swap = GUIDANCES[setting.swap].bind(scheduler)
         weights = softened(plan.weights) if setting.soften else plan.weights
         callback = None
         sigma = getattr(scheduler, "init_noise_sigma", 1.0)
@@ -159,9 +175,11 @@ class Lab:
             noise_in = kept.start(noise * sigma, noise, scheduler)
         else:
             noise_in = noise * sigma
-        joint = Joint(layout, 2, weights, plan.guide_steps, plan.reference_mask, swap=SWAPS[setting.swap])
+        joint = Joint(layout, 2, weights, plan.guide_steps, plan.reference_mask, swap=swap)
         state = start(noise_in, scheduler, joint, reference * sigma if plan.guide_steps else None)
         model, steps = denoiser(world, scheduler), len(scheduler.timesteps)
+        if kept is not None and setting.kept_guidance:
+            model = reconstruction_guided(model, scheduler, layout, kept, setting.kept_guidance)
         jump = AUDIO["repaint_jump"].default_for("audio")
         order = repaint_order(steps, plan.guide_steps, jump, setting.repaint) if setting.repaint else range(steps)
         for k in order:  # the core's step, as the pipelines' driver runs it
@@ -190,6 +208,30 @@ class Lab:
         steps = UnitNoise(inputs, layout.length + self.window)
         columns = self.sample(lane, setting, noise, reference, kept, steps.draw) - offset
         return columns.reshape(inputs, layout.length).T, offset.reshape(layout.length)
+
+
+    def sampled_covariance(self, world: GaussianWorld, setting: Setting,
+                           batch: int = 16384) -> tuple[torch.Tensor, float]:
+        """One lane's output second moment over `draws` sampled canvases (for a guidance that is not linear in the
+        noises; its output mean is zero, as the truth's, since every guidance here is odd in the noises), and the
+        frames' mean excess kurtosis (the truth's: 0), a sign of how far from Gaussian the output is."""
+        layout = self.layout(setting)
+        lane = replace(world, channels=1, bins=1)
+        generator = torch.Generator().manual_seed(self.seed + 2)
+        moment = torch.zeros(layout.length, layout.length, dtype=torch.float64)
+        fourth = torch.zeros(layout.length, dtype=torch.float64)
+        for first in range(0, self.draws, batch):
+            size = min(batch, self.draws - first)
+            noise = torch.randn(size, 1, layout.length, 1, generator=generator, dtype=torch.float64)
+            reference = torch.randn(size, 1, self.window, 1, generator=generator, dtype=torch.float64)
+            out = self.sample(lane, setting, noise, reference,
+                              draw=lambda shape: torch.randn(shape, generator=generator, dtype=torch.float64))
+            flat = out.reshape(size, layout.length)
+            moment += flat.T @ flat
+            fourth += flat.pow(4).sum(0)
+        moment = moment / self.draws
+        kurtosis = fourth / self.draws / moment.diagonal().pow(2) - 3
+        return moment, float(kurtosis.mean())
 
 
 class UnitNoise:
@@ -230,39 +272,6 @@ class DrawnNoise:
                                    **kwargs)
 
 
-def soft_swap(share: float) -> Callable[..., torch.Tensor]:
-    """A candidate guidance: move the swapped frames `share` of the way to the reference (keeping the rest of the
-    view's own), so no frame's own noise is overwritten."""
-
-    def swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, index: Any = None) -> torch.Tensor:
-        return views + share * (reference_swap(views, reference, mask, index) - views)
-
-    return swap
-
-
-def lowpass_swap(width: int) -> Callable[..., torch.Tensor]:
-    """A candidate guidance: in each view's middle, the reference's low frequencies (a `width`-frame moving average
-    along the frames) with the view's own high ones."""
-
-    def smooth(x: torch.Tensor) -> torch.Tensor:
-        flat = x.movedim(2, -1).reshape(-1, 1, x.shape[2])
-        out = torch.nn.functional.avg_pool1d(flat, width, 1, width // 2, count_include_pad=False)
-        return out.reshape(*x.movedim(2, -1).shape).movedim(-1, 2)
-
-    def swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, index: Any = None) -> torch.Tensor:
-        middle = mask | mask.roll(1, dims=2)  # the alternating mask's whole middle region
-        full = reference_swap(views, reference, middle, index)
-        grouped = middle.to(views.device)[None].expand(views.shape[0] // mask.shape[0], *middle.shape).flatten(0, 1)
-        return torch.where(grouped, views - smooth(views) + smooth(full), views)
-
-    return swap
-
-
-#: The reference guidance variants the lab compares (issue 27).
-SWAPS = {"exact": reference_swap, "soft 0.5": soft_swap(0.5), "soft 0.25": soft_swap(0.25),
-         "low-pass 5": lowpass_swap(5), "low-pass 9": lowpass_swap(9)}
-
-
 def softened(weights: torch.Tensor) -> torch.Tensor:
     """The swap's binary weights cross-faded over neighbouring frames ([1, 2, 1] / 4), never below a small floor."""
     kernel = torch.tensor([[[0.25, 0.5, 0.25]]], dtype=weights.dtype)
@@ -270,16 +279,31 @@ def softened(weights: torch.Tensor) -> torch.Tensor:
     return torch.where(weights.sum(0, keepdim=True) > 0, smooth.clamp(min=1e-3), smooth)
 
 
+def linear(setting: Setting) -> bool:
+    """Whether the setting's sampler is linear in its noises (the lab then finds its output exactly)."""
+    if setting.swap != "method":
+        return GUIDANCES[setting.swap].linear
+    return setting.method == "control" or METHODS[setting.method].guidance != "envelope"
+
+
 def gaussian_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]:
     """Exact measures of one setting in the Gaussian world."""
     layout = lab.layout(setting)
-    a, _ = lab.linear_map(world, setting)
-    cov = a @ a.T
+    sampled = not linear(setting)
+    kurtosis = 0.0
+    if sampled:
+        cov, kurtosis = lab.sampled_covariance(world, setting)
+    else:
+        a, _ = lab.linear_map(world, setting)
+        cov = a @ a.T
     truth = world.covariance(layout.length)
     if setting.loop:  # a loop's truth is the stationary process on a circle of `length` frames
         tau = torch.arange(layout.length)[:, None] - torch.arange(layout.length)[None, :]
         tau = torch.minimum(tau.abs(), layout.length - tau.abs())
         truth = world.kernel(tau) + 1e-4 * torch.eye(layout.length, dtype=torch.float64)
+    def bias(floor: float) -> float:  # a sampled covariance's expected excess KL
+        return metrics.sampled_kl_bias(cov, lab.draws, floor) if sampled else 0.0
+
     freqs, power = metrics.spectrum_of_covariance(cov)
     _, true_power = metrics.spectrum_of_covariance(truth)
     covered = (layout.coverage > 1).int().tolist()
@@ -296,6 +320,7 @@ def gaussian_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, 
             if middle_frames else float("nan"))
     return {
         "setting": setting.name, **asdict(setting), "views_made": layout.num_views, "length": layout.length,
+        "sampled": sampled, "excess_kurtosis": kurtosis,
         "lsd_db": metrics.log_spectral_distance(power, true_power),
         "low_band": metrics.band_ratio(freqs, power, true_power, metrics.LOW_BAND),
         "high_band": metrics.band_ratio(freqs, power, true_power, metrics.HIGH_BAND),
@@ -304,8 +329,8 @@ def gaussian_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, 
         "middle_high_band": metrics.region_band_ratio(cov, truth, middles, width, metrics.HIGH_BAND),
         "min_variance": float(cov.diagonal().min()), "max_variance": float(cov.diagonal().max()),
         "variance": cov.diagonal().tolist(),
-        "kl_per_frame": metrics.gaussian_kl(cov, truth),
-        "kl_floor_per_frame": metrics.gaussian_kl(cov, truth, floor=metrics.KL_FLOOR),
+        "kl_per_frame": metrics.gaussian_kl(cov, truth) - bias(0.0),
+        "kl_floor_per_frame": metrics.gaussian_kl(cov, truth, floor=metrics.KL_FLOOR) - bias(metrics.KL_FLOOR),
         "lost_dimensions": metrics.lost_dimensions(cov),
         "pair_corr_first": pairs[0] if pairs else float("nan"),
         "pair_corr_rest": sum(pairs[1:]) / len(pairs[1:]) if len(pairs) > 1 else float("nan"),
@@ -401,18 +426,23 @@ def few_step_rows(lab: Lab, gaussian: GaussianWorld, styles: StylesWorld) -> lis
 
 
 #: Issue 27's candidates for a reference guidance with SaFa's consistency at MD*'s faithfulness, and the rows they
-#: are judged against.
+#: are judged against (MD*, SaFa*, SaFa first); the last is the method they led to, md-envelope.
 CANDIDATES = (Setting("md-tri"), Setting("safa-selfloop"), Setting("safa"), Setting("safa", phase="alternate"),
               Setting("safa", swap="soft 0.5"), Setting("safa", swap="soft 0.5", phase="alternate"),
               Setting("safa", swap="soft 0.25", phase="alternate"), Setting("safa", swap="low-pass 5"),
-              Setting("safa", swap="low-pass 9"))
+              Setting("safa", swap="low-pass 9"), Setting("safa", swap="x0"), Setting("safa", swap="envelope 0.5"),
+              Setting("md-envelope", envelope_share=0.5), Setting("md-envelope"))
+#: The same targets with a stochastic sampler (DDIM eta 1, one noise per canvas frame).
+STOCHASTIC_CANDIDATES = tuple(Setting(m, noise="canvas", eta=1.0)
+                              for m in ("md-tri", "safa-selfloop", "safa", "md-envelope"))
 
 
-def candidate_rows(lab: Lab, gaussian: GaussianWorld, styles: StylesWorld) -> list[dict[str, Any]]:
+def candidate_rows(lab: Lab, gaussian: GaussianWorld, styles: StylesWorld,
+                   candidates: tuple[Setting, ...] = CANDIDATES) -> list[dict[str, Any]]:
     """Every candidate against the four targets: consistency at least SaFa's (within one standard error, both
     segmentations), correlation at the stride at most 0.10, no lost dimension, KL (exact and at the floor) at most
-    1.5x MD*'s."""
-    rows = [{**styles_row(lab, styles, s), **gaussian_row(lab, gaussian, s)} for s in CANDIDATES]
+    1.5x MD*'s; `candidates` start with MD*, SaFa* and SaFa under the same sampler."""
+    rows = [{**styles_row(lab, styles, s), **gaussian_row(lab, gaussian, s)} for s in candidates]
     safa, md_tri = rows[2], rows[0]
     for r in rows:
         r["targets"] = {
@@ -455,6 +485,9 @@ def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, 
         result["candidates"] = candidate_rows(lab, gaussian, styles)
         if progress is not None:
             progress("candidates for the reference guidance")
+        result["stochastic_candidates"] = candidate_rows(lab, gaussian, styles, STOCHASTIC_CANDIDATES)
+        if progress is not None:
+            progress("candidates with a stochastic sampler")
     return result
 
 
@@ -532,17 +565,29 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{r['lost_dimensions']} | {_f(r['corr_at_stride'])} | {r['consistency']:.3f} ± "
                          f"{r['consistency_se']:.3f} | {r['consistency_views']:.3f} ± "
                          f"{r['consistency_views_se']:.3f} |")
-    if result.get("candidates"):
-        lines += ["\n### Candidates for the reference guidance (issue 27): the four targets\n",
-                  "| setting | consistency (fixed) | consistency (views) | corr at stride | lost dims | KL / frame | "
-                  "KL, -20 dB floor | targets met |", "| --- |" + " ---: |" * 6 + " --- |"]
-        for r in result["candidates"]:
-            met = ", ".join(k for k, ok in r["targets"].items() if ok) or "none"
-            lines.append(f"| {r['setting']} | {r['consistency']:.3f} ± {r['consistency_se']:.3f} | "
-                         f"{r['consistency_views']:.3f} ± {r['consistency_views_se']:.3f} | "
-                         f"{_f(r['corr_at_stride'])} | {r['lost_dimensions']} | {_kl(r['kl_per_frame'])} | "
-                         f"{r['kl_floor_per_frame']:.4f} | {met} |")
+    for key, title in (("candidates", "Candidates for the reference guidance (issue 27): the four targets"),
+                       ("stochastic_candidates", "The same targets with DDIM eta 1, one noise per canvas frame")):
+        lines += _candidate_table(result.get(key) or [], title)
     return head + "\n".join(lines) + "\n"
+
+
+def _candidate_table(rows: list[dict[str, Any]], title: str) -> list[str]:
+    """A table of candidates against the four targets; a sampled row (not linear in the noises) is marked *."""
+    if not rows:
+        return []
+    lines = [f"\n### {title}\n",
+             "| setting | consistency (fixed) | consistency (views) | corr at stride | lost dims | KL / frame | "
+             "KL, -20 dB floor | targets met |", "| --- |" + " ---: |" * 6 + " --- |"]
+    for r in rows:
+        met = ", ".join(k for k, ok in r["targets"].items() if ok) or "none"
+        lines.append(f"| {r['setting']}{' *' if r['sampled'] else ''} | {r['consistency']:.3f} ± "
+                     f"{r['consistency_se']:.3f} | {r['consistency_views']:.3f} ± {r['consistency_views_se']:.3f} | "
+                     f"{_f(r['corr_at_stride'])} | {r['lost_dimensions']} | {_kl(r['kl_per_frame'])} | "
+                     f"{r['kl_floor_per_frame']:.4f} | {met} |")
+    if any(r["sampled"] for r in rows):
+        lines.append("\n\\* sampled: the covariance of sampled canvases (the KL is that of a Gaussian with the "
+                     "output's covariance, corrected for the sampling's expected bias).")
+    return lines
 
 
 def _kl(value: float | None) -> str:

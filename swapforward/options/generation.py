@@ -137,7 +137,7 @@ def _audio_length(values: dict[str, Any], label: Callable[[str], str]) -> None:
 def _check_reference_method(method: str, label: str) -> None:
     if not get_method(method).reference:
         having = [m.name for m in METHODS.values() if m.reference]
-        raise SwapForwardError(f"{label} guides the reference swap, which only {listed(having)} "
+        raise SwapForwardError(f"{label} guides the reference view, which only {listed(having)} "
                                f"{'has' if len(having) == 1 else 'have'}; use --method {having[0]}.")
 
 
@@ -207,8 +207,12 @@ METHOD_OPTIONS = (
            "Overlap rate of adjacent views (panoramas default to the paper's: 0.2 for SaFa/SaFa*, else 0.8).",
            minimum=0, maximum=1, above=True, below=True, optional=True,
            unset="the method's: 0.2 for SaFa/SaFa*, else 0.8"),
-    Option("r_guide", "float", 0.3, "Fraction of the steps with the Reference-Guided Latent Swap (Eq. 10).",
+    Option("r_guide", "float", 0.3, "Fraction of the steps that follow the reference view (safa: the "
+           "Reference-Guided Latent Swap of Eq. 10; md-envelope: its spectral envelope).",
            minimum=0, maximum=1, per_method=True),
+    Option("envelope_share", "float", 0.25, "md-envelope: how far, in log, each guided step moves every view's "
+           "spectral envelope toward the reference's (1: all the way).", minimum=0, maximum=1, above=True,
+           per_method=True),
     Option("swap_interval", "int", 1, "Swap interval w of Eq. 9, in latent frames or columns.", minimum=1,
            maximum=4096, per_method=True),
     Option("tail_shift", "int", 0, "SaFa+: each overlap's last N latent frames come from the right view.",
@@ -280,7 +284,8 @@ AUDIO = Spec(
         Option("crossfade", "float", 0.02, "Seconds of equal-power crossfade from the clip into the generation, "
                "inside a kept span's edge.", minimum=0, maximum=10),
         Option("reference_audio", "media", None, "Sounds like this: a clip whose latent is the reference view of the "
-               "reference-guided swap (safa).", field="like", optional=True),
+               "reference guidance (safa: the reference-guided swap; md-envelope: its envelope).", field="like",
+               optional=True),
         Option("like_offset", "float", 0.0, "Where in a clip longer than a view the reference excerpt starts (s).",
                minimum=0, maximum=86400),
         *REPAINT_OPTIONS,
@@ -319,7 +324,8 @@ PANORAMA = Spec(
         Option("feather", "float", 16.0, "Pixels of feathered blend from the picture into the generation, inside a "
                "kept span's edge.", minimum=0, maximum=4096),
         Option("reference_image", "media", None, "Looks like this: a picture whose latent is the reference view of the "
-               "reference-guided swap (safa).", field="like", optional=True),
+               "reference guidance (safa: the reference-guided swap; md-envelope: its envelope).", field="like",
+               optional=True),
         *REPAINT_OPTIONS,
         *METHOD_OPTIONS,
     ),

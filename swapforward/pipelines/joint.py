@@ -133,7 +133,8 @@ def run_joint(
     # 2. The plan of Algorithm 1: merge weights, guide steps, the reference mask.
     plan = plan_joint(get_method(request.method), layout, steps, view_shape=view_shape, axis=axis,
                       swap_axis=adapter.reference_axis, r_guide=request.r_guide, swap_interval=request.swap_interval,
-                      tail_shift=request.tail_shift, reference_phase=request.reference_phase)
+                      tail_shift=request.tail_shift, reference_phase=request.reference_phase,
+                      envelope_share=request.envelope_share)
 
     # 3. The noise: every canvas, then (with guide steps) every canvas's reference view(s), from the same generator(s).
     if latents is not None and generator is None:
@@ -163,7 +164,7 @@ def run_joint(
                                     save is not None or resume is not None, layout.num_views, exchange.world)
     joint = Joint(layout, axis, plan.weights, plan.guide_steps, plan.reference_mask, reference_index,
                   segment=views_per_segment(adapter, layout, view_shape, canvas, exchange, one_call),
-                  prepare=baseline.prepare if baseline is not None else None, exchange=exchange)
+                  prepare=baseline.prepare if baseline is not None else None, exchange=exchange, swap=plan.guidance)
     state = start(canvas, scheduler, joint, reference)
     if resume is not None:
         state = resumed(state, resume, generator, count, baseline, order)
