@@ -303,15 +303,15 @@ def test_the_swap_candidates_each_miss_a_target():
 
 
 def test_md_envelope_meets_all_four_targets():
-    """25 DDIM steps, 256 canvases, 16384 sampled canvases for its covariance (its guidance is not linear):
+    """25 DDIM steps, 256 canvases, 8192 sampled canvases for its covariance (its guidance is not linear):
     md-envelope keeps one style at least as often as SaFa on both segmentations (0.746 and 0.582 against 0.656 and
     0.551), copies nothing, loses no dimension and stays within 1.5x MD*'s KL (0.0072 against 0.0090); share 1
-    buys more consistency and overshoots the true power (docs/lab.md: 50 steps, 131072 canvases)."""
-    lab, gaussian, styles = Lab(steps=25, samples=256, draws=16384), GaussianWorld(), StylesWorld()
-    settings = {"md-tri": Setting("md-tri"), "safa": Setting("safa"), "md-envelope": Setting("md-envelope"),
-                "share 1": Setting("md-envelope", envelope_share=1.0)}
+    overshoots the true power (docs/lab.md: 50 steps, 131072 canvases)."""
+    lab, gaussian, styles = Lab(steps=25, samples=256, draws=8192), GaussianWorld(), StylesWorld()
+    settings = {"md-tri": Setting("md-tri"), "safa": Setting("safa"), "md-envelope": Setting("md-envelope")}
     rows = {k: {**gaussian_row(lab, gaussian, s), **styles_row(lab, styles, s)} for k, s in settings.items()}
-    tri, safa, envelope, whole = rows["md-tri"], rows["safa"], rows["md-envelope"], rows["share 1"]
+    tri, safa, envelope = rows["md-tri"], rows["safa"], rows["md-envelope"]
+    whole = gaussian_row(lab, gaussian, Setting("md-envelope", envelope_share=1.0))
     assert envelope["sampled"] and not safa["sampled"]
     for key in ("consistency", "consistency_views"):
         assert envelope[key] > safa[key] and envelope[key] > tri[key] + 0.15
@@ -320,7 +320,6 @@ def test_md_envelope_meets_all_four_targets():
     assert envelope["kl_per_frame"] < 1.5 * tri["kl_per_frame"]
     assert envelope["kl_floor_per_frame"] < 1.5 * tri["kl_floor_per_frame"]
     assert abs(envelope["excess_kurtosis"]) < 0.15, "close to Gaussian"
-    assert whole["consistency"] > envelope["consistency"] + 0.1
     assert whole["max_variance"] > 1.05 > 0.95 > envelope["max_variance"]
 
 
@@ -329,7 +328,7 @@ def test_with_ddim_eta_1_md_envelope_keeps_its_consistency_without_copying():
     (0.026 against 0.026) with consistency far above MD*'s (0.648 and 0.469 against 0.520 and 0.289); here it is
     within 1 and 2.3 standard errors below SaFa's (0.676, 0.539), which copies at 0.18; at 50 steps it is above
     SaFa's on both segmentations (docs/lab.md)."""
-    lab, gaussian, styles = Lab(steps=25, samples=256, draws=16384), GaussianWorld(), StylesWorld()
+    lab, gaussian, styles = Lab(steps=25, samples=256, draws=8192), GaussianWorld(), StylesWorld()
     rows = {m: {**gaussian_row(lab, gaussian, Setting(m, noise="canvas", eta=1.0)),
                 **styles_row(lab, styles, Setting(m, noise="canvas", eta=1.0))} for m in ("md-tri", "safa",
                                                                                            "md-envelope")}
@@ -351,3 +350,15 @@ def test_repaint_gives_a_continuation_back_the_dimensions_the_reference_swap_too
     assert safa_repaint["kl_floor_filled_per_frame"] < 0.3 * safa["kl_floor_filled_per_frame"]
     assert tri_repaint["kl_floor_filled_per_frame"] > 1.2 * tri["kl_floor_filled_per_frame"]
     assert all(r["kept_exact"] for r in (safa, safa_repaint, tri, tri_repaint))
+
+
+def test_reconstruction_guidance_gains_a_little_at_one_weight_and_loses_beyond():
+    """A kept half-window, 50 DDIM steps, MD*: guidance toward the kept frames through the denoiser's x0 estimate at
+    weight 0.2 takes about 10% off replacement's KL from the true conditional (0.0055 against 0.0061); at weight 1
+    it is worse (0.0086), so replacement stays the default (docs/lab.md)."""
+    lab, world = Lab(steps=50), GaussianWorld()
+    plain, light, heavy = (kept_row(lab, world, Setting("md-tri", kept_guidance=w)) for w in (0.0, 0.2, 1.0))
+    assert light["kl_filled_per_frame"] < 0.95 * plain["kl_filled_per_frame"]
+    assert plain["kl_filled_per_frame"] < 0.8 * heavy["kl_filled_per_frame"]
+    assert light["kl_filled_per_frame"] > 0.8 * plain["kl_filled_per_frame"], "a small gain, not a cure"
+    assert all(r["kept_exact"] and r["lost_dimensions"] == 0 for r in (plain, light, heavy))

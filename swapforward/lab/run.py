@@ -210,28 +210,33 @@ class Lab:
         return columns.reshape(inputs, layout.length).T, offset.reshape(layout.length)
 
 
-    def sampled_covariance(self, world: GaussianWorld, setting: Setting,
-                           batch: int = 16384) -> tuple[torch.Tensor, float]:
-        """One lane's output second moment over `draws` sampled canvases (for a guidance that is not linear in the
-        noises; its output mean is zero, as the truth's, since every guidance here is odd in the noises), and the
-        frames' mean excess kurtosis (the truth's: 0), a sign of how far from Gaussian the output is."""
+    def sampled_moments(self, world: GaussianWorld, setting: Setting, kept: Any = None,
+                        batch: int = 16384) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One lane's output mean, covariance and frames' mean excess kurtosis (the truth's: 0, a sign of how far
+        from Gaussian the output is) over `draws` sampled canvases, for a guidance that is not linear in the noises.
+        Without kept frames the mean is the truth's, zero (every guidance here is odd in the noises), and the
+        covariance is the second moment about it."""
         layout = self.layout(setting)
         lane = replace(world, channels=1, bins=1)
         generator = torch.Generator().manual_seed(self.seed + 2)
+        total = torch.zeros(layout.length, dtype=torch.float64)
         moment = torch.zeros(layout.length, layout.length, dtype=torch.float64)
-        fourth = torch.zeros(layout.length, dtype=torch.float64)
+        outs = []
         for first in range(0, self.draws, batch):
             size = min(batch, self.draws - first)
             noise = torch.randn(size, 1, layout.length, 1, generator=generator, dtype=torch.float64)
             reference = torch.randn(size, 1, self.window, 1, generator=generator, dtype=torch.float64)
-            out = self.sample(lane, setting, noise, reference,
+            out = self.sample(lane, setting, noise, reference, kept,
                               draw=lambda shape: torch.randn(shape, generator=generator, dtype=torch.float64))
             flat = out.reshape(size, layout.length)
+            total += flat.sum(0)
             moment += flat.T @ flat
-            fourth += flat.pow(4).sum(0)
-        moment = moment / self.draws
-        kurtosis = fourth / self.draws / moment.diagonal().pow(2) - 3
-        return moment, float(kurtosis.mean())
+            outs.append(flat.pow(4).sum(0))
+        mean = total / self.draws if kept is not None else torch.zeros_like(total)
+        cov = moment / self.draws - torch.outer(mean, mean)
+        fourth = torch.stack(outs).sum(0) / self.draws
+        kurtosis = fourth / (moment.diagonal() / self.draws).pow(2) - 3
+        return mean, cov, float(kurtosis.mean())
 
 
 class UnitNoise:
@@ -292,7 +297,7 @@ def gaussian_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, 
     sampled = not linear(setting)
     kurtosis = 0.0
     if sampled:
-        cov, kurtosis = lab.sampled_covariance(world, setting)
+        _, cov, kurtosis = lab.sampled_moments(world, setting)
     else:
         a, _ = lab.linear_map(world, setting)
         cov = a @ a.T
@@ -377,17 +382,29 @@ def kept_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]
     kept_frames[: lab.window // 2] = True
     content = torch.where(kept_frames, x, torch.zeros_like(x)).view(1, 1, layout.length, 1)
     kept = Kept(content, kept_frames, edge_ramp(kept_frames, 2, setting.loop), axis=2)
-    a, c = lab.linear_map(world, setting, kept)
     free = ~kept_frames
     k, f = kept_frames.nonzero().flatten(), free.nonzero().flatten()
     gain = truth[f][:, k] @ torch.linalg.inv(truth[k][:, k])
     mean, cov = gain @ x[k], truth[f][:, f] - gain @ truth[k][:, f]
-    out_cov = a[f] @ a[f].T
-    return {"setting": setting.name, "kept_frames": int(kept_frames.sum()),
-            "kl_filled_per_frame": metrics.gaussian_kl(out_cov, cov, c[f], mean),
-            "kl_floor_filled_per_frame": metrics.gaussian_kl(out_cov, cov, c[f], mean, floor=metrics.KL_FLOOR),
+    sampled = not linear(setting)
+    if sampled:
+        c, full = lab.sampled_moments(world, setting, kept)[:2]
+        out_cov, spread = full[f][:, f], full[k][:, k]
+    else:
+        a, c = lab.linear_map(world, setting, kept)
+        out_cov, spread = a[f] @ a[f].T, a[k] @ a[k].T
+
+    def bias(floor: float) -> float:  # sampled: the covariance's and the mean's expected excess KL
+        mean_error = float(torch.linalg.solve(cov, out_cov).trace()) / (2 * lab.draws * len(f))
+        return metrics.sampled_kl_bias(out_cov, lab.draws, floor) + mean_error if sampled else 0.0
+
+    return {"setting": setting.name, "kept_frames": int(kept_frames.sum()), "sampled": sampled,
+            "kl_filled_per_frame": metrics.gaussian_kl(out_cov, cov, c[f], mean) - bias(0.0),
+            "kl_floor_filled_per_frame": (metrics.gaussian_kl(out_cov, cov, c[f], mean, floor=metrics.KL_FLOOR)
+                                          - bias(metrics.KL_FLOOR)),
             "lost_dimensions": metrics.lost_dimensions(out_cov),
-            "kept_exact": bool(torch.equal(c[k], x[k]) and a[k].abs().max() < 1e-9)}
+            "kept_exact": bool((torch.allclose(c[k], x[k], rtol=0, atol=1e-9) if sampled else torch.equal(c[k], x[k]))
+                               and spread.abs().max() < 1e-9)}
 
 
 #: The stochastic samplers the lab compares: DDIM with eta 1 (at the lab's steps) and Stable Audio 3's 8-step
@@ -465,8 +482,12 @@ def run(quick: bool = False, scheduler: str = "ddim", steps: int | None = None, 
     gaussian, styles = GaussianWorld(), StylesWorld()
     rows = settings(quick)
     kept_settings = [Setting("md", 0.2), Setting("md-tri", 0.2), Setting("safa-selfloop", 0.2), Setting("safa", 0.2)]
+    if not quick:
+        kept_settings.append(Setting("md-envelope"))
     if scheduler != "flow":  # RePaint steps back through alphas_cumprod
         kept_settings += [Setting("md-tri", 0.2, repaint=2), Setting("safa", 0.2, repaint=2)]
+    if scheduler == "ddim":  # reconstruction guidance: DDIM's epsilon
+        kept_settings += [Setting("md-tri", kept_guidance=w) for w in (0.2, 1.0)]
     result: dict[str, Any] = {"window": lab.window, "length": lab.length, "steps": lab.steps, "scheduler": scheduler,
                               "samples": lab.samples, "seed": seed, "gaussian": [], "styles": [], "kept": []}
     jobs = [("gaussian", s, gaussian_row, gaussian) for s in rows] + [("styles", s, styles_row, styles) for s in rows]
@@ -540,12 +561,13 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {r['setting']} | {r['segments']} | {r['consistency']:.3f} ± {r['consistency_se']:.3f} | "
                      f"{r['independent_windows']:.3f} | {r['view_segments']} | {r['consistency_views']:.3f} ± "
                      f"{r['consistency_views_se']:.3f} | {r['independent_views']:.3f} |")
-    lines += ["\n### A kept first half-window (continuation), Gaussian world (exact)\n",
+    lines += ["\n### A kept first half-window (continuation), Gaussian world (exact; * sampled)\n",
               "| setting | kept frames | KL / filled frame vs the true conditional | the same, -20 dB floor | "
               "lost dims | kept frames exact |",
               "| --- | ---: | ---: | ---: | ---: | --- |"]
     for r in result["kept"]:
-        lines.append(f"| {r['setting']} | {r['kept_frames']} | {_kl(r['kl_filled_per_frame'])} | "
+        lines.append(f"| {r['setting']}{' *' if r.get('sampled') else ''} | {r['kept_frames']} | "
+                     f"{_kl(r['kl_filled_per_frame'])} | "
                      f"{r['kl_floor_filled_per_frame']:.4f} | {r['lost_dimensions']} | {r['kept_exact']} |")
     if result.get("stochastic"):
         lines += ["\n### Stochastic steps: noise drawn per view (before) and once per canvas frame (now), Gaussian "
