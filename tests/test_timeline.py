@@ -45,7 +45,8 @@ def test_timelines_for_panoramas_take_pixels_or_fractions():
     assert [s.start for s in request.prompt] == [0.0, 2048.0, 3000.0]
     with pytest.raises(SwapForwardError, match="segment at 4050 px lasts 46 px; a segment must last at least 64 px"):
         PANORAMA.check({"prompt": [(0, "forest"), (4050, "lake")], "width": 4096})
-    with pytest.raises(SwapForwardError, match="with several prompts works with safa, safa-selfloop, md and md-tri"):
+    with pytest.raises(SwapForwardError,
+                       match="with several prompts works with safa, safa-selfloop, md-envelope, md and md-tri"):
         PANORAMA.check({"prompt": [(0, "forest"), (0.5, "lake")], "method": "mad"})
 
 
