@@ -92,7 +92,7 @@ def test_sounds_like_a_clip_swaps_its_noised_latent_into_the_middles(audioldm, c
     reference = pipe.adapter.encode_audio(np.resize(samples[None], (1, 32 * 32)))
     from swapforward.core.merge import reference_swap_mask
 
-    mask = reference_swap_mask(layout, 4, 2, 2, 32, phase="local")
+    mask = reference_swap_mask(layout, 4, 2, 2, 32, phase=AUDIO["reference_phase"].default_for("audio"))
     generator = torch.Generator().manual_seed(2)  # the reference noise is drawn after the canvas noise
     torch.randn(1, 4, layout.length, 8, generator=generator)
     ref_noise = torch.randn(1, 4, 32, 8, generator=generator)

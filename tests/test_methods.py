@@ -44,7 +44,7 @@ def test_a_method_specific_option_given_to_another_method_is_one_sentence():
     with pytest.raises(SwapForwardError, match="--swap-interval is used by safa and safa-selfloop only; method mad"):
         PANORAMA.check({"prompt": "x", "method": "mad", "swap_interval": "2"}, "cli")
     assert AUDIO.check({"prompt": "x", "method": "md", "r_guide": 0.3}).method == "md", "its default is harmless"
-    assert PANORAMA.check({"prompt": "x"}).reference_phase == "local", "both kinds share the joint options"
+    assert PANORAMA.check({"prompt": "x"}).reference_phase == "middle", "both kinds share the joint options"
 
 
 def test_the_options_ask_the_method(md_cos):

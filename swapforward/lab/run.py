@@ -44,7 +44,9 @@ class Setting:
     overlap: float = 0.2
     swap_interval: int = 1
     r_guide: float = AUDIO["r_guide"].default_for("audio")
-    phase: str = AUDIO["reference_phase"].default_for("audio")
+    phase: str = "local"
+    """The reference mask's phase: the lab's SaFa rows keep `local`, the phase they were first measured with (the
+    option's default is now `middle`; docs/lab.md compares the two)."""
     soften: bool = False
     loop: bool = False
     label: str = ""

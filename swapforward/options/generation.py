@@ -238,11 +238,13 @@ METHOD_OPTIONS = (
            per_method=True),
     Option("sync_ratio", "float", 1.0, "SyncDiffusion: fraction of the steps with the gradient step.", minimum=0,
            maximum=1, per_method=True),
-    Option("reference_phase", "choice", "local", "Which middle frames of each view the reference-guided swap "
-           "replaces: the same frames in every view (local; the same as middle in the paper's geometry), counted "
-           "from each view's first middle frame (middle, Eq. 10 read literally), or complementary frames in "
-           "neighbouring views (alternate: less copying between neighbours; see docs/lab.md). Panoramas swap whole "
-           "rows, where the phase makes no difference.", choices=REFERENCE_PHASES, per_method=True),
+    Option("reference_phase", "choice", "middle", "Which middle frames of each view the reference-guided swap "
+           "replaces: counted from each view's first middle frame (middle: Eq. 10 read literally), the same frames "
+           "in every view (local; the same as middle in the paper's geometry, where every overlap is even), or "
+           "complementary frames in neighbouring views (alternate: the least copying between neighbours). The lab "
+           "(docs/lab.md) favours middle over local: as consistent within one standard error, less copying. "
+           "Panoramas swap whole rows, where the phase makes no difference.", choices=REFERENCE_PHASES,
+           per_method=True),
 )
 
 AUDIO = Spec(
