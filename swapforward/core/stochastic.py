@@ -14,15 +14,8 @@ from typing import Any
 import torch
 
 
-class PingPong:
-    """A stochastic `FlowMatchEulerDiscreteScheduler` whose `step` also takes `variance_noise`: x0 = x - sigma v, then
-    x' = (1 - sigma') x0 + sigma' noise, the scheduler's own step with the caller's noise instead of a fresh draw.
-
-    Every other attribute is the wrapped scheduler's; without `variance_noise` the step is the scheduler's own.
-    """
-
-    #: The scheduler draws its noise in float32 (it steps an upcast sample); draws for it must too, to be equal.
-    noise_dtype = torch.float32
+class SchedulerWrapper:
+    """A scheduler whose every attribute but those a subclass sets or overrides (its `step`) is the wrapped one's."""
 
     def __init__(self, scheduler: Any):
         self.scheduler = scheduler
@@ -31,6 +24,17 @@ class PingPong:
         if name == "scheduler":  # not yet set (while copying): no recursion
             raise AttributeError(name)
         return getattr(self.scheduler, name)
+
+
+class PingPong(SchedulerWrapper):
+    """A stochastic `FlowMatchEulerDiscreteScheduler` whose `step` also takes `variance_noise`: x0 = x - sigma v, then
+    x' = (1 - sigma') x0 + sigma' noise, the scheduler's own step with the caller's noise instead of a fresh draw.
+
+    Every other attribute is the wrapped scheduler's; without `variance_noise` the step is the scheduler's own.
+    """
+
+    #: The scheduler draws its noise in float32 (it steps an upcast sample); draws for it must too, to be equal.
+    noise_dtype = torch.float32
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
              variance_noise: torch.Tensor | None = None, generator: torch.Generator | None = None,

@@ -17,6 +17,7 @@ import torch
 
 from ..core.envelope import envelope_guidance
 from ..core.merge import reference_swap
+from ..core.stochastic import SchedulerWrapper
 
 Swap = Callable[..., torch.Tensor]
 """(views, reference, mask, index) -> views, as `core.sampler.Joint.swap`."""
@@ -39,17 +40,13 @@ class Guidance:
         return X0Recorder(scheduler, records.append), self.swap(records)
 
 
-class X0Recorder:
+class X0Recorder(SchedulerWrapper):
     """A deterministic DDIM scheduler whose every step hands `record` its x0 estimate and the coefficient of x0 in
     x_{t-1} = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps (the record is a plain function: copies share it)."""
 
     def __init__(self, scheduler: Any, record: Callable[[tuple[torch.Tensor, float]], None]):
-        self.scheduler, self.record = scheduler, record
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("scheduler", "record"):
-            raise AttributeError(name)
-        return getattr(self.scheduler, name)
+        super().__init__(scheduler)
+        self.record = record
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, **kwargs: Any) -> Any:
         scheduler = self.scheduler

@@ -23,7 +23,7 @@ from ..core.layout import ViewLayout
 from ..core.methods import METHODS
 from ..core.plan import plan_joint
 from ..core.sampler import Joint, joint_step, repaint_order, start
-from ..core.stochastic import PingPong
+from ..core.stochastic import PingPong, SchedulerWrapper
 from ..options import AUDIO
 from ..pipelines.kept import step_back
 from . import metrics
@@ -261,17 +261,13 @@ class UnitNoise:
         return block.reshape(shape)
 
 
-class DrawnNoise:
+class DrawnNoise(SchedulerWrapper):
     """A stochastic scheduler whose every `step` takes its noise from `draw(shape)` for the batch it steps: one
     noise per view, as the engine drew it before noise was drawn per canvas frame (kept here to compare)."""
 
     def __init__(self, scheduler: Any, draw: Callable[[tuple[int, ...]], torch.Tensor]):
-        self.scheduler, self.draw = scheduler, draw
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("scheduler", "draw"):
-            raise AttributeError(name)
-        return getattr(self.scheduler, name)
+        super().__init__(scheduler)
+        self.draw = draw
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, **kwargs: Any) -> Any:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("variance_noise", "generator")}
