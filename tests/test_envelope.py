@@ -92,3 +92,25 @@ def test_md_envelope_refuses_a_share_out_of_range_in_one_sentence():
         AUDIO.check({"prompt": "x", "method": "md-envelope", "envelope_share": 0})
     with pytest.raises(SwapForwardError, match="envelope_share is used by md-envelope only"):
         AUDIO.check({"prompt": "x", "method": "safa", "envelope_share": 0.5})
+
+
+def test_md_envelope_follows_each_segments_reference_and_a_users_clip(audioldm, tmp_path):
+    """A timeline of one prompt repeated is the plain prompt (one reference per segment, all alike); a user's clip as
+    the reference (`--like`) costs no model call, changes the output, and with r_guide 0 is MD* exactly."""
+    import soundfile as sf
+
+    pipe = LongAudioPipeline.from_pipe(audioldm)
+    args = dict(audio_length_in_s=3.0, window_seconds=0.5, num_inference_steps=3, seed=4, progress_bar=False,
+                method="md-envelope")
+    plain = pipe("rain", **args)
+    assert torch.equal(pipe(prompt=[(0, "rain"), (1.5, "rain")], **args).latents, plain.latents)
+    two = pipe(prompt=[(0, "rain"), (1.5, "storm")], **args)
+    assert two.info["guide_steps"] == 1 and torch.isfinite(two.latents).all()
+    path = tmp_path / "clip.wav"
+    sf.write(path, (np.random.default_rng(0).standard_normal(8000) * 0.1).astype(np.float32), 16000,
+             subtype="FLOAT")
+    liked = pipe("rain", reference_audio=str(path), **args)
+    assert not torch.equal(liked.latents, plain.latents)
+    assert liked.info["view_evaluations"] == 3 * liked.layout.num_views, "an observed reference costs no model call"
+    tri = pipe("rain", **{**args, "method": "md-tri"})
+    assert torch.equal(pipe("rain", reference_audio=str(path), r_guide=0.0, **args).latents, tri.latents)
