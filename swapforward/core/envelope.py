@@ -46,8 +46,8 @@ def envelope_guidance(views: torch.Tensor, reference: torch.Tensor, mask: torch.
                       index: torch.Tensor | None = None, *, share: float, smooth: int, axis: int) -> torch.Tensor:
     """The stacked views (B * n, ...) with each lane's envelope along `axis` moved `share` of the way (in log) to that
     of its reference's same lane: a filter of gain (E_ref / E_view)^(share / 2). `reference` and `index` are as in
-    `merge.reference_swap`; `mask` (n, ...) marks where the guidance acts (the plan's: whole views). Computed in at
-    least float32."""
+    `merge.reference_swap`; `mask` (n, ...) has one entry per view (the plan's, all true: the guidance acts on whole
+    views). Computed in at least float32."""
     size, dtype = views.shape[axis], views.dtype
     work = torch.promote_types(dtype, torch.float32)
     own_views = views.to(work)
@@ -56,5 +56,4 @@ def envelope_guidance(views: torch.Tensor, reference: torch.Tensor, mask: torch.
     tiny = torch.finfo(work).tiny
     gain = ((spectral_envelope(theirs, smooth, axis) + tiny) / (spectral_envelope(own, smooth, axis) + tiny))
     guided = torch.fft.irfft(own * gain.pow(share / 2), n=2 * size, dim=axis).narrow(axis, 0, size)
-    grouped = mask.to(views.device)[None].expand(views.shape[0] // mask.shape[0], *mask.shape).flatten(0, 1)
-    return torch.where(grouped, guided, own_views).to(dtype)
+    return guided.to(dtype)

@@ -59,13 +59,6 @@ class X0Recorder(SchedulerWrapper):
         return out
 
 
-def per_view(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor,
-             index: torch.Tensor | None = None) -> torch.Tensor:
-    """Each view's reference, stacked as the views are (B * n, ...)."""
-    full = torch.ones_like(mask, dtype=torch.bool).expand(mask.shape[0], *views.shape[1:])
-    return reference_swap(views, reference, full, index)
-
-
 def soft_swap(share: float) -> Swap:
     """Move the swapped frames `share` of the way to the reference, keeping the rest of each frame's own."""
 
@@ -109,8 +102,7 @@ def envelope_swap(share: float) -> Swap:
     """The core's envelope guidance (`core.envelope`) on a swapping method's views, the whole view guided."""
 
     def swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, index: Any = None) -> torch.Tensor:
-        whole = torch.ones(mask.shape[0], *[1] * (views.ndim - 1), dtype=torch.bool)
-        return envelope_guidance(views, reference, whole, index, share=share, smooth=8, axis=2)
+        return envelope_guidance(views, reference, mask, index, share=share, smooth=8, axis=2)
 
     return swap
 

@@ -221,9 +221,8 @@ class Lab:
         layout = self.layout(setting)
         lane = replace(world, channels=1, bins=1)
         generator = torch.Generator().manual_seed(self.seed + 2)
-        total = torch.zeros(layout.length, dtype=torch.float64)
+        total, fourth = (torch.zeros(layout.length, dtype=torch.float64) for _ in range(2))
         moment = torch.zeros(layout.length, layout.length, dtype=torch.float64)
-        outs = []
         for first in range(0, self.draws, batch):
             size = min(batch, self.draws - first)
             noise = torch.randn(size, 1, layout.length, 1, generator=generator, dtype=torch.float64)
@@ -233,11 +232,10 @@ class Lab:
             flat = out.reshape(size, layout.length)
             total += flat.sum(0)
             moment += flat.T @ flat
-            outs.append(flat.pow(4).sum(0))
+            fourth += flat.pow(4).sum(0)
         mean = total / self.draws if kept is not None else torch.zeros_like(total)
         cov = moment / self.draws - torch.outer(mean, mean)
-        fourth = torch.stack(outs).sum(0) / self.draws
-        kurtosis = fourth / (moment.diagonal() / self.draws).pow(2) - 3
+        kurtosis = (fourth / self.draws) / (moment.diagonal() / self.draws).pow(2) - 3
         return mean, cov, float(kurtosis.mean())
 
 
@@ -290,7 +288,7 @@ def linear(setting: Setting) -> bool:
 
 
 def gaussian_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]:
-    """Exact measures of one setting in the Gaussian world."""
+    """Measures of one setting in the Gaussian world: exact, or sampled for a guidance not linear in the noises."""
     layout = lab.layout(setting)
     sampled = not linear(setting)
     kurtosis = 0.0
@@ -304,6 +302,7 @@ def gaussian_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, 
         tau = torch.arange(layout.length)[:, None] - torch.arange(layout.length)[None, :]
         tau = torch.minimum(tau.abs(), layout.length - tau.abs())
         truth = world.kernel(tau) + 1e-4 * torch.eye(layout.length, dtype=torch.float64)
+
     def bias(floor: float) -> float:  # a sampled covariance's expected excess KL
         return metrics.sampled_kl_bias(cov, lab.draws, floor) if sampled else 0.0
 
@@ -393,8 +392,10 @@ def kept_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]
         out_cov, spread = a[f] @ a[f].T, a[k] @ a[k].T
 
     def bias(floor: float) -> float:  # sampled: the covariance's and the mean's expected excess KL
+        if not sampled:
+            return 0.0
         mean_error = float(torch.linalg.solve(cov, out_cov).trace()) / (2 * lab.draws * len(f))
-        return metrics.sampled_kl_bias(out_cov, lab.draws, floor) + mean_error if sampled else 0.0
+        return metrics.sampled_kl_bias(out_cov, lab.draws, floor) + mean_error
 
     return {"setting": setting.name, "kept_frames": int(kept_frames.sum()), "sampled": sampled,
             "kl_filled_per_frame": metrics.gaussian_kl(out_cov, cov, c[f], mean) - bias(0.0),
