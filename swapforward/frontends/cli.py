@@ -33,6 +33,8 @@ from ..options import (
     RUN,
     SERVE,
     SPECS,
+    STREAM,
+    STREAM_OUTPUT,
     Option,
     Request,
     Spec,
@@ -259,6 +261,42 @@ def audio(
     generate(KINDS["audio"], prompt, prompt_at, given)
 
 
+def stream_flags() -> list[inspect.Parameter]:
+    """Every flag of `swapforward stream`: the stream's request, how to load the model, where the stream goes."""
+    return ([flag(o, "audio") for o in STREAM.options if o.name != "prompt"] + load_flags(KINDS["audio"]) +
+            [flag(o, "stream") for o in STREAM_OUTPUT.options])
+
+
+@command("stream", stream_flags(), PairedPromptCommand)
+def stream(
+    given: dict,
+    prompt: Optional[str] = typer.Argument(None, help="What the stream should sound like."),
+    prompt_at: Optional[list[str]] = PROMPT_AT,
+) -> None:
+    """Stream endless audio (or --seconds of it) as it is made: to standard output (--out - | ffplay -nodisp -), to a
+    file that plays while it grows, or over HTTP (--serve). Ctrl-C ends it; the file is complete up to there."""
+    from .stream import check_stream_output, play_out
+
+    with user_errors():
+        prompt_at = prompt_pairs(prompt_at)
+        if prompt_at and prompt is not None:
+            raise SwapForwardError("Give the prompt either as the argument or with --prompt-at, not both.")
+        request = pick({**given, "prompt": list(prompt_at) if prompt_at else prompt}, STREAM)
+        load, output = pick(given, LOAD), pick(given, STREAM_OUTPUT)
+        check_stream_output(output, sys.stdout.isatty())
+        if output.resume is not None and not output.resume.is_file():
+            raise SwapForwardError(f"Cannot resume from {str(output.resume)!r}: no such file.")
+        typer.echo("loading the model ...", err=True)
+        pipe = load_model(KINDS["audio"], load)
+        live = pipe.open_stream(request, progress_bar=False, resume_from=output.resume)
+        if output.serve:
+            from .live import serve
+
+            return serve(live, output, lambda line: typer.echo(line, err=True))
+        line = play_out(live, output, lambda line: typer.echo(line, err=True))
+    typer.echo(line, err=True)
+
+
 @command("panorama", generation_flags(KINDS["panorama"]), PairedPromptCommand)
 def panorama(
     given: dict,
@@ -417,11 +455,35 @@ def lab(given: dict) -> None:
     with user_errors():
         opts = pick(given, LAB)
         check_output_folder(opts.out_dir)
+        if opts.stream:
+            return stream_lab(opts)
         result = run(quick=opts.quick, scheduler=opts.scheduler, steps=opts.steps, samples=opts.samples,
                      seed=opts.seed, progress=lambda line: typer.echo(line, err=True))
         paths = write_report(result, opts.out_dir)
     typer.echo(markdown(result), nl=False)
     typer.echo("wrote " + ", ".join(paths))
+
+
+def stream_lab(opts: Request) -> None:
+    """`swapforward lab --stream`: the stream table alone, printed and written as stream.md and stream.json."""
+    import json
+
+    from ..io.files import write_atomic
+    from ..lab import stream
+    from ..lab.run import Lab
+    from ..lab.worlds import StylesWorld
+
+    quick = opts.quick
+    lab = Lab(steps=opts.steps or (25 if quick else 50), scheduler=opts.scheduler, seed=opts.seed)
+    rows = stream.table(lab, StylesWorld(), blocks=8 if quick else 16, streams=opts.samples or (64 if quick else 256),
+                        progress=lambda line: typer.echo(line, err=True))
+    text = stream.markdown(rows)
+    Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
+    paths = [Path(opts.out_dir) / "stream.md", Path(opts.out_dir) / "stream.json"]
+    write_atomic(paths[0], lambda tmp: tmp.write_text(text))
+    write_atomic(paths[1], lambda tmp: tmp.write_text(json.dumps(rows, indent=1)))
+    typer.echo(text, nl=False)
+    typer.echo("wrote " + ", ".join(map(str, paths)))
 
 
 @command("app", [flag(o, "app") for o in SERVE.options] + load_flags())

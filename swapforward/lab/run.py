@@ -25,6 +25,7 @@ from ..core.plan import plan_joint
 from ..core.sampler import Joint, joint_step, repaint_order, start
 from ..core.stochastic import PingPong, SchedulerWrapper
 from ..options import AUDIO
+from ..pipelines.joint import observed as observed_reference
 from ..pipelines.kept import step_back
 from . import metrics
 from .candidates import GUIDANCES, reconstruction_guided
@@ -149,9 +150,11 @@ class Lab:
         return ViewLayout.build(length, self.window, overlap=setting.overlap, loop=setting.loop)
 
     def sample(self, world: Any, setting: Setting, noise: torch.Tensor, reference: torch.Tensor | None,
-               kept: Any = None, draw: Callable[[tuple[int, ...]], torch.Tensor] | None = None) -> torch.Tensor:
+               kept: Any = None, draw: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
+               observed: torch.Tensor | None = None) -> torch.Tensor:
         """The setting's output for canvases `noise` (B, C, length, K) and reference noise (B, C, window, K);
-        `draw(shape)` gives a stochastic step's noise, per canvas frame or per view as the setting says."""
+        `draw(shape)` gives a stochastic step's noise, per canvas frame or per view as the setting says. `observed`
+        (B, C, window, K) is an observed reference's x0 (a clip, or an earlier block), noised with `reference`."""
         layout = self.layout(setting)
         scheduler = self.make_scheduler()
         step_noise, step_kwargs = None, {"eta": setting.eta} if setting.eta else {}
@@ -178,7 +181,9 @@ class Lab:
         else:
             noise_in = noise * sigma
         joint = Joint(layout, 2, weights, plan.guide_steps, plan.reference_mask, swap=swap)
-        state = start(noise_in, scheduler, joint, reference * sigma if plan.guide_steps else None)
+        generated = plan.guide_steps and observed is None
+        state = start(noise_in, scheduler, joint, reference * sigma if generated else None)
+        seen = None if observed is None else observed_reference(observed, reference, scheduler)
         model, steps = denoiser(world, scheduler), len(scheduler.timesteps)
         if kept is not None and setting.kept_guidance:
             model = reconstruction_guided(model, scheduler, layout, kept, setting.kept_guidance)
@@ -187,7 +192,7 @@ class Lab:
         for k in order:  # the core's step, as the pipelines' driver runs it
             if k <= state.done:  # RePaint: back to the level before step k, with fresh noise
                 state.canvas = step_back(scheduler, state.canvas, state.done + 1, k, draw(tuple(state.canvas.shape)))
-            state = joint_step(state, k, model, joint, step_kwargs=step_kwargs, step_noise=step_noise)
+            state = joint_step(state, k, model, joint, observed=seen, step_kwargs=step_kwargs, step_noise=step_noise)
             if callback is not None:
                 state.canvas = callback(k, scheduler.timesteps[k], state.canvas)
         return state.canvas

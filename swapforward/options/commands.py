@@ -82,6 +82,29 @@ OUTPUT = {
 }
 
 
+#: Where `swapforward stream` sends the stream, and how it is saved, resumed and served.
+STREAM_OUTPUT = Spec("stream output", (
+    Option("out", "str", None, "Where the stream goes: - for standard output (a WAV stream, | ffplay -nodisp -), or "
+           "a file that grows as it plays: .wav, .flac, .ogg, .opus or .mp3.", short="-o", optional=True, app="",
+           metavar="FILE|-", unset="none: give a file, or - for standard output"),
+    Option("format", "choice", "wav", "What --out - writes: a WAV stream (16-bit, a header for unknown length) or "
+           "raw 16-bit little-endian PCM.", choices=("wav", "raw"), app=""),
+    Option("sample_rate", "int", None, "Resample a file to this rate as it is written (default: the model's; "
+           "Opus: 48000).", minimum=1, maximum=192000, optional=True, app="", unset="the model's; Opus: 48000"),
+    Option("save_state", "path", None, "After every block, write the stream's state to FILE, so that --resume FILE "
+           "continues it to the same samples.", optional=True, app="", metavar="FILE"),
+    Option("resume", "path", None, "Continue the stream saved in FILE by --save-state (the same settings).",
+           optional=True, app="", metavar="FILE"),
+    Option("serve", "bool", False, "Serve the live stream over HTTP instead: a page with a player, the audio at "
+           "/stream.wav, control at /control (JSON), status at /status.", app=""),
+    Option("host", "str", "127.0.0.1", "With --serve: the address to listen on (0.0.0.0 for every interface).",
+           app=""),
+    Option("port", "int", 8765, "With --serve: the port.", minimum=1, maximum=65535, app=""),
+    Option("ahead", "float", 20.0, "With --serve: the most seconds the stream runs ahead of playback (real-time "
+           "pacing; at least one block is always made ahead).", minimum=0, maximum=86400, app=""),
+), rules=(_known_rate,))
+
+
 #: Saving a long run's state and resuming it (pipelines/resume.py): the command line's, and `generate`'s arguments.
 RUN = Spec("run", (
     Option("save_state", "path", None, "Write the run's state to FILE every --save-every steps, so that --resume FILE "
@@ -146,6 +169,8 @@ LAB = Spec("lab", (
            minimum=2, maximum=100_000, optional=True, app=""),
     Option("seed", "int", 0, "Seed of the styles world's samples and the kept clip.", minimum=0, maximum=2**63 - 1,
            app=""),
+    Option("stream", "bool", False, "Only the stream table: how a block continues the last, 16 chained blocks per "
+           "candidate (256 streams, or 64 streams of 8 blocks with --quick).", app=""),
 ))
 
 SERVE = Spec("app", (

@@ -4,6 +4,7 @@ options both kinds share) and the rules that relate them, checked before any mod
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..core.methods import METHODS, REFERENCE_PHASES, get_method
@@ -297,6 +298,37 @@ AUDIO = Spec(
            _method_options(METHOD_OPTIONS, "audio")),
 )
 
+
+#: The continuation a stream's blocks use (pipelines/continuation.py); the lab's stream table chose the defaults.
+CONTINUATIONS = ("trajectory", "replace")
+
+#: A stream's own options (`LongAudioPipeline.stream`, `swapforward stream`), besides the audio request's.
+STREAM_OPTIONS = (
+    Option("block_views", "int", 2, "Stream: views per block; the first audio comes after one block, and each block "
+           "adds its views' length less one overlap.", minimum=1, maximum=64, app="main"),
+    Option("continuation", "choice", "trajectory", "Stream: how a block continues the last: its first frames follow "
+           "the previous block's own trajectory at every step (trajectory), or its final latent re-noised (replace, "
+           "the kept-clip way; the lab shows it forgets the style).", choices=CONTINUATIONS),
+    Option("stream_reference", "choice", "shared", "Stream: the reference view of safa and md-envelope starts from "
+           "the same noise in every block (shared: one style while the prompt stays) or from new noise (fresh).",
+           choices=("shared", "fresh")),
+)
+
+
+def _stream_request(values: dict[str, Any], label: Callable[[str], str]) -> None:
+    """What a stream cannot do, one sentence each; no length means endless (checked against a day for a timeline)."""
+    for name, why in (("loop", "a stream never ends, so it has no end to join to its start"),
+                      ("num_waveforms_per_prompt", "a stream is one take"), ("rank", "a stream is one take"),
+                      ("bpm", "a stream's length is in seconds or endless"), ("init_audio", "a stream starts from "
+                       "noise; generate from the clip with the audio command instead")):
+        value, default = values[name], AUDIO[name].default_for("audio")
+        if value is not None and not (isinstance(value, (bool, int, float, str)) and value == default):
+            raise SwapForwardError(f"{label(name)} does not apply to a stream: {why}.")
+    values["endless"] = values["audio_length_in_s"] is None
+    if values["endless"]:
+        values["audio_length_in_s"] = 86400.0
+
+
 PANORAMA = Spec(
     "panorama",
     (
@@ -334,6 +366,13 @@ PANORAMA = Spec(
     rules=(_panorama_sizes, _image_input, _prompt_rule("panorama", "width"), _panorama_overlap,
            _method_options(METHOD_OPTIONS, "panorama")),
 )
+
+#: The stream's method: md-envelope with a shared reference keeps one style without copying (docs/lab.md, Streams).
+STREAM_METHOD = replace(AUDIO["method"], default="md-envelope")
+
+#: A stream: the audio request's options (its own default method) and the stream's, the stream's rule first.
+STREAM = Spec("audio", (*(STREAM_METHOD if o.name == "method" else o for o in AUDIO.options), *STREAM_OPTIONS),
+              rules=(_stream_request, *AUDIO.rules))
 
 #: The generation requests by kind.
 SPECS = {"audio": AUDIO, "panorama": PANORAMA}

@@ -18,12 +18,13 @@ from ..io.delivery import LoudnessMeter, loudness_gain, normalize_loudness, resa
 from ..io.files import OPUS_RATE, save_spectrogram, write_atomic, write_audio_chunks
 from ..io.inputs import read_audio
 from ..models import AUDIO_ADAPTERS
-from ..options import AUDIO, Request
+from ..options import AUDIO, STREAM, Request
 from ..runtime import memory
 from ..runtime.memory import check_host_memory, sample_bytes
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
+from .stream import AudioStream, StreamState
 
 logger = logging.getLogger("swapforward")
 
@@ -199,6 +200,21 @@ class LongAudioPipeline(JointPipeline):
         single view of that length (the plain model).
         """
         return self.call(prompt, **arguments)
+
+    def stream(self, prompt: Any = None, *, progress_bar: bool = True, resume_from: str | os.PathLike | None = None,
+               **options: Any) -> AudioStream:
+        """An endless stream of `prompt` (or `audio_length_in_s` of it), made and handed out block by block: iterate
+        it for waveform pieces, `set_prompt` to change it while it plays, `save_state` / `resume_from` to continue it
+        later. Takes the options of `__call__` (not loop, takes, rank, bpm or init_audio) and the stream's own:
+        block_views, continuation, stream_reference (pipelines/stream.py)."""
+        return self.open_stream(STREAM.check({"prompt": prompt, **options}), progress_bar, resume_from)
+
+    def open_stream(self, request: Request, progress_bar: bool = True,
+                    resume_from: str | os.PathLike | None = None) -> AudioStream:
+        """`stream` for a request already checked by the stream spec (what the front ends do)."""
+        request = self.resolve(request)
+        state = StreamState.load(resume_from) if resume_from is not None else None
+        return AudioStream(self, request, state, progress_bar)
 
     def layout(self, request: Request) -> tuple[ViewLayout, tuple[int, ...]]:
         adapter = self.adapter
