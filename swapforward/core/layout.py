@@ -45,9 +45,7 @@ class ViewLayout:
         if (overlap is None) == (stride is None):
             raise ValueError("give exactly one of overlap and stride")
         if stride is None:
-            if not 0 < overlap < 1:
-                raise ValueError(f"overlap must be in (0, 1), got {overlap}")
-            stride = max(1, min(window - 1, round(window * (1 - overlap)))) if window > 1 else 1
+            stride = stride_for(window, overlap)
         if not 1 <= stride <= window:
             raise ValueError(f"stride must be in [1, window={window}], got {stride}")
         if loop:
@@ -91,6 +89,13 @@ class ViewLayout:
         idx = self.indices[first:first + count].flatten().to(canvas.device)
         views = canvas.index_select(axis, idx).unflatten(axis, (count, self.window))
         return views.movedim(axis, 1).flatten(0, 1)
+
+
+def stride_for(window: int, overlap: float) -> int:
+    """The stride between neighbouring views of `window` frames that overlap by the rate `overlap`."""
+    if not 0 < overlap < 1:
+        raise ValueError(f"overlap must be in (0, 1), got {overlap}")
+    return max(1, min(window - 1, round(window * (1 - overlap)))) if window > 1 else 1
 
 
 def _spread(span: int, parts: int, closed: int) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..core.layout import ViewLayout
+from ..core.layout import ViewLayout, stride_for
 from ..core.methods import METHODS
 from ..pipelines.continuation import Continuation
 from .run import Lab, Setting
@@ -81,7 +81,7 @@ def chain(lab: Lab, world: StylesWorld, candidate: Candidate, blocks: int, strea
           block_views: int = 2, overlap: float = 0.2) -> dict[str, Any]:
     """Run `streams` streams of `blocks` chained blocks of `candidate`; its measures as a table row."""
     window = lab.window
-    stride = ViewLayout.build(2 * window, window, overlap=overlap).starts[1]
+    stride = stride_for(window, overlap)
     context, length = window - stride, window + (block_views - 1) * stride
     sub = replace(lab, length=length, results=[])
     setting = replace(candidate.setting, overlap=overlap)

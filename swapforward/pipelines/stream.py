@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..core.layout import ViewLayout
+from ..core.layout import ViewLayout, stride_for
 from ..errors import SwapForwardError
 from ..io.files import write_atomic
 from ..options import RANDOM_SEED, Request
@@ -78,7 +78,7 @@ class StreamState:
     def load(cls, path: str | os.PathLike) -> StreamState:
         try:
             data = torch.load(path, map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError, ValueError) as error:
+        except Exception as error:  # unreadable, truncated, not a pickle: one sentence whatever it is
             raise SwapForwardError(f"Cannot read the stream state {str(path)!r}: {error}.") from None
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise SwapForwardError(f"{str(path)!r} is not a stream state written by swapforward stream --save-state.")
@@ -108,7 +108,7 @@ class AudioStream:
 
         fs = self.adapter.frame_samples
         self.window = pipe.window_frames(request)
-        stride = ViewLayout.build(self.window * 2, self.window, overlap=request.overlap).starts[1]
+        stride = stride_for(self.window, request.overlap)
         self.context = self.window - stride
         self.block_frames = self.window + (request.block_views - 1) * stride
         self.total = None if request.endless else pipe.frames_for(request.audio_length_in_s, False)[1]
