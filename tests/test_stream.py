@@ -272,6 +272,7 @@ def served(long):
     broadcast.close()
     server.should_exit = True
     thread.join(timeout=30)
+    broadcast.thread.join(timeout=60)
 
 
 def _post(url, body):

@@ -125,6 +125,8 @@ class Studio:
         self.pipelines: dict[tuple[str, str], Any] = {}
         self._busy = threading.Lock()  # one generation at a time: the next waits for a cancelled one to stop
         self._stop = threading.Event()
+        self.live: Any = None
+        """The Live tab's broadcast (frontends/live.py), served at /live/stream.wav; one at a time."""
 
     def cancel(self) -> bool:
         """Ask the running generation to stop after its current step (it then raises `Cancelled` and writes
@@ -222,6 +224,36 @@ class Studio:
             result)
         return str(files[0]), [str(f) for f in files], summary
 
+
+    def live_start(self, prompt: str, model: str | None = None, ahead: float = 20.0, **values: Any) -> str:
+        """Start a live stream of `prompt` (the stream's options by field name), replacing the one playing; a
+        summary line. Its audio is at /live/stream.wav on the app's own server."""
+        from ..options import STREAM
+        from .live import Broadcast
+
+        values = {k: v for k, v in values.items() if v is not None}
+        request = STREAM.check({**values, "prompt": prompt}, "app")
+        pipe = self.pipeline("audio", model)
+        stream = pipe.open_stream(request, progress_bar=False)
+        self.live_stop()
+        self.live = Broadcast(stream, ahead).start()
+        return (f"live: {stream.request.method}, seed {stream.seed}, a block adds {stream.block_seconds:.2f} s; "
+                f"press play")
+
+    def live_change(self, prompt: str) -> str:
+        """Change the live stream's prompt from its next block on."""
+        if self.live is None or self.live.done:
+            raise SwapForwardError("No live stream is playing; press Start first.")
+        reply = self.live.control({"prompt": prompt})
+        return f"from {reply['from_seconds']:.1f} s: {reply['prompt']}"
+
+    def live_stop(self) -> str:
+        """Stop the live stream (its listeners hear what was made, then the end)."""
+        live, self.live = self.live, None
+        if live is None:
+            return "Nothing is playing."
+        live.close()
+        return f"stopped after {live.seconds:.1f} s"
 
     def playable(self, sound: str | Path) -> str:
         """A 16-bit PCM WAV copy of a result for the browser's player (every browser plays it, however short the
@@ -491,7 +523,87 @@ def build_app(studio: Studio) -> Any:
 
                     for control in (turning, angle):
                         control.change(turn, [shown_picture, turning, angle], viewer, api_name=False)
+        live_tab(gr, studio)
     return demo
+
+
+#: The Live tab's fields: the stream's options a listener changes most, with what they start at.
+LIVE_FIELDS = (("method", "md-envelope"), ("steps", None), ("block_views", 2), ("window_seconds", None),
+               ("seed", -1), ("model", ""))
+
+
+def live_tab(gr: Any, studio: Studio) -> None:
+    """The Live tab: Start makes an endless stream that plays in the page within one block (its audio is served
+    at /live/stream.wav by `serve_app`), Change sends a new prompt that arrives with the next block, Stop ends it."""
+    from ..options import STREAM
+
+    with gr.Tab("Live"):
+        gr.Markdown("An endless stream, made block by block while it plays: press **Start**, then play. Type a new "
+                    "prompt and press **Change**: it takes over from the next block. The stream stays at most 20 s "
+                    "ahead of what you hear.")
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(label="prompt", value=SHOWN["audio"]["prompt"], elem_id="live-prompt")
+                fields = {}
+                with gr.Accordion("more", open=False):
+                    for key, value in LIVE_FIELDS:
+                        option = STREAM[key] if key != "model" else LOAD["model"]
+                        common = dict(label=key.replace("_", " "), info=option.describe("audio"),
+                                      elem_id=f"live-{key}")
+                        if key == "method":
+                            fields[key] = gr.Dropdown([(m.summary, m.name) for m in METHODS.values()], value=value,
+                                                      **common)
+                        else:
+                            fields[key] = gr.Textbox(value="" if value is None else str(value),
+                                                     placeholder=f"empty: {option.unset or 'the default'}", **common)
+                with gr.Row():
+                    start = gr.Button("Start", variant="primary", elem_id="live-start")
+                    change = gr.Button("Change", elem_id="live-change")
+                    halt = gr.Button("Stop", variant="stop", elem_id="live-stop")
+            with gr.Column():
+                player = gr.HTML(elem_id="live-player")
+                status = gr.Textbox(label="Live", interactive=False, elem_id="live-status")
+
+        def begin(text: str, *values: Any) -> tuple[str, str]:
+            given = {k: (v if v != "" else None) for k, v in zip(fields, values, strict=True)}
+            model = given.pop("model")
+            try:
+                line = studio.live_start(text, model=model, **given)
+            except SwapForwardError as error:
+                return "", f"Refused: {error}"
+            return (f'<audio id="live-audio" controls autoplay src="/live/stream.wav?at={time.time():.3f}">'
+                    f"</audio>"), line
+
+        def swap(text: str) -> str:
+            try:
+                return studio.live_change(text)
+            except SwapForwardError as error:
+                return f"Refused: {error}"
+
+        start.click(begin, [prompt, *fields.values()], [player, status], api_name="live_start")
+        change.click(swap, prompt, status, api_name="live_change")
+        halt.click(lambda: ("", studio.live_stop()), None, [player, status], api_name="live_stop")
+
+
+def serve_app(studio: Studio, demo: Any, host: str, port: int, share: bool = False) -> None:
+    """Serve the app until Ctrl-C: gradio's page and, beside it, the Live tab's audio and control routes
+    (/live/stream.wav, /live/status, /live/control). A share link is gradio's own server, without live audio."""
+    import gradio as gr
+
+    if share:
+        demo.launch(server_name=host, server_port=port, share=True, allowed_paths=[str(studio.output_dir)])
+        return
+    from fastapi import FastAPI
+
+    from .live import routes, run_server
+
+    server = FastAPI()
+    server.router.routes.extend(routes(lambda: studio.live, "/live"))
+    server = gr.mount_gradio_app(server, demo, path="/", allowed_paths=[str(studio.output_dir)])
+    try:
+        run_server(server, host, port)
+    finally:
+        studio.live_stop()
 
 
 def inputs_default_method(kind: str) -> str:

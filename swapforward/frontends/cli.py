@@ -489,7 +489,7 @@ def stream_lab(opts: Request) -> None:
 @command("app", [flag(o, "app") for o in SERVE.options] + load_flags())
 def web_app(given: dict) -> None:
     """Serve the web app: long audio and panoramas from a browser (needs `pip install 'swapforward\\[app]'`)."""
-    from .app import Studio, build_app
+    from .app import Studio, build_app, serve_app
 
     with user_errors():
         server, load = pick(given, SERVE), pick(given, LOAD)
@@ -498,9 +498,8 @@ def web_app(given: dict) -> None:
         quiet_libraries()
         studio = Studio(server.audio_model, server.image_model, server.output_dir, load=load)
         demo = build_app(studio)
-    typer.echo(f"results are kept in {studio.output_dir}")
-    demo.launch(server_name=server.host, server_port=server.port, share=server.share,
-                allowed_paths=[str(studio.output_dir)])
+    typer.echo(f"results are kept in {studio.output_dir}; open http://{server.host}:{server.port}/")
+    serve_app(studio, demo, server.host, server.port, server.share)
 
 
 @app.command()

@@ -131,17 +131,23 @@ class Broadcast:
         self.stream.stop()
 
 
-def build_server(broadcast: Broadcast) -> Any:
-    """The starlette app of one broadcast."""
-    from starlette.applications import Starlette
+def routes(current: Callable[[], Broadcast | None], prefix: str = "") -> list[Any]:
+    """The audio, status and control routes of whichever broadcast `current()` returns (the app's Live tab starts
+    and replaces it; `--serve` has one), under `prefix`."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request as HttpRequest
-    from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+    from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    stream = broadcast.stream
+    def missing() -> JSONResponse:
+        return JSONResponse({"error": "No live stream is playing; start one first."}, status_code=404)
 
-    async def audio(request: HttpRequest) -> StreamingResponse:
+    async def audio(request: HttpRequest) -> Response:
+        broadcast = current()
+        if broadcast is None:
+            return missing()
+        stream = broadcast.stream
+
         async def body() -> AsyncIterator[bytes]:
             index = broadcast.join()
             try:
@@ -158,9 +164,11 @@ def build_server(broadcast: Broadcast) -> Any:
         return StreamingResponse(body(), media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     async def control(request: HttpRequest) -> JSONResponse:
+        broadcast = current()
+        if broadcast is None:
+            return missing()
         try:
-            body = json.loads(await request.body() or b"null")
-            return JSONResponse(broadcast.control(body))
+            return JSONResponse(broadcast.control(json.loads(await request.body() or b"null")))
         except json.JSONDecodeError:
             return JSONResponse({"error": "The body is not JSON; send {\"prompt\": \"...\"} or {\"stop\": true}."},
                                 status_code=400)
@@ -168,26 +176,41 @@ def build_server(broadcast: Broadcast) -> Any:
             return JSONResponse({"error": str(error)}, status_code=400)
 
     async def status(request: HttpRequest) -> JSONResponse:
-        return JSONResponse(broadcast.status())
+        broadcast = current()
+        return missing() if broadcast is None else JSONResponse(broadcast.status())
 
-    async def page(request: HttpRequest) -> HTMLResponse:
+    return [Route(f"{prefix}/stream.wav", audio), Route(f"{prefix}/status", status),
+            Route(f"{prefix}/control", control, methods=["POST"])]
+
+
+def build_server(broadcast: Broadcast) -> Any:
+    """The starlette app of one broadcast: its page and its routes."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    async def page(request: Any) -> HTMLResponse:
         return HTMLResponse(PAGE.replace("{prompt}", _html(broadcast.prompt)))
 
-    return Starlette(routes=[Route("/", page), Route("/stream.wav", audio), Route("/status", status),
-                             Route("/control", control, methods=["POST"])])
+    return Starlette(routes=[Route("/", page), *routes(lambda: broadcast)])
 
 
 def serve(stream: Any, output: Request, say: Callable[[str], None]) -> None:
-    """Serve `stream` until Ctrl-C (or a stop from the control endpoint, once its listeners have gone)."""
-    import uvicorn
-
+    """Serve `stream` until Ctrl-C or SIGTERM."""
     broadcast = Broadcast(stream, output.ahead, say).start()
     say(f"listening on http://{output.host}:{output.port}/ (the audio: /stream.wav); Ctrl-C stops")
     try:
-        uvicorn.run(build_server(broadcast), host=output.host, port=output.port, log_level="warning")
+        run_server(build_server(broadcast), output.host, output.port)
     finally:
         broadcast.close()
     say(f"served {broadcast.seconds:.1f} s of {stream.request.method} stream, seed {stream.seed}")
+
+
+def run_server(app: Any, host: str, port: int) -> None:
+    """uvicorn until Ctrl-C or SIGTERM; open audio responses (endless) get two seconds to end, then are closed."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)).run()
 
 
 def _html(text: str) -> str:
