@@ -47,6 +47,9 @@ def parse_start(text: str) -> float | None:
         return None
     first, second, seconds = match.groups()
     hours, minutes = (first, second) if second is not None else (None, first)
+    if minutes is not None and float(seconds) >= 60 or hours is not None and int(minutes) >= 60:
+        raise SwapForwardError(f"{text.strip()!r} is not a time: in m:ss and h:mm:ss the seconds and minutes must be "
+                               f"below 60 (1:15, or 75 as plain seconds).")
     return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
 
 

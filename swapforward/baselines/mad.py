@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from ..core.layout import ViewLayout
+from ..core.methods import METHODS
 from ..errors import SwapForwardError
+from ..options import listed
 from . import Baseline, LoopContext
 
 
@@ -218,7 +220,7 @@ class MergedAttention(Baseline):
         if not adapter.supports_merged_attention:
             raise SwapForwardError(
                 f"MAD is not available for {type(adapter.pipe).__name__}: its attention applies rotary positions "
-                f"inside each view; use safa, safa-selfloop, md or md-tri."
+                f"inside each view; use {listed([m for m in METHODS if m not in ('mad', 'syncd')])}."
             )
 
     def running(self, loop: LoopContext) -> ExitStack:

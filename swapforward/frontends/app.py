@@ -24,7 +24,7 @@ from ..core.methods import METHODS
 from ..errors import SwapForwardError
 from ..options import LOAD, OUTPUT, TYPES, Option, Request
 from ..prompts import words
-from .common import check_ranking, load_model, save_result, take_path
+from .common import check_loudness, check_ranking, load_model, save_result, take_path
 from .registry import KINDS
 from .summary import views_summary
 
@@ -191,6 +191,7 @@ class Studio:
         `progress(done, total)` is called after every denoising step."""
         file_format = FILE_FORMAT.convert(file_format, "app")
         request, output = self.request("audio", prompt, values)
+        check_loudness(request, output, "loudness")
         check_ranking(request)
         with self._running():
             start = time.perf_counter()

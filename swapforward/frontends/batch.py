@@ -88,9 +88,11 @@ def parse_job(index: int, record: dict[str, Any], base: Path, defaults: Request)
     output = outputs.check(share({o.key for o in outputs.options}), "job")
     paths = {o.name: output[o.name] for o in outputs.options if o.type == "path" and output[o.name] is not None}
     output = output.replace(**{name: p if p.is_absolute() else base / p for name, p in paths.items()})
-    from .common import check_fits, check_outputs, request_takes
+    from .common import check_fits, check_loudness, check_outputs, request_takes
 
     check_outputs(KINDS[kind], output, request_takes(request), make_folder=True)  # not after minutes of generating
+    if kind == "audio":
+        check_loudness(request, output, "loudness")
     check_fits(KINDS[kind], request, lambda name: spec[name].label("job"))
     run = RUN.check(share({o.key for o in JOB_RUN}), "job")
     if run.save_state is not None and not run.save_state.is_absolute():
@@ -110,7 +112,7 @@ def read_records(path: Path) -> list[Any]:
 
 def _read_records(path: Path) -> list[Any]:
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's byte-order mark is not a column
             reader = csv.DictReader(f)
             header = [h.strip() for h in reader.fieldnames or []]
             if "out" not in header or not {"prompt", "timeline"} & set(header):

@@ -41,7 +41,16 @@ from ..options import (
 )
 from ..prompts import describe, words
 from ..runtime.signals import Interrupted, deferred
-from .common import check_fits, check_outputs, check_ranking, load_model, quiet_libraries, request_takes, save_result
+from .common import (
+    check_fits,
+    check_loudness,
+    check_outputs,
+    check_ranking,
+    load_model,
+    quiet_libraries,
+    request_takes,
+    save_result,
+)
 from .registry import KINDS, Kind
 from .summary import seed_summary, views_summary
 
@@ -207,6 +216,8 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
         output = pick(given, OUTPUT[kind.name])
         takes = request_takes(request)
         check_outputs(kind, output, takes)
+        if kind.name == "audio":
+            check_loudness(request, output)
         check_ranking(request)
         check_fits(kind, request, lambda name: kind.spec[name].label("cli"))
         run = pick(given, RUN)

@@ -87,13 +87,25 @@ def check_outputs(kind: Kind, output: Request, takes: int = 1, make_folder: bool
     from ..io.files import AUDIO_RATES, IMAGE_FORMATS, check_output_path
 
     for take in range(takes):
-        check_output_path(take_path(output.out, take, takes), kind.formats, make_folder)
+        path = take_path(output.out, take, takes)
+        check_output_path(path, kind.formats, make_folder)
+        if output.get("sidecar"):
+            check_output_path(f"{path}.json", None, make_folder)
         if output.get("spectrogram") is not None:
             check_output_path(take_path(output.spectrogram, take, takes), IMAGE_FORMATS, make_folder)
     rates = AUDIO_RATES.get(output.out.suffix.lower())
     if rates and output.get("sample_rate") is not None and output.sample_rate not in rates:
         raise SwapForwardError(f"{output.out.suffix} takes sample rates of {', '.join(map(str, rates))} Hz, not "
                                f"{output.sample_rate}.")
+
+
+def check_loudness(request: Request, output: Request, label: str = "--loudness") -> None:
+    """A loudness target needs 0.4 s of audio to measure: refused before the model loads, not after generating."""
+    from ..io.delivery import LOUDNESS_MIN_SECONDS
+
+    if output.get("loudness") is not None and request.audio_length_in_s < LOUDNESS_MIN_SECONDS:
+        raise SwapForwardError(f"{label} needs at least {LOUDNESS_MIN_SECONDS} s of audio to measure; this output "
+                               f"lasts {request.audio_length_in_s:g} s.")
 
 
 def check_ranking(request: Request) -> None:

@@ -80,6 +80,7 @@ def _probe(folder: Path, stem: str) -> None:
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`: never a partial file."""
     path = Path(path).expanduser()
+    remove_stale(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent or ".")
     except OSError as error:
@@ -91,12 +92,51 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except OSError as error:
-        raise SwapForwardError(f"Cannot write {str(path)!r}: {error.strerror or error}.") from None
+    except (OSError, RuntimeError) as error:  # libsndfile's errors are RuntimeErrors ("System error.")
+        raise SwapForwardError(f"Cannot write {str(path)!r}: {write_failure(error, path.parent)}.") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+#: A temporary file of `write_atomic`'s naming untouched this long was left by a killed run (a live one writes on).
+STALE_SECONDS = 600
+
+
+def remove_stale(path: Path) -> None:
+    """Remove what a killed run left beside `path`: `write_atomic`'s temporary files of its naming (".stem.XXXXXXXX
+    .ext", mkstemp's eight characters) that nothing has written for `STALE_SECONDS`."""
+    import re
+    import time
+
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}{re.escape(path.suffix)}")
+    try:
+        names = os.listdir(path.parent or ".")
+    except OSError:
+        return
+    for name in names:
+        stale = path.parent / name
+        try:
+            if pattern.fullmatch(name) and time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                stale.unlink()
+        except OSError:
+            pass
+
+
+def write_failure(error: BaseException, folder: str | os.PathLike) -> str:
+    """Why a write failed, in words: a full disk said as such (libsndfile reports it only as "System error")."""
+    import errno
+    import shutil
+
+    if getattr(error, "errno", None) == errno.ENOSPC:
+        return "the disk is full"
+    try:
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return "the disk is full"
+    except OSError:
+        pass
+    return getattr(error, "strerror", None) or str(error).rstrip(".")
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..errors import SwapForwardError
-from .files import AUDIO_FORMATS, AUDIO_SUBTYPES, OPUS_RATE, check_output_path
+from .files import AUDIO_FORMATS, AUDIO_SUBTYPES, OPUS_RATE, check_output_path, write_failure
 
 #: What `--out -` writes: a WAV stream (16-bit PCM after a header for unknown length) or bare 16-bit PCM.
 PIPE_FORMATS = ("wav", "raw")
@@ -104,7 +104,8 @@ class GrowingFile:
                     if value:
                         setattr(self.file, key, value)
         except (OSError, RuntimeError) as error:
-            raise SwapForwardError(f"Cannot write {str(self.path)!r}: {error}.") from None
+            why = write_failure(error, self.path.parent)
+            raise SwapForwardError(f"Cannot write {str(self.path)!r}: {why}.") from None
         self.wav = ext == ".wav"
 
     def write(self, piece: np.ndarray) -> None:
@@ -121,7 +122,8 @@ class GrowingFile:
                 self.file.write(np.clip(piece.T, -1.0, 1.0))
                 self.file.flush()
         except (OSError, RuntimeError) as error:
-            raise SwapForwardError(f"Cannot write {str(self.path)!r}: {_reason(error)}.") from None
+            why = write_failure(error, self.path.parent)
+            raise SwapForwardError(f"Cannot write {str(self.path)!r}: {why}.") from None
         self.written += piece.shape[-1]
 
     def close(self) -> Path:
@@ -135,7 +137,3 @@ class GrowingFile:
         self.file.close()
         return self.path
 
-
-def _reason(error: BaseException) -> str:
-    text = getattr(error, "strerror", None) or str(error)
-    return "the disk is full" if "No space" in text or getattr(error, "errno", None) == 28 else text

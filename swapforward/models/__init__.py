@@ -154,7 +154,8 @@ def load_pipeline(model_id: str, supported: dict[str, type], **kwargs: Any) -> A
     class_name = config.get("_class_name", "?")
     if class_name not in supported:
         raise SwapForwardError(
-            f"Model {model_id!r} is a {class_name}, which this command does not support; "
+            f"Model {model_id!r} is {'an' if class_name[:1].lower() in 'aeiou' else 'a'} {class_name}, which this "
+            f"command does not support; "
             f"supported: {', '.join(supported)}."
         )
     try:

@@ -81,7 +81,12 @@ def load_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> R
 def check_resumable(state: RunState, asked: dict[str, Any], path: str | os.PathLike,
                     label: Callable[[str], str] = str) -> None:
     """One sentence naming the first setting in which the run asked for differs from the saved one (by `label`:
-    the command line's flag)."""
+    the command line's flag); a state of the other kind (audio or panorama) is said to be one."""
+    saved, wanted = ("audio" if "audio_length_in_s" in values else "panorama" for values in (state.asked, asked))
+    if saved != wanted:
+        article = {"audio": "an", "panorama": "a"}
+        raise SwapForwardError(f"Cannot resume from {str(path)!r}: it is the state of {article[saved]} {saved} run, and "
+                               f"this is {article[wanted]} {wanted} run.")
     for key in sorted(set(state.asked) | set(asked)):
         if state.asked.get(key) != asked.get(key):
             raise SwapForwardError(

@@ -1,0 +1,102 @@
+"""Issue 36's defects, each with its exact input: one sentence where there was a traceback or a late refusal."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from swapforward import LongAudioPipeline, SwapForwardError
+from swapforward.frontends.batch import load_jobs
+from swapforward.frontends.common import check_outputs
+from swapforward.frontends.registry import KINDS
+from swapforward.io.files import STALE_SECONDS, write_atomic, write_audio
+from swapforward.models import load_pipeline
+from swapforward.options import AUDIO, OUTPUT
+from swapforward.prompts import parse_start
+from swapforward.runtime.resume import RunState, check_resumable
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_is_read(tmp_path):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_bytes("prompt,seconds,out\nrain,1,rain.wav\n".encode("utf-8-sig"))
+    [job] = load_jobs(jobs)
+    assert job.request.prompt == "rain" and job.request.audio_length_in_s == 1.0
+
+
+def test_seconds_of_m_ss_must_be_below_60():
+    assert parse_start("1:15") == parse_start("75") == 75.0
+    assert parse_start("1:02:03") == 3723.0
+    for bad in ("1:75", "1:60", "1:60:00"):
+        with pytest.raises(SwapForwardError, match="must be below 60"):
+            parse_start(bad)
+    with pytest.raises(SwapForwardError, match="'1:75' is not a time"):
+        AUDIO.check({"prompt": [("0", "rain"), ("1:75", "storm")]}, "cli")
+
+
+def test_an_unsupported_pipeline_class_is_named_with_its_article(tmp_path):
+    (tmp_path / "model_index.json").write_text('{"_class_name": "AceStepPipeline"}')
+    with pytest.raises(SwapForwardError, match="is an AceStepPipeline, which"):
+        load_pipeline(str(tmp_path), KINDS["panorama"].pipeline_class().adapters)
+
+
+def test_the_mad_refusal_offers_every_other_method(stable_audio):
+    with pytest.raises(SwapForwardError, match="use safa, safa-selfloop, md-envelope, md"):
+        LongAudioPipeline.from_pipe(stable_audio)("rain", audio_length_in_s=0.5, method="mad", num_inference_steps=2,
+                                                   seed=0, progress_bar=False)
+
+
+def test_resuming_a_state_of_the_other_kind_says_so(tmp_path):
+    state = RunState({"audio_length_in_s": 0.2, "prompt": "rain"}, None, [], (0, 0, 0))
+    with pytest.raises(SwapForwardError, match="it is the state of an audio run, and this is a panorama run"):
+        check_resumable(state, {"width": 512, "prompt": "rain"}, tmp_path / "a.state")
+
+
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_write(tmp_path):
+    left = tmp_path / ".a.k3x9_q2z.flac"  # what a SIGKILL during the write of a.flac leaves
+    fresh = tmp_path / ".a.p0p0p0p0.flac"  # another run's, being written now
+    other = tmp_path / ".b.k3x9_q2z.flac"
+    for path in (left, fresh, other):
+        path.write_bytes(b"")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(left, (old, old))
+    os.utime(other, (old, old))
+    write_atomic(tmp_path / "a.flac", lambda tmp: tmp.write_bytes(b"flac"))
+    assert not left.exists() and fresh.exists() and other.exists()
+    assert (tmp_path / "a.flac").read_bytes() == b"flac"
+
+
+def test_a_sidecar_path_that_is_a_folder_is_refused_before_work(tmp_path):
+    (tmp_path / "o.wav.json").mkdir()
+    output = OUTPUT["audio"].check({"out": str(tmp_path / "o.wav"), "sidecar": "true"}, "cli")
+    with pytest.raises(SwapForwardError, match="o.wav.json.*is a folder"):
+        check_outputs(KINDS["audio"], output)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 100 KiB tmpfs (needs root and a kernel that lets this container mount one)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_full_disk_is_one_sentence_and_leaves_no_file(full_disk):
+    with pytest.raises(SwapForwardError, match="the disk is full"):
+        write_audio(full_disk / "rain.wav", np.zeros((1, 160000), dtype=np.float32), 16000)
+    assert os.listdir(full_disk) == []
+
+
+def test_loudness_on_too_short_an_output_is_refused_before_the_model_loads_command(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "swapforward", "audio", "rain", "--seconds", "0.1", "--loudness",
+                           "-14", "--model", "/nonexistent", "--out", "o.wav"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "--loudness needs at least 0.4 s" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not list(Path(tmp_path).iterdir())
