@@ -315,3 +315,25 @@ def test_two_listeners_share_one_generation(served):
     assert broadcast.stream.state.block * broadcast.stream.block_seconds < 20, "made once, not once per listener"
     first.close()
     second.close()
+
+
+def test_the_lab_stream_table_tells_the_continuations_apart():
+    """In the styles world: a shared reference with md-envelope keeps block 1's style better than independent blocks
+    and copies nothing, SaFa's swapped shared reference copies, and following the previous trajectory removes most
+    of the seam that independent blocks leave."""
+    from swapforward.lab import stream as lab_stream
+    from swapforward.lab.run import Lab
+    from swapforward.lab.worlds import StylesWorld
+
+    lab, world = Lab(steps=10), StylesWorld()
+    Candidate = lab_stream.Candidate
+    rows = {c.name: lab_stream.chain(lab, world, c, blocks=5, streams=128)
+            for c in (Candidate("md-tri", "independent"), Candidate("md-tri"), Candidate("md-envelope"),
+                      Candidate("safa"))}
+    independent, trajectory = rows["md-tri (independent)"], rows["md-tri (trajectory)"]
+    envelope, safa = rows["md-envelope (trajectory, shared reference)"], rows["safa (trajectory, shared reference)"]
+    assert envelope["agreement"][5] > independent["agreement"][5] + 0.05
+    assert safa["repetition"] > 0.2 and envelope["repetition"] < 0.1 and independent["repetition"] < 0.1
+    assert independent["seam_step"] > 1.5 > trajectory["seam_step"]
+    assert lab_stream.meets(safa)["repetition"] is False and lab_stream.meets(envelope)["repetition"] is True
+    assert envelope["calls_per_window"] > trajectory["calls_per_window"], "the reference view costs calls"

@@ -486,13 +486,15 @@ def stream_lab(opts: Request) -> None:
 
     quick = opts.quick
     lab = Lab(steps=opts.steps or (25 if quick else 50), scheduler=opts.scheduler, seed=opts.seed)
-    rows = stream.table(lab, StylesWorld(), blocks=8 if quick else 16, streams=opts.samples or (64 if quick else 256),
+    world, streams = StylesWorld(), opts.samples or (64 if quick else 256)
+    rows = stream.table(lab, world, blocks=8 if quick else 16, streams=streams,
                         progress=lambda line: typer.echo(line, err=True))
-    text = stream.markdown(rows)
+    control = stream.single_window(lab, world, streams)
+    text = stream.markdown(rows, control)
     Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
     paths = [Path(opts.out_dir) / "stream.md", Path(opts.out_dir) / "stream.json"]
     write_atomic(paths[0], lambda tmp: tmp.write_text(text))
-    write_atomic(paths[1], lambda tmp: tmp.write_text(json.dumps(rows, indent=1)))
+    write_atomic(paths[1], lambda tmp: tmp.write_text(json.dumps({"single_window": control, "rows": rows}, indent=1)))
     typer.echo(text, nl=False)
     typer.echo("wrote " + ", ".join(map(str, paths)))
 

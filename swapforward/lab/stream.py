@@ -127,6 +127,18 @@ def chain(lab: Lab, world: StylesWorld, candidate: Candidate, blocks: int, strea
             "calls_per_window": calls * window / new, "context": context, "block_frames": length}
 
 
+def single_window(lab: Lab, world: StylesWorld, streams: int) -> dict[str, Any]:
+    """The floor of the style mix: single windows of the model itself, classified as the blocks are."""
+    generator = torch.Generator().manual_seed(lab.seed + 3)
+    sub = replace(lab, length=lab.window, results=[])
+    noise = torch.randn(streams, world.channels, lab.window, world.bins, generator=generator, dtype=torch.float64)
+    out = sub.sample(world, Setting("control"), noise, noise)
+    styles = world.log_likelihoods(out).argmax(-1)
+    shares = [float((styles == s).double().mean()) for s in range(len(world.kernels))]
+    return {"style_shares": shares,
+            "mix_error": max(abs(a - b) for a, b in zip(shares, world.weights, strict=True))}
+
+
 def meets(row: dict[str, Any]) -> dict[str, bool]:
     """Which of the issue's targets a row meets."""
     last = row["agreement"][max(row["agreement"])]
@@ -148,10 +160,14 @@ def table(lab: Lab, world: StylesWorld, blocks: int = 16, streams: int = 256,
     return rows
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """The stream table, as docs/lab.md shows it."""
+def markdown(rows: list[dict[str, Any]], control: dict[str, Any] | None = None) -> str:
+    """The stream table, as docs/lab.md shows it (with the single window's style mix above it when given)."""
     at = [k for k in AGREEMENT_AT if k <= rows[0]["blocks"]]
-    lines = ["| candidate | " + " | ".join(f"agreement k={k}" for k in at) + " | style mix error | repetition | "
+    lines = [] if control is None else [
+        f"A single window (the model itself) makes the styles {', '.join(f'{s:.3f}' for s in control['style_shares'])}"
+        f" of the time (truth: equal shares): the sampler's and classifier's own style mix error is "
+        f"{control['mix_error']:.3f}.\n"]
+    lines += ["| candidate | " + " | ".join(f"agreement k={k}" for k in at) + " | style mix error | repetition | "
              "seam step / truth | seam variance / truth | inside: step, variance / truth | calls per window | "
              "targets missed |",
              "| --- |" + " ---: |" * (len(at) + 6) + " --- |"]
