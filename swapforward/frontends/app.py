@@ -61,6 +61,9 @@ PRESETS = {
             "beats_per_bar": 4, "loop": True, "method": "safa"},
         "Extend my clip: continue it to 60 s (add your clip above)": {
             "seconds": 60, "bpm": None, "bars": None, "loop": False, "init_at": 0.0, "method": "safa"},
+        "Try it fast: 2 s in seconds on a CPU (the tiny models of scripts/tiny_models.py)": {
+            "seconds": 2, "bpm": None, "bars": None, "loop": True, "method": "safa", "window_seconds": 0.064,
+            "steps": 4},
     },
     "panorama": {
         "360-degree panorama": {"width": 4096, "loop": True, "method": "safa"},
