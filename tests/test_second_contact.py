@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from swapforward import LongAudioPipeline, SwapForwardError
 from swapforward.frontends.batch import load_jobs
@@ -100,3 +101,25 @@ def test_loudness_on_too_short_an_output_is_refused_before_the_model_loads_comma
                           cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and "--loudness needs at least 0.4 s" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and not list(Path(tmp_path).iterdir())
+
+
+def test_a_near_one_overlap_is_refused_before_its_buffers_are_made(audioldm):
+    """Issue 36's `--overlap 0.999`: the layout's views x window buffers are counted before any is made (the swap
+    weights' own buffer, which asked for 31 GB at 60 s, is now linear in the coverage)."""
+    pipe = LongAudioPipeline.from_pipe(audioldm)
+    request = pipe.resolve(AUDIO.check({"prompt": "rain", "audio_length_in_s": 7200, "overlap": 0.999}))
+    with pytest.raises(SwapForwardError, match=r"overlap=0.999 lays out \d+ views of 5120 frames, whose buffers need"):
+        pipe.layout(request)
+    layout, _ = pipe.layout(request.replace(overlap=0.5))
+    assert layout.num_views > 1
+
+
+def test_swap_weights_take_memory_linear_in_the_coverage():
+    from swapforward.core.layout import ViewLayout
+    from swapforward.core.merge import swap_weights
+
+    layout = ViewLayout.build(3000, 512, stride=2)  # every frame covered by up to 256 views
+    weights = swap_weights(layout)
+    owners = torch.zeros(layout.length)
+    owners.index_add_(0, layout.indices.flatten(), weights.flatten())
+    assert torch.equal(owners, torch.ones(layout.length)), "every frame has exactly one owning view"

@@ -76,9 +76,9 @@ def swap_weights(layout: ViewLayout, interval: int = 1, tail_shift: int = 0) -> 
     if tail_shift > 0:
         usable = covers & (offset < window - tail_shift)
         covers = torch.where(usable.any(0, keepdim=True), usable, covers)
-    off = torch.where(covers, offset, torch.full_like(offset, -1))
-    # Rank 0 is the leftmost (earliest started) covering view: the one with the largest offset.
-    rank = (off[None, :, :] > off[:, None, :]).sum(1)
+    # Rank 0 is the leftmost (earliest started) covering view: the candidates run from the latest started to the
+    # earliest, so a covering candidate's rank is the number of covering candidates after it (linear memory).
+    rank = covers.flip(0).cumsum(0).flip(0) - covers.long()
     count = covers.sum(0)
     j = torch.where(covers, offset, torch.full_like(offset, length + window)).min(0).values
     owner_rank = (j // interval) % count

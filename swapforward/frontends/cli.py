@@ -9,6 +9,7 @@ needed: `--help`, `methods` and a bad flag answer at once.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import time
 import typing
@@ -63,8 +64,9 @@ app = typer.Typer(
 
 
 def fail(message: str) -> None:
-    """A user mistake: one sentence on stderr, exit status 2, no traceback."""
-    typer.echo(f"error: {message}", err=True)
+    """A user mistake: one sentence on stderr (from the first process only under torchrun), exit status 2."""
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
 
 

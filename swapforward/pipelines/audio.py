@@ -230,6 +230,7 @@ class LongAudioPipeline(JointPipeline):
                 f"tail_shift must be smaller than the window ({window} frames), got {request.tail_shift}."
             )
         layout = ViewLayout.build(frames, window, overlap=request.overlap, loop=request.loop)
+        memory.check_view_memory(layout.num_views, layout.window, "overlap", request.overlap)
         return layout, adapter.latent_shape(frames)
 
     def start_frame(self, start: float) -> int:

@@ -17,7 +17,7 @@ from ..io.files import PANORAMA_FORMATS, check_output_path, write_atomic
 from ..io.inputs import read_image
 from ..models import IMAGE_ADAPTERS
 from ..options import PANORAMA, Request, check_multiple
-from ..runtime.memory import BYTES_PER_PIXEL, check_host_memory
+from ..runtime.memory import BYTES_PER_PIXEL, check_host_memory, check_view_memory
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
@@ -109,6 +109,7 @@ class PanoramaPipeline(JointPipeline):
             )
         layout = ViewLayout.build(request.width // adapter.vae_factor, window, overlap=request.overlap,
                                   loop=request.loop)
+        check_view_memory(layout.num_views, layout.window, "overlap", request.overlap)
         return layout, adapter.latent_shape(request.height or adapter.native_size, request.width)
 
     def start_frame(self, start: float) -> int:

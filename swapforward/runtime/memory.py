@@ -164,6 +164,22 @@ def check_host_memory(label: str, value: float, units: float, unit_bytes: float,
                                f"{available / 2**30:.1f} GiB is free; ask for at most {most} {unit}.")
 
 
+#: Host bytes per view frame that a layout's buffers take (frame indices, merge and swap weights, the reference mask,
+#: the swap's per-frame candidates and their temporaries), with a margin: what a high overlap multiplies.
+VIEW_FRAME_BYTES = 64
+
+
+def check_view_memory(views: int, window: int, label: str, value: float) -> None:
+    """Refuse, in one sentence, a layout whose views x window buffers would not fit in the free host memory (an
+    overlap near 1 makes thousands of views: 0.999 over a minute of a 5120-frame window asked for 31 GB)."""
+    available = available_memory_bytes()
+    need = WORKING_BYTES + views * window * VIEW_FRAME_BYTES
+    if need > HEADROOM * available:
+        raise SwapForwardError(f"{label}={value!r} lays out {views} views of {window} frames, whose buffers need about "
+                               f"{need / 2**30:.1f} GiB, more than {HEADROOM:.0%} of the {available / 2**30:.1f} GiB "
+                               f"free; use a smaller {label} or a shorter output.")
+
+
 def available_memory_bytes() -> int:
     """Host memory available now (MemAvailable), or the physical total where that cannot be read."""
     try:
