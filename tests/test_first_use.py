@@ -50,8 +50,8 @@ def test_outputs_too_large_for_memory_are_refused_before_the_model_loads(little_
     missing = tmp_path / "no-model-here"  # loading it would fail: the memory check must come first
     wide = runner.invoke(app, ["panorama", "x", "--model", missing, "--width", 999992, "-o", tmp_path / "p.png"])
     assert wide.exit_code == 2
-    assert wide.stderr.strip() == ("error: --width=999992 needs about 30.8 GiB of memory and 1.0 GiB is free; ask for "
-                                   "at most 18016 px.")
+    assert wide.stderr.strip() == ("error: --width=999992 needs about 30.8 GiB of memory, more than 80% of the 1.0 "
+                                   "GiB free; ask for at most 18016 px.")
     long = runner.invoke(app, ["audio", "x", "--model", missing, "--seconds", 3600, "-o", tmp_path / "a.wav"])
     assert long.exit_code == 2 and "--seconds=3600.0 needs about 2.7 GiB" in long.stderr
     assert "ask for at most 795 s" in long.stderr
@@ -65,8 +65,8 @@ def test_outputs_too_large_for_memory_are_refused_before_the_model_loads(little_
 
 def test_the_pipeline_checks_again_with_its_own_models_height(sd, little_memory):
     pipe = PanoramaPipeline.from_pipe(sd)  # native size 64: 400000 px x 64 px x 64 bytes and a 256 MiB working set
-    with pytest.raises(SwapForwardError, match=r"^width=400000 needs about 1\.8 GiB of memory and 1\.0 GiB is free; "
-                                               r"ask for at most 144176 px\.$"):
+    with pytest.raises(SwapForwardError, match=r"^width=400000 needs about 1\.8 GiB of memory, more than 80% of the "
+                                               r"1\.0 GiB free; ask for at most 144176 px\.$"):
         pipe("x", width=400000, num_inference_steps=1, seed=0)
 
 

@@ -337,3 +337,18 @@ def test_the_lab_stream_table_tells_the_continuations_apart():
     assert independent["seam_step"] > 1.5 > trajectory["seam_step"]
     assert lab_stream.meets(safa)["repetition"] is False and lab_stream.meets(envelope)["repetition"] is True
     assert envelope["calls_per_window"] > trajectory["calls_per_window"], "the reference view costs calls"
+
+
+def test_following_the_trajectory_brings_a_chain_closer_to_the_truth_than_replacing():
+    """Exact, in the Gaussian world: MD*'s chain of blocks against the true long process, KL per frame."""
+    from swapforward.lab import stream as lab_stream
+    from swapforward.lab.run import Lab
+    from swapforward.lab.worlds import GaussianWorld
+
+    lab, Candidate = Lab(steps=10), lab_stream.Candidate
+    rows = [lab_stream.gaussian_row(lab, GaussianWorld(), Candidate("md-tri", how), blocks=3)
+            for how in ("independent", "replace", "trajectory")]
+    independent, replaced, followed = (r["kl_per_frame"] for r in rows)
+    assert followed < replaced < independent
+    assert all(r["lost_dimensions"] == 0 and not r["sampled"] for r in rows)
+    assert followed > rows[2]["whole_kl_per_frame"], "a chain is still further from the truth than one long run"

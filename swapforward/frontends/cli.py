@@ -43,11 +43,13 @@ from ..options import (
 from ..prompts import describe, words
 from ..runtime.signals import Interrupted, deferred
 from .common import (
+    LONG_RUN_SECONDS,
     check_fits,
     check_loudness,
     check_outputs,
     check_ranking,
     load_model,
+    memory_estimate,
     quiet_libraries,
     request_takes,
     save_result,
@@ -230,6 +232,10 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
         from ..runtime import distributed
 
         shared = distributed.join_from_environment()  # under torchrun: one piece, its views shared by the processes
+        if distributed.is_first():
+            long_run = kind.name == "audio" and request.audio_length_in_s >= LONG_RUN_SECONDS
+            typer.echo(f"loading {load.model or kind.default_model} ..." +
+                       (f" ({memory_estimate(kind, request)})" if long_run else ""), err=True)
         pipe = load_model(kind, load, device=distributed.process_device(load.device) if shared else None)
         start = time.perf_counter()
         result = pipe.generate(request, progress_bar=True, save_state=run.save_state, save_every=run.save_every,
@@ -484,7 +490,7 @@ def stream_lab(opts: Request) -> None:
     from ..io.files import write_atomic
     from ..lab import stream
     from ..lab.run import Lab
-    from ..lab.worlds import StylesWorld
+    from ..lab.worlds import GaussianWorld, StylesWorld
 
     quick = opts.quick
     lab = Lab(steps=opts.steps or (25 if quick else 50), scheduler=opts.scheduler, seed=opts.seed)
@@ -492,11 +498,17 @@ def stream_lab(opts: Request) -> None:
     rows = stream.table(lab, world, blocks=8 if quick else 16, streams=streams,
                         progress=lambda line: typer.echo(line, err=True))
     control = stream.single_window(lab, world, streams)
-    text = stream.markdown(rows, control)
+    gaussian = []
+    for candidate in stream.GAUSSIAN_CANDIDATES:
+        gaussian.append(stream.gaussian_row(lab, GaussianWorld(), candidate, blocks=4, draws=4096 if quick else 16384))
+        typer.echo(f"stream, Gaussian world: {candidate.name}", err=True)
+    text = (stream.markdown(rows, control) + "\nThe Gaussian world, 4 blocks (exact; * sampled, its KL corrected for "
+            "the sampling's expected excess):\n\n" + stream.gaussian_markdown(gaussian))
     Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
     paths = [Path(opts.out_dir) / "stream.md", Path(opts.out_dir) / "stream.json"]
     write_atomic(paths[0], lambda tmp: tmp.write_text(text))
-    write_atomic(paths[1], lambda tmp: tmp.write_text(json.dumps({"single_window": control, "rows": rows}, indent=1)))
+    result = {"single_window": control, "rows": rows, "gaussian": gaussian}
+    write_atomic(paths[1], lambda tmp: tmp.write_text(json.dumps(result, indent=1, default=str)))
     typer.echo(text, nl=False)
     typer.echo("wrote " + ", ".join(map(str, paths)))
 

@@ -48,6 +48,19 @@ class _Notes(logging.Handler):
 LEAST_SAMPLE_RATE, LEAST_HEIGHT = 16000, 512
 
 
+#: Audio at least this long gets the memory estimate printed while its model loads.
+LONG_RUN_SECONDS = 3600
+
+
+def memory_estimate(kind: Kind, request: Request) -> str:
+    """The host-memory estimate the check uses (with the least any model of the kind needs), in words."""
+    from ..runtime.memory import WORKING_BYTES, available_memory_bytes, sample_bytes
+
+    samples = request.audio_length_in_s * LEAST_SAMPLE_RATE * request.num_waveforms_per_prompt
+    need = WORKING_BYTES + samples * sample_bytes(samples)
+    return f"needs about {need / 2**30:.1f} GiB of host memory; {available_memory_bytes() / 2**30:.1f} GiB is free"
+
+
 def check_fits(kind: Kind, request: Request, label: Any) -> None:
     """The host-memory check before loading, with the least any model of the kind needs (the pipeline checks again
     with its own model's sample rate or height)."""

@@ -17,6 +17,8 @@ first), over `streams` independent streams, and is measured on the stream of new
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,8 +27,9 @@ import torch
 from ..core.layout import ViewLayout, stride_for
 from ..core.methods import METHODS
 from ..pipelines.continuation import Continuation
-from .run import Lab, Setting
-from .worlds import StylesWorld
+from . import metrics
+from .run import Lab, Setting, linear
+from .worlds import GaussianWorld, StylesWorld
 
 #: The blocks at which agreement with block 1 is reported.
 AGREEMENT_AT = (2, 5, 10, 16)
@@ -77,24 +80,21 @@ CANDIDATES = (
 )
 
 
-def chain(lab: Lab, world: StylesWorld, candidate: Candidate, blocks: int, streams: int,
-          block_views: int = 2, overlap: float = 0.2) -> dict[str, Any]:
-    """Run `streams` streams of `blocks` chained blocks of `candidate`; its measures as a table row."""
-    window = lab.window
+def geometry(window: int, block_views: int, overlap: float) -> tuple[int, int]:
+    """(context frames, block frames) of a stream's blocks, as `pipelines.stream` lays them out."""
     stride = stride_for(window, overlap)
-    context, length = window - stride, window + (block_views - 1) * stride
-    sub = replace(lab, length=length, results=[])
-    setting = replace(candidate.setting, overlap=overlap)
-    generator = torch.Generator().manual_seed(lab.seed)
-    shape = (streams, world.channels, length, world.bins)
-    shared = torch.randn(streams, world.channels, window, world.bins, generator=generator, dtype=torch.float64)
-    steps = len(sub.make_scheduler().timesteps)
+    return window - stride, window + (block_views - 1) * stride
+
+
+def run_chain(sub: Lab, world: Any, candidate: Candidate, setting: Setting, blocks: int, context: int,
+              draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """The frames each block adds (the whole first block, then each block's frames after its context; every block
+    whole when they are independent), for block noises `draw(b)` = (canvas noise, reference noise)."""
+    window, steps = sub.window, len(sub.make_scheduler().timesteps)
+    follows = candidate.continuation != "independent"
     tail, pieces, out = None, [], None
     for b in range(blocks):
-        noise = torch.randn(shape, generator=generator, dtype=torch.float64)
-        fresh = torch.randn(shared.shape, generator=generator, dtype=torch.float64)
-        reference = shared if candidate.reference == "shared" else fresh
-        follows = candidate.continuation != "independent"
+        noise, reference = draw(b)
         continuation = Continuation(2, context, steps, tail if follows else None,
                                     mode="replace" if candidate.continuation == "replace" else "trajectory",
                                     fade=round(context * (candidate.fade if candidate.continuation == "trajectory"
@@ -105,6 +105,27 @@ def chain(lab: Lab, world: StylesWorld, candidate: Candidate, blocks: int, strea
         out = sub.sample(world, setting, noise, reference, kept=continuation, observed=seen)
         tail = continuation.tail()
         pieces.append(out if b == 0 or not follows else out[:, :, context:])
+    return pieces
+
+
+def chain(lab: Lab, world: StylesWorld, candidate: Candidate, blocks: int, streams: int,
+          block_views: int = 2, overlap: float = 0.2) -> dict[str, Any]:
+    """Run `streams` streams of `blocks` chained blocks of `candidate`; its measures as a table row."""
+    window = lab.window
+    context, length = geometry(window, block_views, overlap)
+    sub = replace(lab, length=length, results=[])
+    setting = replace(candidate.setting, overlap=overlap)
+    generator = torch.Generator().manual_seed(lab.seed)
+    shape = (streams, world.channels, length, world.bins)
+    shared = torch.randn(streams, world.channels, window, world.bins, generator=generator, dtype=torch.float64)
+
+    def draw(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = torch.randn(shape, generator=generator, dtype=torch.float64)
+        fresh = torch.randn(shared.shape, generator=generator, dtype=torch.float64)
+        return noise, shared if candidate.reference == "shared" else fresh
+
+    pieces = run_chain(sub, world, candidate, setting, blocks, context, draw)
+    steps = len(sub.make_scheduler().timesteps)
     new = length - context
     styles = torch.stack([_style(world, piece, window) for piece in pieces], 1)  # (streams, blocks)
     agreement = {k: float((styles[:, k - 1] == styles[:, 0]).double().mean()) for k in AGREEMENT_AT if k <= blocks}
@@ -125,6 +146,77 @@ def chain(lab: Lab, world: StylesWorld, candidate: Candidate, blocks: int, strea
             "style_shares": shares, "mix_error": mix, "repetition": repetition,
             "seam_step": step, "seam_variance": variance, "inside_step": step_inside, "inside_variance": variance_inside,
             "calls_per_window": calls * window / new, "context": context, "block_frames": length}
+
+
+def gaussian_row(lab: Lab, world: GaussianWorld, candidate: Candidate, blocks: int = 4, draws: int = 16384,
+                 block_views: int = 2, overlap: float = 0.2) -> dict[str, Any]:
+    """The Gaussian world's exact measures of a chain of `blocks` (sampled over `draws` streams for a guidance that
+    is not linear): the KL per frame of the stream against the truth, and of one canvas of the same length made by
+    the same method in one joint run, and the dimensions each loses."""
+    window = lab.window
+    context, length = geometry(window, block_views, overlap)
+    sub = replace(lab, length=length, results=[])
+    setting = replace(candidate.setting, overlap=overlap)
+    lane = replace(world, channels=1, bins=1)
+    exact = linear(setting)
+    per_block = candidate.reference != "shared"
+    if exact:  # every noise a unit vector: the stream is A z
+        inputs = blocks * length + (blocks if per_block else 1) * window
+        eye = torch.eye(inputs, dtype=torch.float64)
+
+        def draw(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+            first = blocks * length + (b if per_block else 0) * window
+            return (eye[:, b * length:(b + 1) * length].reshape(inputs, 1, length, 1),
+                    eye[:, first:first + window].reshape(inputs, 1, window, 1))
+
+        a = torch.cat(run_chain(sub, lane, candidate, setting, blocks, context, draw), 2).reshape(inputs, -1)
+        cov = a.T @ a
+    else:
+        generator = torch.Generator().manual_seed(lab.seed + 4)
+        shared = torch.randn(draws, 1, window, 1, generator=generator, dtype=torch.float64)
+
+        def draw(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+            noise = torch.randn(draws, 1, length, 1, generator=generator, dtype=torch.float64)
+            fresh = torch.randn(shared.shape, generator=generator, dtype=torch.float64)
+            return noise, fresh if per_block else shared
+
+        out = torch.cat(run_chain(sub, lane, candidate, setting, blocks, context, draw), 2).reshape(draws, -1)
+        cov = out.T @ out / draws
+    frames = cov.shape[0]
+    truth = world.covariance(frames)
+    whole = replace(lab, length=frames, results=[])
+    if exact:
+        matrix, _ = whole.linear_map(world, setting)
+        whole_cov = matrix @ matrix.T
+    else:
+        whole_cov = replace(whole, draws=draws).sampled_moments(world, setting)[1]
+    bias = 0.0 if exact else metrics.sampled_kl_bias(cov, draws)
+    whole_bias = 0.0 if exact else metrics.sampled_kl_bias(whole_cov, draws)
+    return {"candidate": candidate.name, "blocks": blocks, "frames": frames, "sampled": not exact,
+            "kl_per_frame": metrics.gaussian_kl(cov, truth) - bias,
+            "whole_kl_per_frame": metrics.gaussian_kl(whole_cov, truth) - whole_bias,
+            "lost_dimensions": metrics.lost_dimensions(cov), "whole_lost_dimensions": metrics.lost_dimensions(whole_cov)}
+
+
+def gaussian_markdown(rows: list[dict[str, Any]]) -> str:
+    """The chains' KL and lost dimensions, beside one joint run of the same length."""
+    lines = ["| candidate | frames | KL / frame, stream | KL / frame, one run of that length | ratio | lost dims, "
+             "stream / one run |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        kl, whole = r["kl_per_frame"], r["whole_kl_per_frame"]
+        ratio = f"{kl / whole:.2f}" if math.isfinite(kl) and math.isfinite(whole) and whole > 0 else "-"
+        lines.append(f"| {r['candidate']}{' *' if r['sampled'] else ''} | {r['frames']} | {_kl(kl)} | {_kl(whole)} | "
+                     f"{ratio} | {r['lost_dimensions']} / {r['whole_lost_dimensions']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _kl(value: float) -> str:
+    return f"{value:.4f}" if math.isfinite(value) else "∞"
+
+
+#: The chains whose KL the Gaussian table gives (exact where linear; md-envelope sampled).
+GAUSSIAN_CANDIDATES = (Candidate("md-tri", "independent"), Candidate("md-tri", "replace"), Candidate("md-tri"),
+                       Candidate("safa", reference="fresh"), Candidate("safa"), Candidate("md-envelope"))
 
 
 def single_window(lab: Lab, world: StylesWorld, streams: int) -> dict[str, Any]:

@@ -170,10 +170,12 @@ def run_joint(
         state = resumed(state, resume, generator, count, baseline, order)
     bar = tqdm(total=len(order), initial=state.position, desc=f"{request.method}, {layout.num_views} views",
                unit="step", disable=not progress_bar or not distributed.is_first())
+    progress = StepProgress(bar, layout.num_views * canvas_shape[0])
+    denoiser = progress.denoiser(denoiser)
     running = nullcontext() if baseline is None else baseline.running(
         LoopContext(adapter, scheduler, denoiser, layout, view_shape, axis, canvas_shape[0]))
     run = Run(order, renoise, observed_at, adapter.step_kwargs(first_generator(generator), request.eta), step_noise,
-              after_step(baseline, bar, kept, noise, scheduler, callback),
+              after_step(baseline, progress, kept, noise, scheduler, callback),
               None if save is None else StateSaver(save[0], save[1], save[2], generator, count))
     with bar, running:
         canvas = drive(state, denoiser, joint, run)
@@ -282,14 +284,37 @@ def resumed(state: LoopState, saved: RunState, generator: Generators, count: Cal
                      copy.deepcopy(loop.ref_scheduler) if state.ref_scheduler is not None else None)
 
 
-def after_step(baseline: Any, bar: Any, kept: Kept | None, noise: torch.Tensor, scheduler: Any,
+class StepProgress:
+    """The run's progress bar, moved by whole steps and, within a step, by each model call's share of the step's
+    `rows` views: a long step (an hour of audio on a CPU) shows progress and an ETA as it goes."""
+
+    def __init__(self, bar: Any, rows: int):
+        self.bar, self.rows, self.steps = bar, rows, bar.n
+
+    def denoiser(self, denoiser: Callable) -> Callable:
+        if self.bar.disable:
+            return denoiser
+
+        def call(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            out = denoiser(x, t, ids)
+            self.bar.update(max(0.0, min(x.shape[0] / self.rows, self.steps + 0.99 - self.bar.n)))
+            return out
+
+        return call
+
+    def step(self) -> None:
+        self.steps += 1
+        self.bar.update(self.steps - self.bar.n)
+
+
+def after_step(baseline: Any, progress: StepProgress, kept: Kept | None, noise: torch.Tensor, scheduler: Any,
                callback: Callable | None) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]:
     """What runs after every step: the baseline's count, the progress bar, kept regions, the caller's callback."""
 
     def on_step(k: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         if baseline is not None:
             baseline.after_step(k)
-        bar.update(1)
+        progress.step()
         if kept is not None:
             x = kept.after_step(k, x, noise, scheduler)
         replaced = callback(k, t, x) if callback is not None else None

@@ -160,8 +160,8 @@ def check_host_memory(label: str, value: float, units: float, unit_bytes: float,
     need = WORKING_BYTES + units * unit_bytes
     if need > HEADROOM * available:
         most = int(max(0.0, HEADROOM * available - WORKING_BYTES) * value / (units * unit_bytes)) // step * step
-        raise SwapForwardError(f"{label}={value!r} needs about {need / 2**30:.1f} GiB of memory and "
-                               f"{available / 2**30:.1f} GiB is free; ask for at most {most} {unit}.")
+        raise SwapForwardError(f"{label}={value!r} needs about {need / 2**30:.1f} GiB of memory, more than "
+                               f"{HEADROOM:.0%} of the {available / 2**30:.1f} GiB free; ask for at most {most} {unit}.")
 
 
 #: Host bytes per view frame that a layout's buffers take (frame indices, merge and swap weights, the reference mask,
