@@ -253,7 +253,7 @@ def test_the_untouched_form_makes_audio_and_a_panorama(studio):
         demo.close()
 
 
-def test_cancel_stops_the_loop_within_one_step_writes_nothing_and_frees_the_studio(studio):
+def test_cancel_stops_the_loop_within_one_view_batch_writes_nothing_and_frees_the_studio(studio):
     import threading
 
     from swapforward.frontends.app import Cancelled
@@ -275,7 +275,7 @@ def test_cancel_stops_the_loop_within_one_step_writes_nothing_and_frees_the_stud
     worker = threading.Thread(target=run)
     worker.start()
     worker.join(60)
-    assert outcome == ["cancelled after step 3 of 40; nothing was written"] and seen == [1, 2]
+    assert outcome == ["cancelled in step 3 of 40; nothing was written"] and seen == [1, 2]
     assert set(studio.output_dir.iterdir()) == before, "no file"
     assert not studio.cancel(), "nothing runs after it"
     sound, *_ = studio.audio("rain", seed=2, **AUDIO)  # the next run starts at once and finishes
@@ -300,7 +300,7 @@ def test_cancel_on_the_served_page_stops_the_server_side_run(studio):
         assert client.predict(api_name="/cancel_audio").startswith("Cancelled: the audio run stops")
         started = time.time()
         result = job.result(timeout=60)
-        assert result[3].startswith("Cancelled: cancelled after step") and time.time() - started < 10
+        assert result[3].startswith("Cancelled: cancelled in step") and time.time() - started < 10
         assert set(studio.output_dir.iterdir()) == before
         *_, summary, _, _, _ = client.predict(*app_arguments(**{**values, "steps": 2}), api_name="/audio")
         assert "seed 3" in summary, "the next run starts at once"

@@ -128,6 +128,7 @@ class Studio:
         self.pipelines: dict[tuple[str, str], Any] = {}
         self._busy = threading.Lock()  # one generation at a time: the next waits for a cancelled one to stop
         self._stop = threading.Event()
+        self._steps = (0, 0)  # (steps done, steps) of the running generation, for what Cancel says
         self.live: Any = None
         """The Live tab's broadcast (frontends/live.py), served at /live/stream.wav; one at a time."""
 
@@ -150,11 +151,19 @@ class Studio:
                 release_device_memory()
                 raise
 
+    def _interrupt(self) -> None:
+        """Before every model call: stop a cancelled run there, within one view batch."""
+        if self._stop.is_set():
+            done, steps = self._steps
+            raise Cancelled(f"cancelled in step {min(done + 1, steps)} of {steps}; nothing was written")
+
     def _hook(self, progress: Progress | None, request: Request) -> Callable[[int, Any, Any], None]:
         """The step callback: report (steps done, steps) and stop when Cancel was pressed."""
         steps = request.num_inference_steps
+        self._steps = (0, steps)
 
         def on_step(k: int, t: Any, latents: Any) -> None:
+            self._steps = (k + 1, steps)
             if self._stop.is_set():
                 raise Cancelled(f"cancelled after step {min(k + 1, steps)} of {steps}; nothing was written")
             if progress is not None:
@@ -200,7 +209,8 @@ class Studio:
             start = time.perf_counter()
             pipe = self.pipeline("audio", model)
             request = pipe.resolve(request)
-            result = pipe.generate(request, progress_bar=progress_bar, callback=self._hook(progress, request))
+            result = pipe.generate(request, progress_bar=progress_bar, callback=self._hook(progress, request),
+                                   interrupt=self._interrupt)
             stem = self.output_dir / result_stem(request, result.info["seed"], self.model_id("audio", model))
             output = output.replace(out=stem.with_suffix(f".{file_format}"), spectrogram=stem.with_suffix(".png"))
             files = save_result(result, output, request)
@@ -219,7 +229,8 @@ class Studio:
             start = time.perf_counter()
             pipe = self.pipeline("panorama", model)
             request = pipe.resolve(request)
-            result = pipe.generate(request, progress_bar=progress_bar, callback=self._hook(progress, request))
+            result = pipe.generate(request, progress_bar=progress_bar, callback=self._hook(progress, request),
+                                   interrupt=self._interrupt)
             stem = result_stem(request, result.info["seed"], self.model_id("panorama", model))
             files = save_result(result, output.replace(out=self.output_dir / f"{stem}.png"), request)
         wall = time.perf_counter() - start
@@ -275,6 +286,19 @@ class Studio:
 
 
 Progress = Callable[[int, int], None]
+
+
+def eta_report(progress: Any) -> Progress:
+    """gradio's progress for (steps done, steps), with the time left estimated from the steps done so far."""
+    start = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - start
+        left = elapsed / done * (total - done) if done else None
+        eta = "" if left is None else f", about {left:.0f} s left"
+        progress((done, total), desc=f"denoising{eta}", unit="steps")
+
+    return report
 
 
 def release_device_memory() -> None:
@@ -372,7 +396,7 @@ def _component(gr: Any, kind: str, option: Option, visible: bool = True) -> Any:
         return kind_of(value=None, type="filepath", label=common["label"], elem_id=common["elem_id"])
     if widget == "lines":
         return gr.Textbox(value="", lines=4, placeholder="0:00 light rain on leaves\n0:30 thunderstorm", **common)
-    placeholder = f"empty: {option.unset}" if option.unset else "empty: the default"
+    placeholder = f"empty: {option.unset_for(kind)}" if option.unset_for(kind) else "empty: the default"
     return gr.Textbox(value="" if value is None else str(value), placeholder=placeholder, **common)
 
 
@@ -476,7 +500,7 @@ def build_app(studio: Studio) -> Any:
                 def generate(history_now, *args, progress=gr.Progress(), kind=kind, keys=keys,  # noqa: B008
                              results=results):
                     values = dict(zip(keys, args, strict=True))
-                    report = lambda done, total: progress((done, total), desc="denoising", unit="steps")  # noqa: E731
+                    report = eta_report(progress)
                     model = studio.model_id(kind, values.get("model"))
                     try:
                         if kind == "audio":
@@ -559,7 +583,7 @@ def live_tab(gr: Any, studio: Studio) -> None:
                                                       **common)
                         else:
                             fields[key] = gr.Textbox(value="" if value is None else str(value),
-                                                     placeholder=f"empty: {option.unset or 'the default'}", **common)
+                                                     placeholder=f"empty: {option.unset_for('audio') or 'the default'}", **common)
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="live-start")
                     change = gr.Button("Change", elem_id="live-change")

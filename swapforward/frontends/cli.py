@@ -522,11 +522,27 @@ def web_app(given: dict) -> None:
         server, load = pick(given, SERVE), pick(given, LOAD)
         if server.output_dir is not None and server.output_dir.exists() and not server.output_dir.is_dir():
             raise SwapForwardError(f"--output-dir {str(server.output_dir)!r} is a file, not a folder.")
+        check_local_models(server)
         quiet_libraries()
         studio = Studio(server.audio_model, server.image_model, server.output_dir, load=load)
         demo = build_app(studio)
     typer.echo(f"results are kept in {studio.output_dir}; open http://{server.host}:{server.port}/")
     serve_app(studio, demo, server.host, server.port, server.share)
+
+
+def check_local_models(server: Request) -> None:
+    """The app's models that name a folder are checked when it starts (a hub id is checked when first used, as it
+    may need the network): a folder that is missing or holds no supported pipeline is one sentence, not a page that
+    fails later."""
+    from ..models import check_model, looks_like_path
+
+    for kind, model in (("audio", server.audio_model), ("panorama", server.image_model)):
+        given = f"--{'audio' if kind == 'audio' else 'image'}-model"
+        if looks_like_path(model) or os.path.isdir(os.path.expanduser(model)):
+            try:
+                check_model(model, KINDS[kind].pipeline_class().adapters, local_files_only=True)
+            except SwapForwardError as error:
+                raise SwapForwardError(f"{given}: {error}") from None
 
 
 @app.command()

@@ -70,7 +70,7 @@ def adapter_for(pipe: Any, adapters: dict[str, type], kind: str) -> Any:
     return adapter(pipe)
 
 
-def _looks_like_path(model_id: str) -> bool:
+def looks_like_path(model_id: str) -> bool:
     return model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace("/", "", 1) or (
         os.path.splitdrive(model_id)[0] != ""
     )
@@ -130,6 +130,33 @@ def check_hub_id(model_id: str) -> None:
         ) from None
 
 
+def check_model(model_id: str, supported: dict[str, type], local_files_only: bool = False) -> tuple[str, bool]:
+    """Refuse, in one sentence, a model that cannot be one of `supported`: a folder that does not exist, a malformed
+    hub id, a config that cannot be read, a pipeline class without an adapter. Reads only the model's index, so the
+    app checks its models when it starts. Returns (the path or id to load, whether it is a local folder)."""
+    from diffusers import DiffusionPipeline
+
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise SwapForwardError(f"The model id must be a hub id or a local folder, got {model_id!r}.")
+    if looks_like_path(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
+        raise SwapForwardError(f"Model folder {model_id!r} does not exist.")
+    local = os.path.isdir(os.path.expanduser(model_id))
+    path = os.path.expanduser(model_id) if local else model_id
+    if not local:
+        check_hub_id(model_id)
+    try:
+        config = DiffusionPipeline.load_config(path, local_files_only=local_files_only)
+    except Exception as error:  # the hub client raises many types; all become one message
+        raise _load_error(model_id, error) from None
+    class_name = config.get("_class_name", "?")
+    if class_name not in supported:
+        raise SwapForwardError(
+            f"Model {model_id!r} is {'an' if class_name[:1].lower() in 'aeiou' else 'a'} {class_name}, which this "
+            f"command does not support; supported: {', '.join(supported)}."
+        )
+    return path, local
+
+
 def load_pipeline(model_id: str, supported: dict[str, type], **kwargs: Any) -> Any:
     """Load a diffusers pipeline by hub id or local folder, refusing families without an adapter first.
 
@@ -137,27 +164,13 @@ def load_pipeline(model_id: str, supported: dict[str, type], **kwargs: Any) -> A
     """
     from diffusers import DiffusionPipeline
 
-    if not isinstance(model_id, str) or not model_id.strip():
-        raise SwapForwardError(f"The model id must be a hub id or a local folder, got {model_id!r}.")
-    if _looks_like_path(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
-        raise SwapForwardError(f"Model folder {model_id!r} does not exist.")
-    local = os.path.isdir(os.path.expanduser(model_id))
-    path = os.path.expanduser(model_id) if local else model_id
-    if not local:
-        check_hub_id(model_id)
-    if not local and not hub_reachable():
-        kwargs["local_files_only"] = True
-    try:
-        config = DiffusionPipeline.load_config(path, local_files_only=kwargs.get("local_files_only", False))
-    except Exception as error:  # the hub client raises many types; all become one message
-        raise _load_error(model_id, error) from None
-    class_name = config.get("_class_name", "?")
-    if class_name not in supported:
-        raise SwapForwardError(
-            f"Model {model_id!r} is {'an' if class_name[:1].lower() in 'aeiou' else 'a'} {class_name}, which this "
-            f"command does not support; "
-            f"supported: {', '.join(supported)}."
-        )
+    hub = isinstance(model_id, str) and model_id.strip() and not looks_like_path(model_id) and not os.path.isdir(
+        os.path.expanduser(model_id))
+    if hub:
+        check_hub_id(model_id)  # a malformed id is refused before the network is tried
+        if not hub_reachable():
+            kwargs["local_files_only"] = True
+    path, _ = check_model(model_id, supported, kwargs.get("local_files_only", False))
     try:
         return DiffusionPipeline.from_pretrained(path, **kwargs)
     except Exception as error:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import SwapForwardError
-from .generation import AUDIO, PANORAMA
+from .generation import AUDIO, PANORAMA, STREAM_OPTIONS
 from .spec import Option, Spec
 
 #: dtypes by name (aliases included); "auto" is float16 on CUDA, else float32.
@@ -205,4 +205,8 @@ def markdown_table() -> str:
             set(allowed.values())) > 1 else option.allowed()
         rows.append(f"| `{name}` | {flag} | {defaults[0]} | {defaults[1]} | {allowed_text} | "
                     f"{', '.join(option.methods) or 'all'} | {option.help} |")
+    for option in STREAM_OPTIONS:  # `stream` (Python) and `swapforward stream` only
+        default = option.default_for("audio")
+        rows.append(f"| `{option.name}` | `{option.flag}` | `{default}` | - | {option.allowed()} | streams | "
+                    f"{option.help} |")
     return "\n".join(rows)

@@ -220,10 +220,12 @@ METHOD_OPTIONS = (
            minimum=0, maximum=4096, per_method=True),
     Option("num_inference_steps", "int", None, "Denoising steps (default: the model's; the README's Models "
            "table lists them).", field="steps", minimum=1, maximum=10000, app="main", optional=True,
-           unset="the model's: 200 for AudioLDM, 50 for SD, 8 for distilled Stable Audio 3"),
+           unset={"audio": "the model's: 200 for AudioLDM, 8 for distilled Stable Audio 3",
+                  "panorama": "the model's: 50 for SD, 28 for FLUX.1 dev, 4 for distilled FLUX"}),
     Option("guidance_scale", "float", None, "Classifier-free guidance scale (default: the model's; 1 turns "
            "guidance off).", field="guidance", minimum=-1000, maximum=1000, optional=True,
-           unset="the model's: 3.5 for audio, 7.5 for SD, 1 (off) for distilled models"),
+           unset={"audio": "the model's: 3.5 for AudioLDM, 1 (off) for distilled models",
+                  "panorama": "the model's: 7.5 for SD, 1 (off) for distilled models"}),
     Option("eta", "float", 0.0, "DDIM's eta (0: deterministic).", minimum=0, maximum=1),
     Option("view_batch_size", "int", None,
            "Views per model call (default: as many as fit in the GPU's free memory; 8 on the CPU).",

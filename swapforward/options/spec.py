@@ -62,8 +62,9 @@ class Option:
     """On the command line the flag names a file whose text is the value (--timeline FILE)."""
     cli_label: str = ""
     """How command-line messages name it when that is not its flag (the prompt: an argument or --prompt-at)."""
-    unset: str = ""
-    """What leaving an optional value out means, in a few words (the app shows it in the empty field)."""
+    unset: str | dict[str, str] = ""
+    """What leaving an optional value out means, in a few words (the app shows it in the empty field); by kind when
+    the kinds differ."""
     entry_default: Any = None
     """The default of requests from the command line, jobs and the app, where it differs from the API's (the seed:
     -1, drawn and reported, so that any take can be made again; the API takes a generator or draws from torch's)."""
@@ -107,6 +108,10 @@ class Option:
     def shown_metavar(self) -> str:
         """How the command line's help shows the value."""
         return "|".join(self.choice_names()) if self.choice_names() else TYPES[self.type].metavar
+
+    def unset_for(self, kind: str) -> str:
+        """`unset` for requests of `kind`."""
+        return self.unset.get(kind, "") if isinstance(self.unset, dict) else self.unset
 
     def describe(self, kind: str, default: Any = None, show_default: bool = True) -> str:
         """One line of help: what it does, which methods use it, its default."""

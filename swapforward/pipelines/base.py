@@ -157,11 +157,13 @@ class JointPipeline:
         save_state: str | os.PathLike | None = None,
         save_every: int = 10,
         resume_from: str | os.PathLike | None = None,
+        interrupt: Callable[[], None] | None = None,
     ) -> Any:
         """Generate a request already checked by this pipeline's spec (what `__call__` and the front ends do): the
         model-dependent checks and the layout, the joint loop, the output. `save_state` writes the run's state every
         `save_every` steps; `resume_from` continues a run so saved (with the same settings; a seed of -1 takes the
-        saved run's) to the bytes of the uninterrupted run."""
+        saved run's) to the bytes of the uninterrupted run. `interrupt()` runs before every model call and stops the
+        run by raising (the app's Cancel stops within one view batch, not one step)."""
         request = self.resolve(request)
         resumed = load_state(resume_from, self.adapter.device) if resume_from is not None else None
         if resumed is not None and request.seed == RANDOM_SEED:
@@ -181,7 +183,7 @@ class JointPipeline:
                            reference_latents=reference_latents, timeline=timeline, kept=media.kept,
                            observed_reference=media.reference, callback=callback, progress_bar=progress_bar,
                            lpips=lpips, save=None if save_state is None else (save_state, save_every, asked),
-                           resume=resumed)
+                           resume=resumed, interrupt=interrupt)
         outputs = [self.output(request, layout, result.latents[b : b + 1], result, None if seed is None else seed + b,
                                media) for b in range(takes)]
         for index, output in enumerate(outputs):

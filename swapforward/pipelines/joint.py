@@ -106,6 +106,7 @@ def run_joint(
     lpips: torch.nn.Module | None = None,
     save: tuple[Any, int, dict[str, Any]] | None = None,
     resume: RunState | None = None,
+    interrupt: Callable[[], None] | None = None,
 ) -> JointResult:
     """Denoise canvases of `canvas_shape` (batch first), laid out as `layout` along `adapter.long_axis`.
 
@@ -116,6 +117,7 @@ def run_joint(
     or picture, one view long) replaces the generated reference view: it is noised to each guided step's level and
     swapped in, not denoised. `save` = (path, every, settings) writes the run's state every `every` steps; `resume`
     (a loaded state) continues a run from it, after the same set-up (so the same noise) as the first run.
+    `interrupt()` runs before every model call; what it raises stops the run.
     """
     axis = adapter.long_axis % len(canvas_shape)
     view_shape = (1, *canvas_shape[1:axis], layout.window, *canvas_shape[axis + 1:])
@@ -152,8 +154,8 @@ def run_joint(
     # 5. The denoiser the loop calls: the model with its conditioning, counted, in batches that fit the device.
     count = CallCount()
     one_call = baseline.one_call if baseline is not None else None
-    denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count), adapter.device,
-                       request.view_batch_size, one_call)
+    denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count, interrupt),
+                       adapter.device, request.view_batch_size, one_call)
 
     # 6. The loop: the core's step in the driver's order, with the run's pieces around it (drive).
     exchange = distributed.current()

@@ -3,6 +3,7 @@ fed in batches that fit the device."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,10 @@ class CallCount:
     """The most views one call held: what bounds the denoiser's memory."""
 
 
-def counted_model(adapter: Any, conditioning: Conditioning, guidance_scale: float, count: CallCount) -> Model:
-    """`adapter.denoise` with each row's conditioning, counting its calls into `count`.
+def counted_model(adapter: Any, conditioning: Conditioning, guidance_scale: float, count: CallCount,
+                  interrupt: Callable[[], None] | None = None) -> Model:
+    """`adapter.denoise` with each row's conditioning, counting its calls into `count`; `interrupt()` runs first
+    (what it raises stops the run between two model calls).
 
     A compiled denoiser may replay CUDA graphs, whose outputs live in memory that the next call overwrites: each call
     then marks a new graph step and copies its output out.
@@ -37,6 +40,8 @@ def counted_model(adapter: Any, conditioning: Conditioning, guidance_scale: floa
     compiled = adapter.compiled
 
     def model(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        if interrupt is not None:
+            interrupt()
         count.calls += 1
         count.evaluations += x.shape[0]
         count.largest = max(count.largest, x.shape[0])
