@@ -34,7 +34,7 @@ def one(minutes: float, steps: int) -> dict:
     import torch
     from diffusers import DDIMScheduler
 
-    from swapforward.core import ViewLayout, get_method, joint_denoise, plan_joint
+    from swapforward.core import Joint, ViewLayout, get_method, joint_denoise, plan_joint
     from swapforward.runtime.memory import HOST_VIEW_BATCH, segment_views
 
     torch.manual_seed(0)
@@ -44,7 +44,8 @@ def one(minutes: float, steps: int) -> dict:
     view_shape = (1, CHANNELS, WINDOW, BINS)
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.0015, beta_end=0.0195, steps_offset=1)
     scheduler.set_timesteps(steps)
-    plan = plan_joint(get_method("safa"), layout, steps, view_shape=view_shape, axis=2, swap_axis=2, r_guide=0.5)
+    plan = plan_joint(get_method("safa"), layout, steps, view_shape=view_shape, axis=2, swap_axis=2, r_guide=0.5,
+                      swap_interval=1, tail_shift=0, reference_phase="middle", envelope_share=0.25)
     set_up = time.perf_counter() - began
     model = torch.nn.Conv2d(CHANNELS, CHANNELS, 1)
 
@@ -57,9 +58,9 @@ def one(minutes: float, steps: int) -> dict:
     segment = segment_views(math.prod(view_shape) * 4, 1, layout.num_views)
     began = time.perf_counter()
     with torch.no_grad():
-        out = joint_denoise(canvas, denoiser, scheduler, layout, axis=2, weights=plan.weights, reference=reference,
-                            reference_mask=plan.reference_mask, guide_steps=plan.guide_steps,
-                            view_batch_size=HOST_VIEW_BATCH, segment=segment)
+        joint = Joint(layout, 2, plan.weights, plan.guide_steps, plan.reference_mask,
+                      view_batch_size=HOST_VIEW_BATCH, segment=segment, swap=plan.guidance)
+        out = joint_denoise(canvas, denoiser, scheduler, joint, reference=reference)
     per_step = (time.perf_counter() - began) / steps
     assert out.shape == canvas.shape and torch.isfinite(out).all()
     return {"minutes": minutes, "frames": frames, "views": layout.num_views, "segment": segment or layout.num_views,

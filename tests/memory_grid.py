@@ -29,13 +29,13 @@ def main(kind: str, size: int, method: str) -> None:
     seen = {}
     check = memory.check_host_memory
 
-    def spy(label, value, units, unit_bytes, unit, step=1):
+    def spy(label, value, units, unit_bytes, unit, step=1, **advice):
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # the peak resident set starts again from here
         seen.update(at=status("VmRSS"), counted=memory.WORKING_BYTES + units * unit_bytes)
-        return check(label, value, units, unit_bytes, unit, step)
+        return check(label, value, units, unit_bytes, unit, step, **advice)
 
-    audio.check_host_memory = panorama.check_host_memory = spy
+    memory.check_host_memory = panorama.check_host_memory = spy
     folder = Path(tempfile.mkdtemp())
     if kind == "audio":
         pipe = LongAudioPipeline.from_pipe(tiny_audioldm_pipeline())

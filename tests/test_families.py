@@ -9,7 +9,7 @@ from tiny_pipelines import TINY_SA3_WINDOW_S
 from typer.testing import CliRunner
 
 from swapforward import LongAudioPipeline, SwapForwardError
-from swapforward.core.stochastic import PingPong, with_given_noise
+from swapforward.runtime.stochastic import PingPong, with_given_noise
 from swapforward.frontends.cli import app
 
 

@@ -123,3 +123,24 @@ def test_swap_weights_take_memory_linear_in_the_coverage():
     owners = torch.zeros(layout.length)
     owners.index_add_(0, layout.indices.flatten(), weights.flatten())
     assert torch.equal(owners, torch.ones(layout.length)), "every frame has exactly one owning view"
+
+
+@pytest.mark.parametrize("takes", [1, 4, 6])
+def test_the_memory_advice_is_a_length_that_then_passes(monkeypatch, takes):
+    """Issue 36: 86400 s x 4 takes was told 'at most 43409 s', then refused at 43000 s; 4000 s x 6 takes was counted
+    as if streamed although every take of 4000 s is held."""
+    import re
+
+    from swapforward.runtime import memory
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 8 * 2**30)
+    with pytest.raises(SwapForwardError) as refused:
+        memory.check_audio_memory("--seconds", 86400.0, 16000, takes)
+    assert "more than 80% of the 8.0 GiB free" in str(refused.value)
+    most = float(re.search(r"at most (\d+) s", str(refused.value)).group(1))
+    memory.check_audio_memory("--seconds", most, 16000, takes)  # passes
+    with pytest.raises(SwapForwardError):
+        memory.check_audio_memory("--seconds", most + 1, 16000, takes)
+    held = memory.audio_bytes(4000, 16000, 6)
+    assert held == 4000 * 16000 * 6 * memory.sample_bytes(4000 * 16000), "each 4000 s take is held, not streamed"
+    assert held > memory.audio_bytes(4500, 16000, 1), "a streamed 4500 s take costs less than six held ones"

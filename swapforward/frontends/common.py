@@ -54,22 +54,20 @@ LONG_RUN_SECONDS = 3600
 
 def memory_estimate(kind: Kind, request: Request) -> str:
     """The host-memory estimate the check uses (with the least any model of the kind needs), in words."""
-    from ..runtime.memory import WORKING_BYTES, available_memory_bytes, sample_bytes
+    from ..runtime.memory import WORKING_BYTES, audio_bytes, available_memory_bytes
 
-    samples = request.audio_length_in_s * LEAST_SAMPLE_RATE * request.num_waveforms_per_prompt
-    need = WORKING_BYTES + samples * sample_bytes(samples)
+    need = WORKING_BYTES + audio_bytes(request.audio_length_in_s, LEAST_SAMPLE_RATE, request.num_waveforms_per_prompt)
     return f"needs about {need / 2**30:.1f} GiB of host memory; {available_memory_bytes() / 2**30:.1f} GiB is free"
 
 
 def check_fits(kind: Kind, request: Request, label: Any) -> None:
     """The host-memory check before loading, with the least any model of the kind needs (the pipeline checks again
     with its own model's sample rate or height)."""
-    from ..runtime.memory import BYTES_PER_PIXEL, check_host_memory, sample_bytes
+    from ..runtime.memory import BYTES_PER_PIXEL, check_audio_memory, check_host_memory
 
     if kind.name == "audio":
-        seconds = request.audio_length_in_s
-        samples = seconds * LEAST_SAMPLE_RATE * request.num_waveforms_per_prompt
-        check_host_memory(label("audio_length_in_s"), seconds, samples, sample_bytes(samples), "s")
+        check_audio_memory(label("audio_length_in_s"), request.audio_length_in_s, LEAST_SAMPLE_RATE,
+                           request.num_waveforms_per_prompt)
     else:
         pixels = (request.height or LEAST_HEIGHT) * request.width * request.num_images_per_prompt
         check_host_memory(label("width"), request.width, pixels, BYTES_PER_PIXEL, "px", 8)

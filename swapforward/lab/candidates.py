@@ -17,7 +17,7 @@ import torch
 
 from ..core.envelope import envelope_guidance
 from ..core.merge import reference_swap
-from ..core.stochastic import SchedulerWrapper
+from ..runtime.stochastic import SchedulerWrapper
 
 Swap = Callable[..., torch.Tensor]
 """(views, reference, mask, index) -> views, as `core.sampler.Joint.swap`."""

@@ -23,7 +23,7 @@ from ..core.layout import ViewLayout
 from ..core.methods import METHODS
 from ..core.plan import plan_joint
 from ..core.sampler import Joint, joint_step, repaint_order, start
-from ..core.stochastic import PingPong, SchedulerWrapper
+from ..runtime.stochastic import PingPong, SchedulerWrapper
 from ..options import AUDIO
 from ..pipelines.joint import observed as observed_reference
 from ..pipelines.kept import step_back

@@ -5,7 +5,7 @@ The latent is (batch, 256, frames) of the SAME autoencoder, one frame per `vae.d
 appended as one more token and also given as the global (AdaLN) condition; every view is conditioned as a whole
 clip of its own length. The DiT's rotary positions are internal to each call, so each view is positioned as one
 clip. The distilled checkpoint samples 8 "ping-pong" steps (x0 re-noised with fresh noise, which the engine draws
-once per canvas frame: core.stochastic) without guidance; the base checkpoint 100 deterministic Euler steps.
+once per canvas frame: runtime.stochastic) without guidance; the base checkpoint 100 deterministic Euler steps.
 """
 
 from __future__ import annotations

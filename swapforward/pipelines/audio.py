@@ -20,7 +20,6 @@ from ..io.inputs import read_audio
 from ..models import AUDIO_ADAPTERS
 from ..options import AUDIO, STREAM, Request
 from ..runtime import memory
-from ..runtime.memory import check_host_memory, sample_bytes
 from .base import JointPipeline, spec_signature
 from .joint import JointResult
 from .kept import Kept, Media, edge_ramp
@@ -219,10 +218,9 @@ class LongAudioPipeline(JointPipeline):
     def layout(self, request: Request) -> tuple[ViewLayout, tuple[int, ...]]:
         adapter = self.adapter
         seconds = request.audio_length_in_s
-        samples = seconds * adapter.sample_rate * request.num_waveforms_per_prompt  # every take is decoded
         latent = math.prod(adapter.latent_shape(1)) * torch.finfo(adapter.dtype).bits / 8 / adapter.frame_samples
-        check_host_memory("audio_length_in_s", seconds, samples,
-                          sample_bytes(samples, latent, adapter.spectrogram_bytes_per_sample), "s")
+        memory.check_audio_memory("audio_length_in_s", seconds, adapter.sample_rate, request.num_waveforms_per_prompt,
+                                  latent, adapter.spectrogram_bytes_per_sample)  # every take is decoded
         frames, _ = self.frames_for(seconds, request.loop)
         window = self.window_frames(request)
         if request.tail_shift >= window:
@@ -274,7 +272,7 @@ class LongAudioPipeline(JointPipeline):
         return media
 
     def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
-               seed: int | None, media: Media) -> LongAudioOutput:
+               seed: int | None, media: Media, progress_bar: bool = False) -> LongAudioOutput:
         adapter = self.adapter
         _, samples = self.frames_for(request.audio_length_in_s, request.loop)
         mel, waves = adapter.decode_chunks(latents, window=layout.window, loop=request.loop)
@@ -282,10 +280,11 @@ class LongAudioPipeline(JointPipeline):
         streamed = (samples * adapter.channels > memory.STREAM_SAMPLES and media.splice is None
                     and request.rank == "none" and (decoded == samples or not request.loop))
         audio, stream = None, None
+        shown = progress_bar and samples >= DECODE_BAR_SECONDS * adapter.sample_rate
         if streamed:  # hours: decoded piece by piece as the file is written
-            stream = lambda: cut(waves(), samples)  # noqa: E731
+            stream = lambda: decoding(cut(waves(), samples), samples, shown, "decode and write")  # noqa: E731
         else:
-            audio = np.concatenate(list(waves()), axis=-1)
+            audio = np.concatenate(list(decoding(waves(), decoded, shown, "decode")), axis=-1)
             decoded = audio.shape[-1]
             if request.loop and decoded != samples:  # whole latent frames -> the exact period, seamless
                 audio = resample_circular(audio, samples)
@@ -312,6 +311,23 @@ class LongAudioPipeline(JointPipeline):
             kept=[(a / adapter.sample_rate, b / adapter.sample_rate) for a, b in media.splice[2]]
             if media.splice else [],
         )
+
+
+#: Outputs at least this long show their decode (and, streamed, their write) as a progress bar.
+DECODE_BAR_SECONDS = 600
+
+
+def decoding(pieces: Iterator[np.ndarray], total: int, shown: bool, what: str) -> Iterator[np.ndarray]:
+    """The pieces, with a progress bar of the samples they hold when `shown` (an hour's decode takes a minute)."""
+    if not shown:
+        yield from pieces
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=what, unit="sample", unit_scale=True) as bar:
+        for piece in pieces:
+            bar.update(piece.shape[-1])
+            yield piece
 
 
 def cut(pieces: Iterator[np.ndarray], samples: int) -> Iterator[np.ndarray]:

@@ -185,7 +185,7 @@ class JointPipeline:
                            lpips=lpips, save=None if save_state is None else (save_state, save_every, asked),
                            resume=resumed, interrupt=interrupt)
         outputs = [self.output(request, layout, result.latents[b : b + 1], result, None if seed is None else seed + b,
-                               media) for b in range(takes)]
+                               media, progress_bar) for b in range(takes)]
         for index, output in enumerate(outputs):
             output.info["take"] = index
         if request.rank != "none" and takes > 1:
@@ -224,8 +224,9 @@ class JointPipeline:
         return Media()
 
     def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
-               seed: int | None, media: Media) -> Any:
-        """One denoised canvas (`latents`, batch 1) decoded into the pipeline's output (with the input spliced in)."""
+               seed: int | None, media: Media, progress_bar: bool = False) -> Any:
+        """One denoised canvas (`latents`, batch 1) decoded into the pipeline's output (with the input spliced in);
+        `progress_bar` shows a long decode's progress."""
         raise NotImplementedError
 
     def step_callback(

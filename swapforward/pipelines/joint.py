@@ -26,7 +26,7 @@ from ..core.layout import ViewLayout
 from ..core.methods import get_method
 from ..core.plan import plan_joint
 from ..core.sampler import Joint, LoopState, StepNoise, repaint_order, start
-from ..core.stochastic import draws_noise, with_given_noise
+from ..runtime.stochastic import draws_noise, with_given_noise
 from ..core.timeline import frame_segments, view_mix, view_reference
 from ..errors import SwapForwardError
 from ..models.base import LatentAdapter

@@ -151,7 +151,7 @@ class PanoramaPipeline(JointPipeline):
         return media
 
     def output(self, request: Request, layout: ViewLayout, latents: torch.Tensor, result: JointResult,
-               seed: int | None, media: Media) -> PanoramaOutput:
+               seed: int | None, media: Media, progress_bar: bool = False) -> PanoramaOutput:
         adapter = self.adapter
         array = adapter.decode(latents, tile=layout.window, loop=request.loop)
         if media.splice is not None:

@@ -9,6 +9,7 @@ cannot be measured (CPU, MPS) take `HOST_VIEW_BATCH` views per call: larger batc
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,22 +147,64 @@ AUDIOLDM_LATENT_BYTES, AUDIOLDM_SPECTROGRAM_BYTES = 0.8, 1.6
 
 def sample_bytes(samples: float, latent_bytes: float = AUDIOLDM_LATENT_BYTES,
                  spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES) -> float:
-    """Host memory per output sample for an output of `samples`, for a model whose latent and held spectrogram take
-    `latent_bytes` and `spectrogram_bytes` per sample: the loop's canvases and the spectrogram, plus the waveform
-    and its copies unless the output is streamed to its file."""
+    """Host memory per output sample for a take of `samples` (every take is held or streamed by its own length), for
+    a model whose latent and held spectrogram take `latent_bytes` and `spectrogram_bytes` per sample: the loop's
+    canvases and the spectrogram, plus the waveform and its copies unless the take is streamed to its file."""
     held = BYTES_PER_SAMPLE if samples <= STREAM_SAMPLES else 0
     return LOOP_CANVASES * latent_bytes + spectrogram_bytes + held
 
 
-def check_host_memory(label: str, value: float, units: float, unit_bytes: float, unit: str, step: int = 1) -> None:
+def check_host_memory(label: str, value: float, units: float, unit_bytes: float, unit: str, step: int = 1,
+                      bytes_at: Callable[[float], float] | None = None, breaks: tuple[float, ...] = ()) -> None:
     """Refuse, in one sentence, an output of `units` samples or pixels that would not fit in the free host memory,
-    naming the most `label` that fits (in multiples of `step`)."""
+    naming the most `label` that fits (in multiples of `step`). `bytes_at(v)` is the output's bytes at `label` = v
+    (default: proportional), increasing between `breaks` (where a take starts to be streamed and costs less): the
+    advice is a value that passes this same check."""
     available = available_memory_bytes()
+    budget = HEADROOM * available - WORKING_BYTES
     need = WORKING_BYTES + units * unit_bytes
     if need > HEADROOM * available:
-        most = int(max(0.0, HEADROOM * available - WORKING_BYTES) * value / (units * unit_bytes)) // step * step
+        bytes_at = bytes_at or (lambda v: units * unit_bytes * v / value)
+        most = largest_fitting(bytes_at, budget, value, step, breaks)
         raise SwapForwardError(f"{label}={value!r} needs about {need / 2**30:.1f} GiB of memory, more than "
-                               f"{HEADROOM:.0%} of the {available / 2**30:.1f} GiB free; ask for at most {most} {unit}.")
+                               f"{HEADROOM:.0%} of the {available / 2**30:.1f} GiB free; ask for at most {most:g} "
+                               f"{unit}.")
+
+
+def audio_bytes(seconds: float, rate: int, takes: int, latent_bytes: float = AUDIOLDM_LATENT_BYTES,
+                spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES) -> float:
+    """Host memory `takes` takes of `seconds` at `rate` need at the end of a run, each held or streamed by its own
+    length (the working set aside)."""
+    return seconds * rate * takes * sample_bytes(seconds * rate, latent_bytes, spectrogram_bytes)
+
+
+def check_audio_memory(label: str, seconds: float, rate: int, takes: int, latent_bytes: float = AUDIOLDM_LATENT_BYTES,
+                       spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES) -> None:
+    """`check_host_memory` for audio: its advice counts the takes, and where a take starts to be streamed."""
+    def bytes_at(value: float) -> float:
+        return audio_bytes(value, rate, takes, latent_bytes, spectrogram_bytes)
+
+    samples = seconds * rate * takes
+    check_host_memory(label, seconds, samples, bytes_at(seconds) / samples, "s", bytes_at=bytes_at,
+                      breaks=(STREAM_SAMPLES / rate,))
+
+
+def largest_fitting(bytes_at: Callable[[float], float], budget: float, value: float, step: int,
+                    breaks: tuple[float, ...] = ()) -> float:
+    """The largest multiple of `step` below `value` whose `bytes_at` is within `budget` (0 if none), for bytes that
+    increase with the value between `breaks` (bisection in each stretch, the highest first)."""
+    edges = sorted({0.0, float(value), *(float(b) for b in breaks if 0 < b < value)})
+    for lo, hi in reversed(list(zip(edges, edges[1:]))):
+        first, last = math.floor(lo / step) + (1 if lo > 0 else 0), math.floor(hi / step)
+        if hi == value and last * step >= value:
+            last -= 1  # the value asked for did not fit
+        if last < first or bytes_at(first * step) > budget:
+            continue
+        while first < last:
+            middle = (first + last + 1) // 2
+            first, last = (middle, last) if bytes_at(middle * step) <= budget else (first, middle - 1)
+        return first * step
+    return 0
 
 
 #: Host bytes per view frame that a layout's buffers take (frame indices, merge and swap weights, the reference mask,
