@@ -150,5 +150,5 @@ def test_cli_panorama_bad_input(tiny_sd_dir, tmp_path, args, message):
 def test_cli_refuses_an_audio_model_for_panoramas(tiny_model_dir, tmp_path):
     result = runner.invoke(app, ["panorama", "forest", "--model", tiny_model_dir, "--out", str(tmp_path / "p.png")])
     assert result.exit_code == 2
-    expected = "is a AudioLDMPipeline, which this command does not support; supported: StableDiffusionPipeline"
+    expected = "is an AudioLDMPipeline, which this command does not support; supported: StableDiffusionPipeline"
     assert expected in result.stderr

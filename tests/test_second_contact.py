@@ -144,3 +144,31 @@ def test_the_memory_advice_is_a_length_that_then_passes(monkeypatch, takes):
     held = memory.audio_bytes(4000, 16000, 6)
     assert held == 4000 * 16000 * 6 * memory.sample_bytes(4000 * 16000), "each 4000 s take is held, not streamed"
     assert held > memory.audio_bytes(4500, 16000, 1), "a streamed 4500 s take costs less than six held ones"
+
+
+def test_a_closed_tab_stops_only_its_own_run_within_a_view_batch(tiny_model_dir, tiny_sd_dir, tmp_path):
+    import threading
+
+    from swapforward.frontends.app import Cancelled, Studio
+
+    studio = Studio(tiny_model_dir, tiny_sd_dir, tmp_path / "results", device="cpu")
+    outcome, steps = [], []
+
+    def report(done, total):
+        steps.append(done)
+        if done == 1:
+            assert not studio.cancel_for("another tab"), "another visitor's tab closing leaves it running"
+            assert studio.cancel_for("my tab")
+
+    def run():
+        try:
+            studio.audio("rain", seed=1, progress=report, owner="my tab", seconds=0.15, steps=30, method="md",
+                         window_seconds=0.064)
+        except Cancelled as stop:
+            outcome.append(str(stop))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(120)
+    assert outcome == ["cancelled in step 2 of 30; nothing was written"] and steps == [1]
+    assert studio.owner is None and not studio.cancel_for("my tab")

@@ -129,6 +129,8 @@ class Studio:
         self._busy = threading.Lock()  # one generation at a time: the next waits for a cancelled one to stop
         self._stop = threading.Event()
         self._steps = (0, 0)  # (steps done, steps) of the running generation, for what Cancel says
+        self.owner: str | None = None
+        """The page session whose generation runs (a closed tab cancels its own run only)."""
         self.live: Any = None
         """The Live tab's broadcast (frontends/live.py), served at /live/stream.wav; one at a time."""
 
@@ -141,15 +143,23 @@ class Studio:
         return True
 
     @contextmanager
-    def _running(self) -> Iterator[None]:
-        """Hold the studio for one generation; a cancelled one frees the device's cached memory."""
+    def _running(self, owner: str | None = None) -> Iterator[None]:
+        """Hold the studio for one generation (started by the page session `owner`); a cancelled one frees the
+        device's cached memory."""
         with self._busy:
             self._stop.clear()
+            self.owner = owner
             try:
                 yield
             except Cancelled:
                 release_device_memory()
                 raise
+            finally:
+                self.owner = None
+
+    def cancel_for(self, owner: str | None) -> bool:
+        """Cancel the running generation if the page session `owner` started it (its tab was closed)."""
+        return owner is not None and self.owner == owner and self.cancel()
 
     def _interrupt(self) -> None:
         """Before every model call: stop a cancelled run there, within one view batch."""
@@ -197,7 +207,8 @@ class Studio:
         return spec.check({**values, "prompt": prompt}, "app"), output
 
     def audio(self, prompt: str, file_format: str = "flac", model: str | None = None, progress_bar: bool = True,
-              progress: Progress | None = None, **values: Any) -> tuple[str, str, list[str], str]:
+              progress: Progress | None = None, owner: str | None = None,
+              **values: Any) -> tuple[str, str, list[str], str]:
         """Generate audio; (sound file, spectrogram PNG, every take's file, one-line summary) of the first (or best)
         take. `values` are the audio options by field name (seconds, method, loop, steps, takes, loudness, ...);
         `progress(done, total)` is called after every denoising step."""
@@ -205,7 +216,7 @@ class Studio:
         request, output = self.request("audio", prompt, values)
         check_loudness(request, output, "loudness")
         check_ranking(request)
-        with self._running():
+        with self._running(owner):
             start = time.perf_counter()
             pipe = self.pipeline("audio", model)
             request = pipe.resolve(request)
@@ -221,11 +232,12 @@ class Studio:
         return str(files[0]), str(picture), [str(f) for f in files], summary
 
     def panorama(self, prompt: str, model: str | None = None, progress_bar: bool = True,
-                 progress: Progress | None = None, **values: Any) -> tuple[str, list[str], str]:
+                 progress: Progress | None = None, owner: str | None = None,
+                 **values: Any) -> tuple[str, list[str], str]:
         """Generate a panorama; (PNG of the first or best take, every take's PNG, one-line summary)."""
         request, output = self.request("panorama", prompt, values)
         check_ranking(request)
-        with self._running():
+        with self._running(owner):
             start = time.perf_counter()
             pipe = self.pipeline("panorama", model)
             request = pipe.resolve(request)
@@ -497,18 +509,22 @@ def build_app(studio: Studio) -> Any:
                 targets = [*shown_outputs, *outputs[-2:], command, history, *menus]
                 results = len(targets)
 
-                def generate(history_now, *args, progress=gr.Progress(), kind=kind, keys=keys,  # noqa: B008
-                             results=results):
+                def generate(history_now, *args, request: gr.Request, progress=gr.Progress(),  # noqa: B008
+                             kind=kind, keys=keys, results=results):
                     values = dict(zip(keys, args, strict=True))
                     report = eta_report(progress)
                     model = studio.model_id(kind, values.get("model"))
+                    owner = getattr(request, "session_hash", None)
+                    if studio._busy.locked():
+                        gr.Info("Another generation is running on this machine (one at a time); yours starts when "
+                                "it ends.")
                     try:
                         if kind == "audio":
-                            sound, picture, files, summary = studio.audio(**values, progress=report)
+                            sound, picture, files, summary = studio.audio(**values, progress=report, owner=owner)
                             line = equivalent_command(kind, values, seed_of(summary), files, model)
                             return (studio.playable(sound), picture, files, summary, line,
                                     *remembered(history_now, files, studio.playable))
-                        path, files, summary = studio.panorama(**values, progress=report)
+                        path, files, summary = studio.panorama(**values, progress=report, owner=owner)
                     except SwapForwardError as error:  # one sentence; the earlier results stay on the page
                         print(f"swapforward app: refused: {error}", file=sys.stderr, flush=True)
                         gr.Warning(str(error))
@@ -529,7 +545,7 @@ def build_app(studio: Studio) -> Any:
                             if stopping else "Nothing is running.")
 
                 event = run.click(generate, [history, *inputs.values()], targets, api_name=kind,
-                                  concurrency_id="gpu", concurrency_limit=1)
+                                  concurrency_id="gpu", concurrency_limit=2)  # the second waits in the studio, told why
                 cancel.click(stop, None, outputs[-1], cancels=[event], api_name=f"cancel_{kind}",
                              concurrency_limit=None)
                 toggled = [o for o in options if o.methods]
@@ -552,6 +568,11 @@ def build_app(studio: Studio) -> Any:
                     for control in (turning, angle):
                         control.change(turn, [shown_picture, turning, angle], viewer, api_name=False)
         live_tab(gr, studio)
+
+        def closed(request: gr.Request) -> None:
+            studio.cancel_for(getattr(request, "session_hash", None))  # a closed tab's run stops within a batch
+
+        demo.unload(closed)
     return demo
 
 
