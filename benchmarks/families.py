@@ -70,7 +70,7 @@ def image_row(name: str, build, repeat: int) -> str:
     steps, guidance = out.info["steps"], pano.resolve(pano.spec.check({"prompt": "x"})).guidance_scale
     extra = ({"true_cfg_scale": guidance, "negative_prompt": " "} if name == "Qwen-Image"
              else {"guidance_scale": guidance})
-    base = median_seconds(lambda: pipe(prompt, height=64, width=64, num_inference_steps=steps,
+    base = median_seconds(lambda: pipe(prompt=prompt, height=64, width=64, num_inference_steps=steps,
                                        generator=torch.Generator().manual_seed(0), **extra), repeat)
     joint = median_seconds(lambda: pano(prompt, height=64, width=160, view_width=64, seed=0, progress_bar=False),
                            repeat)

@@ -9,6 +9,7 @@ a refusal wiping the earlier result.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -33,7 +34,10 @@ def main(folder: str) -> None:
     tiny_sd_pipeline().save_pretrained(models / "image")
     studio = Studio(str(models / "audio"), str(models / "image"), models / "results", device="cpu")
     demo = build_app(studio)
-    demo.launch(server_name="127.0.0.1", server_port=7861, prevent_thread_lock=True, quiet=True,
+    with socket.socket() as probe:  # a free port: a fixed one may be another server's
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 allowed_paths=[str(studio.output_dir)])
     options = webdriver.ChromeOptions()
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1500,2400"):
@@ -79,7 +83,7 @@ def main(folder: str) -> None:
             failures.append(what)
 
     try:
-        browser.get("http://127.0.0.1:7861/")
+        browser.get(f"http://127.0.0.1:{port}/")
         time.sleep(4)
         shot("app-audio-form")
         check(field("audio-seconds").get_attribute("value") == "", "the seconds field is empty, not 0")

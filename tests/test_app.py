@@ -166,6 +166,8 @@ def test_the_page_has_a_cancel_button_for_each_generation(studio):
     cancels = {}
     for dependency in config["dependencies"]:
         for target, _ in dependency["targets"]:
+            if target not in by_id:  # the page itself (its unload: a closed tab)
+                continue
             label = by_id[target]["props"].get("value")
             if label == "Cancel":
                 cancels[by_id[target]["props"]["elem_id"]] = dependency["cancels"]
@@ -300,7 +302,7 @@ def test_cancel_on_the_served_page_stops_the_server_side_run(studio):
         assert client.predict(api_name="/cancel_audio").startswith("Cancelled: the audio run stops")
         started = time.time()
         result = job.result(timeout=60)
-        assert result[3].startswith("Cancelled: cancelled in step") and time.time() - started < 10
+        assert result[3].startswith("Cancelled: cancelled ") and time.time() - started < 10
         assert set(studio.output_dir.iterdir()) == before
         *_, summary, _, _, _ = client.predict(*app_arguments(**{**values, "steps": 2}), api_name="/audio")
         assert "seed 3" in summary, "the next run starts at once"

@@ -90,7 +90,9 @@ def test_cli_bad_input_is_one_line_without_traceback_or_file(tiny_model_dir, tmp
     result = run(*base, *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
-    assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+    *loading, error = result.stderr.strip().splitlines()  # an error after the model loads follows its one line
+    assert error.startswith("error: ") and "Traceback" not in result.output
+    assert all(line.startswith("loading ") for line in loading) and len(loading) <= 1
     assert not out.exists()
 
 

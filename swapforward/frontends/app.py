@@ -509,7 +509,7 @@ def build_app(studio: Studio) -> Any:
                 targets = [*shown_outputs, *outputs[-2:], command, history, *menus]
                 results = len(targets)
 
-                def generate(history_now, *args, request: gr.Request, progress=gr.Progress(),  # noqa: B008
+                def generate(history_now, *args, request=None, progress=gr.Progress(),  # noqa: B008
                              kind=kind, keys=keys, results=results):
                     values = dict(zip(keys, args, strict=True))
                     report = eta_report(progress)
@@ -544,6 +544,7 @@ def build_app(studio: Studio) -> Any:
                     return (f"Cancelled: the {kind} run stops after its current step and writes nothing."
                             if stopping else "Nothing is running.")
 
+                generate.__annotations__["request"] = gr.Request  # gradio passes the page session by this type
                 event = run.click(generate, [history, *inputs.values()], targets, api_name=kind,
                                   concurrency_id="gpu", concurrency_limit=2)  # the second waits in the studio, told why
                 cancel.click(stop, None, outputs[-1], cancels=[event], api_name=f"cancel_{kind}",
@@ -569,9 +570,10 @@ def build_app(studio: Studio) -> Any:
                         control.change(turn, [shown_picture, turning, angle], viewer, api_name=False)
         live_tab(gr, studio)
 
-        def closed(request: gr.Request) -> None:
+        def closed(request: Any = None) -> None:
             studio.cancel_for(getattr(request, "session_hash", None))  # a closed tab's run stops within a batch
 
+        closed.__annotations__["request"] = gr.Request
         demo.unload(closed)
     return demo
 

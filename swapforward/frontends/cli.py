@@ -232,11 +232,11 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
         from ..runtime import distributed
 
         shared = distributed.join_from_environment()  # under torchrun: one piece, its views shared by the processes
-        if distributed.is_first():
-            long_run = kind.name == "audio" and request.audio_length_in_s >= LONG_RUN_SECONDS
-            typer.echo(f"loading {load.model or kind.default_model} ..." +
-                       (f" ({memory_estimate(kind, request)})" if long_run else ""), err=True)
-        pipe = load_model(kind, load, device=distributed.process_device(load.device) if shared else None)
+        long_run = kind.name == "audio" and request.audio_length_in_s >= LONG_RUN_SECONDS
+        note = f" ({memory_estimate(kind, request)})" if long_run else ""
+        announce = (lambda line: typer.echo(line + note, err=True)) if distributed.is_first() else None
+        pipe = load_model(kind, load, device=distributed.process_device(load.device) if shared else None,
+                          announce=announce)
         start = time.perf_counter()
         result = pipe.generate(request, progress_bar=True, save_state=run.save_state, save_every=run.save_every,
                                resume_from=run.resume)
@@ -305,8 +305,7 @@ def stream(
         check_stream_output(output, sys.stdout.isatty())
         if output.resume is not None and not output.resume.is_file():
             raise SwapForwardError(f"Cannot resume from {str(output.resume)!r}: no such file.")
-        typer.echo("loading the model ...", err=True)
-        pipe = load_model(KINDS["audio"], load)
+        pipe = load_model(KINDS["audio"], load, announce=lambda line: typer.echo(line, err=True))
         live = pipe.open_stream(request, progress_bar=False, resume_from=output.resume)
         if output.serve:
             from .live import serve

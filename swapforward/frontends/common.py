@@ -73,9 +73,17 @@ def check_fits(kind: Kind, request: Request, label: Any) -> None:
         check_host_memory(label("width"), request.width, pixels, BYTES_PER_PIXEL, "px", 8)
 
 
-def load_model(kind: Kind, load: Request, device: str | None = None) -> Any:
-    """The pipeline of `kind` loaded as `load` says (device, dtype and scheduler are checked before any download)."""
+def load_model(kind: Kind, load: Request, device: str | None = None, announce: Any = None) -> Any:
+    """The pipeline of `kind` loaded as `load` says (device, dtype and scheduler are checked before any download);
+    `announce(line)` says that the weights are loading, once the model has passed every check that needs no weights
+    (so a bad id or folder is still one line)."""
+    from ..models import preflight
+
     quiet_libraries()
+    model = load.model or kind.default_model
+    if announce is not None:
+        preflight(model, kind.pipeline_class().adapters)
+        announce(f"loading {model} ...")
     return kind.pipeline_class().from_pretrained(
         load.model or kind.default_model, device=device or load.device, torch_dtype=load.dtype,
         scheduler=load.scheduler, compile=load.compile,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from typing import Any
@@ -103,6 +104,7 @@ def _load_error(model_id: str, error: Exception) -> SwapForwardError:
     return SwapForwardError(f"Could not load model {model_id!r}: {first}")
 
 
+@functools.lru_cache(maxsize=1)
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face hub answers on its port, so an offline machine fails fast, without retries."""
     from huggingface_hub import constants
@@ -157,6 +159,19 @@ def check_model(model_id: str, supported: dict[str, type], local_files_only: boo
     return path, local
 
 
+def preflight(model_id: str, supported: dict[str, type], local_files_only: bool = False) -> tuple[str, bool]:
+    """Everything that can refuse a model before its weights load (a malformed id before the network is tried, a
+    missing folder, an uncached id offline, an unsupported pipeline class): (the path or id to load, whether only
+    local files may be read)."""
+    hub = isinstance(model_id, str) and model_id.strip() and not looks_like_path(model_id) and not os.path.isdir(
+        os.path.expanduser(model_id))
+    if hub:
+        check_hub_id(model_id)
+        local_files_only = local_files_only or not hub_reachable()
+    path, _ = check_model(model_id, supported, local_files_only)
+    return path, local_files_only
+
+
 def load_pipeline(model_id: str, supported: dict[str, type], **kwargs: Any) -> Any:
     """Load a diffusers pipeline by hub id or local folder, refusing families without an adapter first.
 
@@ -164,13 +179,9 @@ def load_pipeline(model_id: str, supported: dict[str, type], **kwargs: Any) -> A
     """
     from diffusers import DiffusionPipeline
 
-    hub = isinstance(model_id, str) and model_id.strip() and not looks_like_path(model_id) and not os.path.isdir(
-        os.path.expanduser(model_id))
-    if hub:
-        check_hub_id(model_id)  # a malformed id is refused before the network is tried
-        if not hub_reachable():
-            kwargs["local_files_only"] = True
-    path, _ = check_model(model_id, supported, kwargs.get("local_files_only", False))
+    path, offline = preflight(model_id, supported, kwargs.get("local_files_only", False))
+    if offline:
+        kwargs["local_files_only"] = True
     try:
         return DiffusionPipeline.from_pretrained(path, **kwargs)
     except Exception as error:

@@ -307,6 +307,7 @@ class StepProgress:
     def step(self) -> None:
         self.steps += 1
         self.bar.update(self.steps - self.bar.n)
+        self.bar.n = self.steps  # whole steps show as whole numbers (6/6, not 6.0/6)
 
 
 def after_step(baseline: Any, progress: StepProgress, kept: Kept | None, noise: torch.Tensor, scheduler: Any,

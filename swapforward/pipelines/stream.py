@@ -15,6 +15,7 @@ and a saved state (a few blocks' worth of context, no audio history) resumes it 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import os
@@ -33,6 +34,7 @@ from ..errors import SwapForwardError
 from ..io.files import write_atomic
 from ..options import RANDOM_SEED, Request
 from ..prompts import Segment
+from ..runtime.memory import release_host_memory
 from .continuation import Continuation
 from .joint import generators, run_joint, timesteps_for
 
@@ -231,6 +233,8 @@ class AudioStream:
             state.start += frames - self.context
             state.block += 1
             self._stopped = self._stopped or last
+        gc.collect()  # the block's cyclic garbage (scheduler copies, hooks), then its freed pages, go back: flat for hours
+        release_host_memory()
         return out
 
     @cached_property

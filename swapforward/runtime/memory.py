@@ -223,6 +223,28 @@ def check_view_memory(views: int, window: int, label: str, value: float) -> None
                                f"free; use a smaller {label} or a shorter output.")
 
 
+def release_host_memory() -> None:
+    """Give the C allocator's free pages back to the system (glibc's malloc_trim; nothing elsewhere). A stream calls
+    it after every block: without it, glibc keeps the freed buffers of varying sizes and the resident memory of an
+    endless stream creeps up (+21 MiB over an hour of audio, flat with it; benchmarks/stream.py)."""
+    import ctypes
+    import ctypes.util
+
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _libc = ctypes.CDLL(name) if name else False
+        except OSError:
+            _libc = False
+    trim = getattr(_libc, "malloc_trim", None) if _libc else None
+    if trim is not None:
+        trim(0)
+
+
+_libc = None
+
+
 def available_memory_bytes() -> int:
     """Host memory available now (MemAvailable), or the physical total where that cannot be read."""
     try:
