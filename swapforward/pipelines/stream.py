@@ -30,6 +30,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..core.layout import ViewLayout, stride_for
+from ..core.methods import get_method
 from ..errors import SwapForwardError
 from ..io.files import write_atomic
 from ..options import RANDOM_SEED, Request
@@ -141,8 +142,6 @@ class AudioStream:
         the stream time (s) where the change starts."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise SwapForwardError("The new prompt is empty; describe what to generate.")
-        from ..core.methods import get_method
-
         if get_method(self.request.method).one_prompt:
             raise SwapForwardError(f"{self.request.method} conditions every view alike, so its prompt cannot change; "
                                    f"use another method to change it while it plays.")
