@@ -86,7 +86,8 @@ def main() -> None:
     print(f"| {args.seconds:g} s one-shot run, whole | {one_shot:.2f} s |")
     print(f"| one-shot / stream first audio | {one_shot / first_stream:.1f}x |")
     print(f"| stream real-time factor ({args.hour:g} s) | {wall / args.hour:.3f} |")
-    print(f"| resident memory after {settled[0][0]:.0f} s / at the end | {settled[0][1]:.0f} / {settled[-1][1]:.0f} MiB |")
+    print(f"| resident memory after {settled[0][0]:.0f} s / at the end | {settled[0][1]:.0f} / {settled[-1][1]:.0f} "
+          f"MiB |")
     print(f"| memory slope after {settled[0][0]:.0f} s | {slope:+.1f} MiB per hour of audio |")
 
 

@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from swapforward.pipelines import audio, panorama  # noqa: E402
+from swapforward.pipelines import panorama  # noqa: E402
 from swapforward.runtime import memory  # noqa: E402
 
 

@@ -9,8 +9,8 @@ from tiny_pipelines import TINY_SA3_WINDOW_S
 from typer.testing import CliRunner
 
 from swapforward import LongAudioPipeline, SwapForwardError
-from swapforward.runtime.stochastic import PingPong, with_given_noise
 from swapforward.frontends.cli import app
+from swapforward.runtime.stochastic import PingPong, with_given_noise
 
 
 def _sa3_base(pipe, guidance: float, steps: int | None = None) -> np.ndarray:

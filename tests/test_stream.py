@@ -23,7 +23,7 @@ from swapforward.pipelines.continuation import Continuation
 from swapforward.pipelines.stream import StreamState
 
 WINDOW_S = 0.064  # 32 latent frames of 2 ms in the tiny models: a block of 2 views is 58 frames, 0.116 s
-KW = dict(window_seconds=WINDOW_S, num_inference_steps=4, seed=3, progress_bar=False)
+KW = dict(window_seconds=WINDOW_S, num_inference_steps=2, seed=3, progress_bar=False)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +53,11 @@ def test_the_first_block_of_a_long_stream_is_the_plain_run_of_one_block(long):
 
 
 def test_piece_sizes_change_no_sample_and_the_length_is_exact(long):
-    blocks = joined(long.stream("rain", audio_length_in_s=0.5, **KW))
+    options = {**KW, "audio_length_in_s": 0.5, "num_inference_steps": 2}
+    blocks = joined(long.stream("rain", **options))
     assert blocks.shape == (1, 8000) and np.isfinite(blocks).all() and np.abs(blocks).max() > 0
-    for size in (1, 777, 8000, 9000):
-        pieces = list(long.stream("rain", audio_length_in_s=0.5, **KW).pieces(size))
+    for size in (1, 777, 9000):
+        pieces = list(long.stream("rain", **options).pieces(size))
         assert all(p.shape[-1] == size for p in pieces[:-1])
         assert np.array_equal(np.concatenate(pieces, axis=-1), blocks)
 
@@ -132,11 +133,11 @@ def test_a_live_prompt_change_starts_at_the_next_block_and_leaves_the_past_alone
 
 
 def test_a_timeline_runs_over_stream_time(long):
-    options = {**KW, "audio_length_in_s": 2.2, "num_inference_steps": 2}
+    options = {**KW, "audio_length_in_s": 2.2, "num_inference_steps": 1, "window_seconds": 0.512}
     plain = joined(long.stream("rain", **options))
     timeline = joined(long.stream(prompt=[(0, "rain"), (1.1, "thunder")], **options))
     assert timeline.shape == plain.shape == (1, 35200)
-    before = 16000  # every block that ends before 1.1 s is made as without the change
+    before = 12800  # the first block (0.92 s, up to its cut) is made as without the change
     assert np.array_equal(timeline[:, :before], plain[:, :before])
     assert not np.array_equal(timeline[:, 20000:], plain[:, 20000:])
 

@@ -606,7 +606,8 @@ def live_tab(gr: Any, studio: Studio) -> None:
                                                       **common)
                         else:
                             fields[key] = gr.Textbox(value="" if value is None else str(value),
-                                                     placeholder=f"empty: {option.unset_for('audio') or 'the default'}", **common)
+                                                     placeholder=f"empty: {option.unset_for('audio') or 'the default'}",
+                                                     **common)
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="live-start")
                     change = gr.Button("Change", elem_id="live-change")

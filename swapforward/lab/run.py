@@ -23,10 +23,10 @@ from ..core.layout import ViewLayout
 from ..core.methods import METHODS
 from ..core.plan import plan_joint
 from ..core.sampler import Joint, joint_step, repaint_order, start
-from ..runtime.stochastic import PingPong, SchedulerWrapper
 from ..options import AUDIO
 from ..pipelines.joint import observed as observed_reference
 from ..pipelines.kept import step_back
+from ..runtime.stochastic import PingPong, SchedulerWrapper
 from . import metrics
 from .candidates import GUIDANCES, reconstruction_guided
 from .worlds import GaussianWorld, StylesWorld, denoiser

@@ -144,7 +144,8 @@ def chain(lab: Lab, world: StylesWorld, candidate: Candidate, blocks: int, strea
     calls = views * steps + guided
     return {"candidate": candidate.name, "blocks": blocks, "streams": streams, "agreement": agreement,
             "style_shares": shares, "mix_error": mix, "repetition": repetition,
-            "seam_step": step, "seam_variance": variance, "inside_step": step_inside, "inside_variance": variance_inside,
+            "seam_step": step, "seam_variance": variance, "inside_step": step_inside,
+            "inside_variance": variance_inside,
             "calls_per_window": calls * window / new, "context": context, "block_frames": length}
 
 
@@ -195,7 +196,8 @@ def gaussian_row(lab: Lab, world: GaussianWorld, candidate: Candidate, blocks: i
     return {"candidate": candidate.name, "blocks": blocks, "frames": frames, "sampled": not exact,
             "kl_per_frame": metrics.gaussian_kl(cov, truth) - bias,
             "whole_kl_per_frame": metrics.gaussian_kl(whole_cov, truth) - whole_bias,
-            "lost_dimensions": metrics.lost_dimensions(cov), "whole_lost_dimensions": metrics.lost_dimensions(whole_cov)}
+            "lost_dimensions": metrics.lost_dimensions(cov),
+            "whole_lost_dimensions": metrics.lost_dimensions(whole_cov)}
 
 
 def gaussian_markdown(rows: list[dict[str, Any]]) -> str:

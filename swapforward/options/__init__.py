@@ -26,10 +26,20 @@ from .commands import (
     STREAM_OUTPUT,
     markdown_table,
 )
-from .generation import AUDIO, DEFAULT_SECONDS, METHOD_OPTIONS, PANORAMA, SPECS, STREAM, STREAM_OPTIONS, check_multiple
+from .generation import (
+    AUDIO,
+    DEFAULT_SECONDS,
+    METHOD_OPTIONS,
+    PANORAMA,
+    SPECS,
+    STREAM,
+    STREAM_OPTIONS,
+    check_multiple,
+)
 from .spec import MAX_SEED, RANDOM_SEED, SOURCES, TYPES, Option, OptionType, Request, Rule, Spec, listed
 
 __all__ = ["ANALYZE", "AUDIO", "CLAP_MODELS", "DEFAULT_MODELS", "DEFAULT_SECONDS", "DTYPE_NAMES", "EVALUATE", "LAB",
            "LOAD", "MAX_SEED", "METHOD_OPTIONS", "OUTPUT", "PANORAMA", "RANDOM_SEED", "RUN", "SAMPLE_RATES",
-           "SCHEDULER_CHOICES", "SCHEDULER_CLASSES", "SERVE", "SIDECAR", "STREAM", "STREAM_OPTIONS", "STREAM_OUTPUT", "SOURCES", "SPECS", "TYPES", "Option",
+           "SCHEDULER_CHOICES", "SCHEDULER_CLASSES", "SERVE", "SIDECAR", "STREAM", "STREAM_OPTIONS", "STREAM_OUTPUT",
+           "SOURCES", "SPECS", "TYPES", "Option",
            "OptionType", "Request", "Rule", "Spec", "check_multiple", "listed", "markdown_table"]

@@ -26,7 +26,6 @@ from ..core.layout import ViewLayout
 from ..core.methods import get_method
 from ..core.plan import plan_joint
 from ..core.sampler import Joint, LoopState, StepNoise, repaint_order, start
-from ..runtime.stochastic import draws_noise, with_given_noise
 from ..core.timeline import frame_segments, view_mix, view_reference
 from ..errors import SwapForwardError
 from ..models.base import LatentAdapter
@@ -36,6 +35,7 @@ from ..runtime import distributed
 from ..runtime.denoiser import CallCount, batched, counted_model
 from ..runtime.memory import segment_views
 from ..runtime.resume import RunState, StateSaver, restore_generators
+from ..runtime.stochastic import draws_noise, with_given_noise
 from .conditioning import Conditioning
 from .driver import Run, drive
 from .kept import Kept, noised, renoiser

@@ -232,7 +232,7 @@ class AudioStream:
             state.start += frames - self.context
             state.block += 1
             self._stopped = self._stopped or last
-        gc.collect()  # the block's cyclic garbage (scheduler copies, hooks), then its freed pages, go back: flat for hours
+        gc.collect()  # the block's cyclic garbage, then its freed pages, go back: memory stays flat for hours
         release_host_memory()
         return out
 

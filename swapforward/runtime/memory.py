@@ -194,7 +194,7 @@ def largest_fitting(bytes_at: Callable[[float], float], budget: float, value: fl
     """The largest multiple of `step` below `value` whose `bytes_at` is within `budget` (0 if none), for bytes that
     increase with the value between `breaks` (bisection in each stretch, the highest first)."""
     edges = sorted({0.0, float(value), *(float(b) for b in breaks if 0 < b < value)})
-    for lo, hi in reversed(list(zip(edges, edges[1:]))):
+    for lo, hi in reversed(list(zip(edges, edges[1:], strict=False))):
         first, last = math.floor(lo / step) + (1 if lo > 0 else 0), math.floor(hi / step)
         if hi == value and last * step >= value:
             last -= 1  # the value asked for did not fit

@@ -85,8 +85,8 @@ def check_resumable(state: RunState, asked: dict[str, Any], path: str | os.PathL
     saved, wanted = ("audio" if "audio_length_in_s" in values else "panorama" for values in (state.asked, asked))
     if saved != wanted:
         article = {"audio": "an", "panorama": "a"}
-        raise SwapForwardError(f"Cannot resume from {str(path)!r}: it is the state of {article[saved]} {saved} run, and "
-                               f"this is {article[wanted]} {wanted} run.")
+        raise SwapForwardError(f"Cannot resume from {str(path)!r}: it is the state of {article[saved]} {saved} run, "
+                               f"and this is {article[wanted]} {wanted} run.")
     for key in sorted(set(state.asked) | set(asked)):
         if state.asked.get(key) != asked.get(key):
             raise SwapForwardError(
