@@ -37,7 +37,7 @@ from ..options import RANDOM_SEED, Request
 from ..prompts import Segment
 from ..runtime.memory import release_host_memory
 from .continuation import Continuation
-from .joint import generators, run_joint, timesteps_for
+from .joint import generators, reference_noise, run_joint, timesteps_for
 
 FORMAT = "swapforward-stream-state/1"
 #: Seconds of crossfade between two blocks' decodes of the same frames (Magenta RealTime's is 40 ms).
@@ -204,7 +204,7 @@ class AudioStream:
         continuation = Continuation(adapter.long_axis % len(canvas_shape), self.context, self.steps, state.tail,
                                     mode=request.continuation,
                                     fade=self.context // 4 if request.continuation == "replace" else 0)
-        reference = self._shared_reference(block_request, layout, canvas_shape, timeline)
+        reference = self._shared_reference(block_request, timeline)
         result = run_joint(adapter, block_request, layout, canvas_shape, generator=generator,
                            reference_latents=reference, timeline=timeline, kept=continuation,
                            observed_reference=self.media.reference, progress_bar=self.progress_bar)
@@ -260,9 +260,9 @@ class AudioStream:
                                    negative_prompt=segment.negative_prompt or request.negative_prompt), None
         return request.replace(prompt=tuple(s for _, s in inside)), inside
 
-    def _shared_reference(self, request: Request, layout: ViewLayout, canvas_shape: tuple[int, ...],
-                          timeline: Any) -> torch.Tensor | None:
-        """The first block's reference noise, for every later block of one prompt (stream_reference shared)."""
+    def _shared_reference(self, request: Request, timeline: Any) -> torch.Tensor | None:
+        """The first block's reference noise, for every later block of one prompt (stream_reference shared): drawn
+        as `run_joint` draws it, after the first block's canvas noise from the stream's seed."""
         state = self.state
         if request.stream_reference != "shared" or timeline is not None or self.media.reference is not None:
             return None
@@ -273,7 +273,7 @@ class AudioStream:
             randn_tensor(tuple(first_shape), generator=generator, device=device, dtype=dtype)
             axis = self.adapter.long_axis % len(first_shape)
             view_shape = (1, *first_shape[1:axis], self.window, *first_shape[axis + 1:])
-            state.reference = randn_tensor(view_shape, generator=generator, device=device, dtype=dtype).cpu()
+            state.reference = reference_noise(view_shape, 1, generator, device, dtype).cpu()
         return state.reference.to(self.adapter.device) if state.block else None
 
 
