@@ -96,6 +96,11 @@ def main(folder: str) -> None:
         check("24.00 s of audio" in text, f"the first Generate makes 24 s of audio: {text!r}")
         time.sleep(1)
         shot("app-audio-result")
+        lines = browser.execute_script(
+            "const e = document.querySelector('#audio-command .cm-content');"
+            "return e ? [getComputedStyle(e).whiteSpace, e.classList.contains('cm-lineWrapping')] : null;")
+        check(lines is not None and lines[0] == "pre" and not lines[1],
+              f"the command-line box scrolls sideways instead of wrapping: {lines}")
         type_into("audio-steps", "999")
         browser.find_element(By.ID, "audio-generate").click()
         time.sleep(6)

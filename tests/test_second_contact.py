@@ -114,6 +114,29 @@ def test_a_near_one_overlap_is_refused_before_its_buffers_are_made(audioldm):
     assert layout.num_views > 1
 
 
+def test_a_refusal_after_the_model_loads_names_the_options_as_the_command_line_does(tiny_model_dir, tmp_path):
+    """The pipeline's own checks name `overlap=`; on the command line the same sentence says `--overlap=`."""
+    done = subprocess.run([sys.executable, "-m", "swapforward", "audio", "rain", "--seconds", "7200", "--overlap",
+                           "0.999", "--model", str(tiny_model_dir), "--window-seconds", "0.256", "--steps", "1",
+                           "--out", "o.wav"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2 and "error: --overlap=0.999 lays out" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and not list(Path(tmp_path).iterdir())
+
+
+def test_takes_that_cannot_stream_are_counted_as_held():
+    """A take is streamed only past the threshold in samples x channels and when nothing needs it whole (ranking,
+    a splice, a loop resampled): the check counts the others as held."""
+    from swapforward.runtime import memory
+
+    hours = 2 * memory.STREAM_SAMPLES / 16000
+    streamed = memory.audio_bytes(hours, 16000, 1)
+    assert memory.audio_bytes(hours, 16000, 1, streamable=False) > 4 * streamed
+    half = 0.75 * memory.STREAM_SAMPLES / 16000  # below the threshold in samples, above it in samples x 2 channels
+    assert memory.audio_bytes(half, 16000, 1) == memory.audio_bytes(half, 16000, 1, streamable=False)
+    assert memory.audio_bytes(half, 16000, 1, channels=2) < memory.audio_bytes(half, 16000, 1, channels=2,
+                                                                               streamable=False)
+
+
 def test_swap_weights_take_memory_linear_in_the_coverage():
     from swapforward.core.layout import ViewLayout
     from swapforward.core.merge import swap_weights

@@ -541,7 +541,7 @@ def build_app(studio: Studio) -> Any:
 
                 def stop(kind=kind):
                     stopping = studio.cancel()
-                    return (f"Cancelled: the {kind} run stops after its current step and writes nothing."
+                    return (f"Cancelled: the {kind} run stops before its next model call and writes nothing."
                             if stopping else "Nothing is running.")
 
                 generate.__annotations__["request"] = gr.Request  # gradio passes the page session by this type

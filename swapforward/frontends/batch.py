@@ -194,7 +194,7 @@ def run_jobs(
     """Run `jobs` (this process's share), loading each model once; `on_job(job, status, detail)` after each. The
     output of a job is written whole or not at all: an interruption while it is written waits for the writing."""
     from ..runtime.signals import deferred
-    from .common import load_model, save_result
+    from .common import in_their_words, load_model, save_result
 
     pipelines: dict[tuple, Any] = {}
     report = report if report is not None else BatchReport()
@@ -220,9 +220,10 @@ def run_jobs(
                 if state is not None:
                     state.unlink(missing_ok=True)
         except SwapForwardError as error:
-            report.failed.append((job.index, str(error)))
+            said = str(in_their_words(error, KINDS[job.kind], "job"))
+            report.failed.append((job.index, said))
             if on_job:
-                on_job(job, "failed", str(error))
+                on_job(job, "failed", said)
             continue
         except Exception as error:  # a crash in one job must not stop the others
             detail = f"{type(error).__name__}: {error}".splitlines()[0]

@@ -48,6 +48,7 @@ from .common import (
     check_loudness,
     check_outputs,
     check_ranking,
+    in_their_words,
     load_model,
     memory_estimate,
     quiet_libraries,
@@ -238,8 +239,11 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
         pipe = load_model(kind, load, device=distributed.process_device(load.device) if shared else None,
                           announce=announce)
         start = time.perf_counter()
-        result = pipe.generate(request, progress_bar=True, save_state=run.save_state, save_every=run.save_every,
-                               resume_from=run.resume)
+        try:
+            result = pipe.generate(request, progress_bar=True, save_state=run.save_state, save_every=run.save_every,
+                                   resume_from=run.resume)
+        except SwapForwardError as error:
+            raise in_their_words(error, kind, "cli") from None
         if not distributed.is_first():
             return  # the first process writes the file and prints
         paths: list[Path] = []

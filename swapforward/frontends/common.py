@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,15 @@ def memory_estimate(kind: Kind, request: Request) -> str:
 
     need = WORKING_BYTES + audio_bytes(request.audio_length_in_s, LEAST_SAMPLE_RATE, request.num_waveforms_per_prompt)
     return f"needs about {need / 2**30:.1f} GiB of host memory; {available_memory_bytes() / 2**30:.1f} GiB is free"
+
+
+def in_their_words(error: SwapForwardError, kind: Kind, source: str) -> SwapForwardError:
+    """A pipeline's sentence, which names options as the Python API does (`audio_length_in_s=`), with the names the
+    user wrote them under (`--seconds=` on the command line)."""
+    text = str(error)
+    for option in kind.spec.options:
+        text = re.sub(rf"(?<![\w-]){re.escape(option.name)}=", f"{option.label(source)}=", text)
+    return SwapForwardError(text)
 
 
 def check_fits(kind: Kind, request: Request, label: Any) -> None:

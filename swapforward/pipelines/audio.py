@@ -219,9 +219,11 @@ class LongAudioPipeline(JointPipeline):
         adapter = self.adapter
         seconds = request.audio_length_in_s
         latent = math.prod(adapter.latent_shape(1)) * torch.finfo(adapter.dtype).bits / 8 / adapter.frame_samples
+        frames, samples = self.frames_for(seconds, request.loop)
+        streamable = (request.rank == "none" and not (request.init_audio is not None and request.splice)
+                      and (frames * adapter.frame_samples == samples or not request.loop))  # as `output` decides
         memory.check_audio_memory("audio_length_in_s", seconds, adapter.sample_rate, request.num_waveforms_per_prompt,
-                                  latent, adapter.spectrogram_bytes_per_sample)  # every take is decoded
-        frames, _ = self.frames_for(seconds, request.loop)
+                                  latent, adapter.spectrogram_bytes_per_sample, adapter.channels, streamable)
         window = self.window_frames(request)
         if request.tail_shift >= window:
             raise SwapForwardError(

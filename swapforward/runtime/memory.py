@@ -146,12 +146,14 @@ AUDIOLDM_LATENT_BYTES, AUDIOLDM_SPECTROGRAM_BYTES = 0.8, 1.6
 
 
 def sample_bytes(samples: float, latent_bytes: float = AUDIOLDM_LATENT_BYTES,
-                 spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES) -> float:
+                 spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES, channels: int = 1,
+                 streamable: bool = True) -> float:
     """Host memory per output sample for a take of `samples` (every take is held or streamed by its own length), for
     a model whose latent and held spectrogram take `latent_bytes` and `spectrogram_bytes` per sample: the loop's
-    canvases and the spectrogram, plus the waveform and its copies unless the take is streamed to its file."""
-    held = BYTES_PER_SAMPLE if samples <= STREAM_SAMPLES else 0
-    return LOOP_CANVASES * latent_bytes + spectrogram_bytes + held
+    canvases and the spectrogram, plus the waveform's `channels` and their copies unless the take is streamed to its
+    file (past STREAM_SAMPLES, and only when the run is `streamable`: not spliced, ranked or a loop resampled)."""
+    streamed = streamable and samples * channels > STREAM_SAMPLES
+    return LOOP_CANVASES * latent_bytes + spectrogram_bytes + (0 if streamed else BYTES_PER_SAMPLE * channels)
 
 
 def check_host_memory(label: str, value: float, units: float, unit_bytes: float, unit: str, step: int = 1,
@@ -172,21 +174,23 @@ def check_host_memory(label: str, value: float, units: float, unit_bytes: float,
 
 
 def audio_bytes(seconds: float, rate: int, takes: int, latent_bytes: float = AUDIOLDM_LATENT_BYTES,
-                spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES) -> float:
+                spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES, channels: int = 1,
+                streamable: bool = True) -> float:
     """Host memory `takes` takes of `seconds` at `rate` need at the end of a run, each held or streamed by its own
     length (the working set aside)."""
-    return seconds * rate * takes * sample_bytes(seconds * rate, latent_bytes, spectrogram_bytes)
+    return seconds * rate * takes * sample_bytes(seconds * rate, latent_bytes, spectrogram_bytes, channels, streamable)
 
 
 def check_audio_memory(label: str, seconds: float, rate: int, takes: int, latent_bytes: float = AUDIOLDM_LATENT_BYTES,
-                       spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES) -> None:
+                       spectrogram_bytes: float = AUDIOLDM_SPECTROGRAM_BYTES, channels: int = 1,
+                       streamable: bool = True) -> None:
     """`check_host_memory` for audio: its advice counts the takes, and where a take starts to be streamed."""
     def bytes_at(value: float) -> float:
-        return audio_bytes(value, rate, takes, latent_bytes, spectrogram_bytes)
+        return audio_bytes(value, rate, takes, latent_bytes, spectrogram_bytes, channels, streamable)
 
     samples = seconds * rate * takes
     check_host_memory(label, seconds, samples, bytes_at(seconds) / samples, "s", bytes_at=bytes_at,
-                      breaks=(STREAM_SAMPLES / rate,))
+                      breaks=(STREAM_SAMPLES / rate / channels,) if streamable else ())
 
 
 def largest_fitting(bytes_at: Callable[[float], float], budget: float, value: float, step: int,
