@@ -1,0 +1,128 @@
+"""The real ComfyUI of ../shared/comfyui, imported in this process on the CPU, and tiny random models built in code
+inside its own model classes (an SD 1.x U-Net, Stable Audio Open's DiT, their VAEs), for the node pack's tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+#: Where ComfyUI 0.8.0 is: $SWAPFORWARD_COMFYUI, or ../shared/comfyui beside the repository.
+COMFYUI = Path(os.environ.get("SWAPFORWARD_COMFYUI", Path(__file__).resolve().parents[2] / "shared" / "comfyui"))
+
+
+def comfyui_missing() -> str | None:
+    """Why ComfyUI cannot be imported here, or None."""
+    if not (COMFYUI / "comfy" / "samplers.py").is_file():
+        return f"no ComfyUI at {COMFYUI} (set SWAPFORWARD_COMFYUI)"
+    try:
+        import aiohttp  # noqa: F401  (ComfyUI's requirements, the project's [comfyui] extra)
+        import comfy_kitchen  # noqa: F401
+    except ImportError as missing:
+        return f"ComfyUI's requirements are not installed ({missing}); pip install -e '.[comfyui]'"
+    return None
+
+
+#: Put on the path where torchaudio is missing (tests/stand_ins/torchaudio says why).
+STAND_INS = Path(__file__).parent / "stand_ins"
+
+
+def torchaudio_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchaudio") is None
+
+
+def import_comfyui() -> None:
+    """Put ComfyUI on the path, on the CPU, as `main.py --cpu` does before its first import of comfy."""
+    if str(COMFYUI) not in sys.path:
+        sys.path.insert(0, str(COMFYUI))
+    if torchaudio_missing():
+        sys.path.append(str(STAND_INS))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+
+
+def patched(model: torch.nn.Module):
+    import comfy.model_patcher
+
+    cpu = torch.device("cpu")
+    return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+
+
+def randomized(model: torch.nn.Module, seed: int, std: float = 0.05) -> torch.nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return model
+
+
+def tiny_sd_model(seed: int = 0):
+    """An SD 1.x model (ComfyUI's BaseModel, EPS, its U-Net) with 32 channels and a 32-wide context."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.SD15({
+        "context_dim": 32, "model_channels": 32, "use_linear_in_transformer": False, "adm_in_channels": None,
+        "use_temporal_attention": False, "in_channels": 4, "out_channels": 4, "num_res_blocks": [1, 1],
+        "channel_mult": [1, 2], "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
+        "transformer_depth_middle": 1, "use_spatial_transformer": True, "num_heads": 2, "num_head_channels": -1,
+        "image_size": 32, "legacy": False, "dims": 2})
+    return patched(randomized(comfy.model_base.BaseModel(config, device=torch.device("cpu")), seed))
+
+
+def tiny_stable_audio_model(seed: int = 0):
+    """Stable Audio Open (ComfyUI's StableAudio1, v-prediction, its DiT) with one block of width 64."""
+    import comfy.ldm.audio.embedders
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.StableAudio({"audio_model": "dit1.0", "io_channels": 64, "embed_dim": 64,
+                                                 "depth": 1, "num_heads": 2, "cond_token_dim": 768,
+                                                 "global_cond_dim": 1536, "project_cond_tokens": False,
+                                                 "transformer_type": "continuous_transformer"})
+    numbers = comfy.ldm.audio.embedders.NumberConditioner(768, min_val=0, max_val=512).state_dict()
+    model = comfy.model_base.StableAudio1(config, numbers, numbers, device=torch.device("cpu"))
+    return patched(randomized(model, seed, 0.02))
+
+
+def sd_conditioning(seed: int = 1) -> tuple[list, list]:
+    generator = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, 7, 32, generator=generator), {}]], [[torch.zeros(1, 7, 32), {}]]
+
+
+def stable_audio_conditioning(seconds_total: float, seed: int = 1) -> tuple[list, list]:
+    generator = torch.Generator().manual_seed(seed)
+    extra = {"seconds_start": 0.0, "seconds_total": seconds_total}
+    return ([[torch.randn(1, 5, 768, generator=generator), dict(extra)]],
+            [[torch.zeros(1, 5, 768), dict(extra)]])
+
+
+def tiny_taesd_vae(seed: int = 2):
+    """ComfyUI's VAE holding a random TAESD (its detection by the state dict's `taesd_decoder` keys)."""
+    import comfy.sd
+    import comfy.taesd.taesd
+
+    state = randomized(comfy.taesd.taesd.TAESD(latent_channels=4), seed, 0.1).state_dict()
+    return comfy.sd.VAE(sd=state, device=torch.device("cpu"), dtype=torch.float32)
+
+
+def tiny_oobleck_vae(seed: int = 3):
+    """ComfyUI's VAE holding Stable Audio Open's Oobleck autoencoder (its detection, its strides: 2048 samples a
+    latent frame) with 4 base channels instead of 128."""
+    import functools
+
+    import comfy.ldm.audio.autoencoder
+    import comfy.sd
+
+    full = comfy.sd.AudioOobleckVAE
+    state = randomized(comfy.ldm.audio.autoencoder.AudioOobleckVAE(channels=4), seed, 0.1).state_dict()
+    comfy.sd.AudioOobleckVAE = functools.partial(full, channels=4)
+    try:
+        return comfy.sd.VAE(sd=state, device=torch.device("cpu"), dtype=torch.float32)
+    finally:
+        comfy.sd.AudioOobleckVAE = full
