@@ -3,6 +3,7 @@ inside its own model classes (an SD 1.x U-Net, Stable Audio Open's DiT, their VA
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -61,6 +62,22 @@ def randomized(model: torch.nn.Module, seed: int, std: float = 0.05) -> torch.nn
     return model
 
 
+def scaled(model: torch.nn.Module, seed: int, gain: float = 1.0) -> torch.nn.Module:
+    """Weights drawn with std gain / sqrt(fan-in), zero biases, unit scales: a decoder whose output stays in range
+    (ComfyUI's layers skip torch's own initialisation)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("scale") and parameter.ndim == 0:
+                parameter.fill_(1.0)
+            elif parameter.ndim <= 1:
+                parameter.zero_()
+            else:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * gain
+                                / math.sqrt(parameter[0].numel()))
+    return model
+
+
 def tiny_sd_model(seed: int = 0):
     """An SD 1.x model (ComfyUI's BaseModel, EPS, its U-Net) with 32 channels and a 32-wide context."""
     import comfy.model_base
@@ -107,7 +124,7 @@ def tiny_taesd_vae(seed: int = 2):
     import comfy.sd
     import comfy.taesd.taesd
 
-    state = randomized(comfy.taesd.taesd.TAESD(latent_channels=4), seed, 0.1).state_dict()
+    state = scaled(comfy.taesd.taesd.TAESD(latent_channels=4), seed, 0.8).state_dict()
     return comfy.sd.VAE(sd=state, device=torch.device("cpu"), dtype=torch.float32)
 
 
@@ -120,7 +137,7 @@ def tiny_oobleck_vae(seed: int = 3):
     import comfy.sd
 
     full = comfy.sd.AudioOobleckVAE
-    state = randomized(comfy.ldm.audio.autoencoder.AudioOobleckVAE(channels=4), seed, 0.1).state_dict()
+    state = scaled(comfy.ldm.audio.autoencoder.AudioOobleckVAE(channels=4), seed).state_dict()
     comfy.sd.AudioOobleckVAE = functools.partial(full, channels=4)
     try:
         return comfy.sd.VAE(sd=state, device=torch.device("cpu"), dtype=torch.float32)

@@ -4,7 +4,6 @@ loop over ComfyUI's denoiser, and the loop-aware decode wraps round."""
 
 import pytest
 import torch
-
 from comfyui_models import (
     comfyui_missing,
     import_comfyui,

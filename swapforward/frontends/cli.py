@@ -549,6 +549,24 @@ def check_local_models(server: Request) -> None:
 
 
 @app.command()
+def comfyui(
+    folder: Path = typer.Argument(..., help="The ComfyUI folder (the one holding main.py), or its --base-directory "
+                                            "(the one holding custom_nodes)."),
+) -> None:
+    """Install the ComfyUI node pack: SaFa and MultiDiffusion samplers, long latents, a loop-aware VAE decode.
+
+    Run it with the Python that runs ComfyUI, after `pip install swapforward` there; restart ComfyUI."""
+    from .comfyui import install
+
+    with user_errors():
+        if not (folder / "main.py").is_file() and not (folder / "custom_nodes").is_dir():
+            raise SwapForwardError(f"{str(folder)!r} is not a ComfyUI folder: it has neither main.py nor "
+                                   f"custom_nodes/.")
+        typer.echo(f"installed: {install(folder)}; restart ComfyUI, then find the nodes under 'swapforward' (the "
+                   f"examples: examples/comfyui in the repository).")
+
+
+@app.command()
 def methods() -> None:
     """List the joint-diffusion methods."""
     for method in METHODS.values():

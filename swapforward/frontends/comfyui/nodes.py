@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
+import torch
 
 from ...core.methods import REFERENCE_PHASES
 from ...core.tiling import decode_tiled
