@@ -3,6 +3,7 @@ inside its own model classes (an SD 1.x U-Net, Stable Audio Open's DiT, their VA
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -45,6 +46,48 @@ def import_comfyui() -> None:
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
+
+
+@contextlib.contextmanager
+def comfyui_server(base: Path, paths: list[Path] = ()):
+    """ComfyUI started from COMFYUI on a free loopback port with every folder it writes under `base` (its custom
+    nodes there too), `paths` on its PYTHONPATH; yields its URL once its nodes answer, and stops it."""
+    import json
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    extra = [Path(__file__).resolve().parents[1], *paths] + ([STAND_INS] if torchaudio_missing() else [])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, extra)))
+    command = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+               "--disable-auto-launch", "--base-directory", str(base), "--database-url",
+               f"sqlite:///{base / 'comfyui.db'}"]
+    for name in ("output", "input", "user", "temp"):
+        (base / name).mkdir(exist_ok=True)
+        command += [f"--{name}-directory", str(base / name)]
+    url = f"http://127.0.0.1:{port}"
+    with open(base / "server.log", "w") as log:
+        process = subprocess.Popen(command, cwd=COMFYUI, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            end = time.time() + 180
+            while time.time() < end and process.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"{url}/object_info/SwapForwardKSampler", timeout=5) as answer:
+                        if json.loads(answer.read()):
+                            break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            else:
+                raise RuntimeError("ComfyUI did not start: " + (base / "server.log").read_text()[-3000:])
+            yield url
+        finally:
+            process.terminate()
+            process.wait(30)
 
 
 def patched(model: torch.nn.Module):

@@ -3,9 +3,7 @@
 and the files they write checked; bad inputs come back as ComfyUI's validation errors."""
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from comfyui_models import COMFYUI, STAND_INS, comfyui_missing, torchaudio_missing
+from comfyui_models import comfyui_missing, comfyui_server
 
 pytestmark = pytest.mark.skipif(comfyui_missing() is not None, reason=str(comfyui_missing()))
 
@@ -64,37 +62,8 @@ def server(tmp_path_factory):
                                text=True)
     assert installed.returncode == 0, installed.stderr
     shutil.copytree(TESTS / "comfyui_tiny_nodes", base / "custom_nodes" / "comfyui_tiny_nodes")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).resolve().parents[1]), str(TESTS)] + ([str(STAND_INS)] if torchaudio_missing() else [])))
-    folders = {name: base / name for name in ("output", "input", "user", "temp")}
-    command = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-               "--disable-auto-launch", "--base-directory", str(base), "--database-url",
-               f"sqlite:///{base / 'comfyui.db'}"]
-    for name, folder in folders.items():
-        folder.mkdir(exist_ok=True)
-        command += [f"--{name}-directory", str(folder)]
-    log = open(base / "server.log", "w")
-    process = subprocess.Popen(command, cwd=COMFYUI, env=env, stdout=log, stderr=subprocess.STDOUT)
-    live = Server(f"http://127.0.0.1:{port}", base)
-    try:
-        end = time.time() + 180
-        while time.time() < end and process.poll() is None:
-            try:
-                if live.call("/object_info/SwapForwardKSampler")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError((base / "server.log").read_text()[-3000:])
-        yield live
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
+    with comfyui_server(base, [TESTS]) as url:
+        yield Server(url, base)
 
 
 def tiny_panorama(width: int, loop: bool) -> dict:
