@@ -156,3 +156,10 @@ def test_the_loop_aware_decode_is_comfyuis_decode_and_wraps_round_with_loop(comf
     assert looped["waveform"].shape == own["waveform"].shape == (1, 2, 12 * 2048)
     long, = nodes.SwapForwardDecodeAudio().decode({"samples": latent.repeat(1, 1, 4)}, sound, True, 16, 4)
     assert long["waveform"].shape[-1] == 48 * 2048, "tiles cover a latent longer than one"
+
+
+def test_a_video_latent_is_refused_in_one_sentence():
+    from swapforward.frontends.comfyui.sampling import JointSettings, joint_sample
+
+    with pytest.raises(ValueError, match=r"got 5 axes \(1, 16, 3, 8, 8\); video is not supported"):
+        joint_sample(JointSettings(), lambda x, sigma: x, torch.zeros(1, 16, 3, 8, 8), torch.tensor([1.0, 0.0]))

@@ -124,6 +124,10 @@ def joint_sample(settings: JointSettings, model: Callable[..., torch.Tensor], x:
     """Denoise the canvases `x` (noise at sigmas[0]) jointly with ComfyUI's denoiser `model`: the core's loop with
     `SigmaSteps`. `scale_reference(noise)` brings the reference's noise to sigmas[0] as ComfyUI's model sampling
     scales the canvas's (default: times sigmas[0])."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"swapforward's sampler takes image latents (batch, channels, height, width) and audio "
+                         f"latents (3 or 4 axes, time last), got {x.ndim} axes {tuple(x.shape)}; video is not "
+                         f"supported")
     extra_args = extra_args or {}
     steps = len(sigmas) - 1
     joint = plan_for(settings, x, steps)
