@@ -2,9 +2,9 @@
 
 Starts the ComfyUI of ../shared/comfyui (or $SWAPFORWARD_COMFYUI) on the loopback with the node pack installed in a
 temporary folder, loads each examples/comfyui/*.json graph into the page (the front end's own `loadApiJson`) and saves
-a picture of it. Needs Debian's chromium and chromium-driver, selenium and the [comfyui] extra. From the repository
+a picture of it and the graph in the front end's own format (`NAME.workflow.json`, to drag onto the page). Needs Debian's chromium and chromium-driver, selenium and the [comfyui] extra. From the repository
 root:
-    python scripts/comfyui_screenshots.py docs/comfyui
+    python scripts/comfyui_screenshots.py docs/comfyui && mv docs/comfyui/*.workflow.json examples/comfyui/
 It fails (exit 1) when a graph does not load or shows a node the front end does not know.
 """
 
@@ -47,6 +47,8 @@ def main(folder: str) -> None:
                 time.sleep(0.5)
             time.sleep(3)
             for example in sorted((ROOT / "examples" / "comfyui").glob("*.json")):
+                if example.name.endswith(".workflow.json"):
+                    continue
                 graph = json.loads(example.read_text())
                 browser.execute_script("window.app.loadApiJson(arguments[0], arguments[1]);", graph, example.name)
                 time.sleep(2)
@@ -58,6 +60,8 @@ def main(folder: str) -> None:
                 browser.execute_script("const c = window.app.canvas; window.app.graph.arrange();"
                                        "c.ds.scale = 0.7; c.ds.offset = [30, 40]; c.setDirty(true, true);")
                 time.sleep(1)
+                saved = browser.execute_script("return JSON.stringify(window.app.graph.serialize());")
+                (out / f"{example.stem}.workflow.json").write_text(json.dumps(json.loads(saved), indent=1))
                 picture = out / f"{example.stem}.png"
                 browser.save_screenshot(str(picture))
                 print(picture)

@@ -133,6 +133,8 @@ def test_the_examples_name_only_nodes_and_inputs_the_server_knows(server):
     """The shipped workflows as they are (a user's loaders included) against the server's /object_info."""
     _, known = server.call("/object_info")
     for example in EXAMPLES.glob("*.json"):
+        if example.name.endswith(".workflow.json"):  # the front end's format of the same graphs
+            continue
         for node in json.loads(example.read_text()).values():
             info = known.get(node["class_type"])
             assert info is not None, f"{example.name}: {node['class_type']} is not a ComfyUI node"
