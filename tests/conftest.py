@@ -18,13 +18,13 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 #: The tiers (pyproject.toml declares the markers). Slow: whole modules of subprocesses, torch.compile, the served app
 #: and end-to-end commands, and elsewhere tests by what their names say they run, plus the metric networks' tests.
 SLOW_MODULES = {"test_compile", "test_batch", "test_app", "test_first_use", "test_cli", "test_distributed",
-                "test_scripts", "test_live_browser"}
+                "test_scripts", "test_live_browser", "test_comfyui_server"}
 SLOW_WORDS = ("cli", "command", "fresh_process", "served", "signal", "sigterm", "ctrl_c", "end_to_end", "checkpoint",
               "vggish", "reference_sets", "app_page")
 #: Modules whose tests compare computed numbers: CI runs them a second time with portable kernels and one thread.
 NUMBER_MODULES = {"test_core", "test_audio_pipeline", "test_panorama", "test_baselines", "test_behaviour_values",
                   "test_timeline", "test_lab", "test_stable_audio", "test_reliability", "test_inputs", "test_memory",
-                  "test_families", "test_envelope", "test_stream"}
+                  "test_families", "test_envelope", "test_stream", "test_comfyui"}
 
 
 def pytest_collection_modifyitems(items):
