@@ -2,7 +2,8 @@
 
 Starts the ComfyUI of ../shared/comfyui (or $SWAPFORWARD_COMFYUI) on the loopback with the node pack installed in a
 temporary folder, loads each examples/comfyui/*.json graph into the page (the front end's own `loadApiJson`) and saves
-a picture of it and the graph in the front end's own format (`NAME.workflow.json`, to drag onto the page). Needs Debian's chromium and chromium-driver, selenium and the [comfyui] extra. From the repository
+a picture of it and the graph in the front end's own format (`NAME.workflow.json`, to drag onto the page). Needs
+Debian's chromium and chromium-driver, selenium and the [comfyui] extra. From the repository
 root:
     python scripts/comfyui_screenshots.py docs/comfyui && mv docs/comfyui/*.workflow.json examples/comfyui/
 It fails (exit 1) when a graph does not load or shows a node the front end does not know.

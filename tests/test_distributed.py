@@ -9,14 +9,15 @@ import torch.multiprocessing as mp
 
 from swapforward import LongAudioPipeline, SwapForwardError
 
-#: Segments of two of the tiny model's views (4 channels x 32 frames x 8 bins, float32).
+#: Segments of two of the tiny model's views (4 channels x 32 frames x 8 bins, float32): rounded up to one batch.
 SEGMENT_BYTES = 2 * 4 * 32 * 8 * 4
 BASE = dict(window_seconds=0.064, num_inference_steps=4, seed=2, progress_bar=False)
+#: Long enough for a batch of the default 8 views (4 a take with two takes) on each of up to 4 processes.
 CASES = {
-    "safa-loop": dict(method="safa", loop=True, audio_length_in_s=0.4),
-    "md-loop": dict(method="md", loop=True, audio_length_in_s=0.3, overlap=0.8),
+    "safa-loop": dict(method="safa", loop=True, audio_length_in_s=1.6),
+    "md-loop": dict(method="md", loop=True, audio_length_in_s=0.6, overlap=0.8),
     # open canvas, two takes, DDIM's noise (drawn once per canvas frame), longer guidance
-    "safa-eta-takes": dict(method="safa", audio_length_in_s=0.45, r_guide=0.5, eta=0.7, num_waveforms_per_prompt=2),
+    "safa-eta-takes": dict(method="safa", audio_length_in_s=1.8, r_guide=0.5, eta=0.7, num_waveforms_per_prompt=2),
 }
 
 
@@ -52,6 +53,9 @@ def worker(rank, world, port, out, threads):
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_several_processes_make_the_single_process_canvas_bit_for_bit(world, tmp_path, monkeypatch):
+    """At the default view batch (8 views a call on the CPU), and with the processes' threads as the single run's:
+    the same calls in every process count (batches fixed in view index), each frame merged from the same views in the
+    same order (border-only exchange), the canvas gathered once. Four processes: tests/test_scale_out.py."""
     from swapforward.runtime import memory
 
     out = tmp_path / "results.pt"
@@ -62,7 +66,7 @@ def test_several_processes_make_the_single_process_canvas_bit_for_bit(world, tmp
         latents, audio, calls = shared[name]
         assert torch.equal(latents, alone.latents), name
         assert torch.equal(audio, torch.from_numpy(alone.audio)), name
-        assert alone.layout.num_views >= 2 * world and calls == alone.model_calls, name
+        assert alone.layout.num_views > 8 * (world - 1) and calls == alone.model_calls, name
 
 
 def test_what_several_processes_cannot_share_is_one_sentence():
@@ -77,14 +81,17 @@ def test_what_several_processes_cannot_share_is_one_sentence():
     check_shareable("md-tri", 0.0, False, 3, 3)
 
 
+ARGS = ["audio", "rain", "--seconds", "1.6", "--window-seconds", "0.064", "--steps", "3", "--loop", "--seed", "1",
+        "--device", "cpu"]
+
+
 def test_torchrun_command_writes_one_file_equal_to_the_single_process_file(tiny_model_dir, tmp_path):
-    """`torchrun --nproc_per_node 2 swapforward audio ...`: one file, written by the first process, the same bytes
-    as one process makes (one view per model call, so the batches are the same whatever the segments)."""
+    """`torchrun --nproc_per_node 2 swapforward audio ...` at the default view batch: one file, written by the first
+    process, the same bytes as one process makes (with the same threads each)."""
     import subprocess
     import sys
 
-    args = ["audio", "rain", "--model", tiny_model_dir, "--seconds", "0.4", "--window-seconds", "0.064", "--steps",
-            "3", "--loop", "--seed", "1", "--view-batch-size", "1", "--device", "cpu"]
+    args = [*ARGS, "--model", tiny_model_dir]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "swapforward", *args, "-o", str(tmp_path / "one.wav")],
                          capture_output=True, text=True, env=env)
@@ -94,5 +101,30 @@ def test_torchrun_command_writes_one_file_equal_to_the_single_process_file(tiny_
                          capture_output=True, text=True, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     assert (tmp_path / "two.wav").read_bytes() == (tmp_path / "one.wav").read_bytes()
-    assert two.stdout.count("two.wav: 0.40 s of safa audio") == 1, "one summary, from the first process"
+    assert two.stdout.count("two.wav: 1.60 s of safa audio") == 1, "one summary, from the first process"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.wav", "two.wav"]
+
+
+def test_two_nodes_on_the_loopback_write_the_single_process_file(tiny_model_dir, tmp_path):
+    """Two torchrun "machines" (--nnodes 2, one process each, a c10d rendezvous on 127.0.0.1, gloo): the first
+    node's file equals one process's, byte for byte."""
+    import subprocess
+    import sys
+
+    args = [*ARGS, "--model", tiny_model_dir]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "swapforward", *args, "-o", str(tmp_path / "one.wav")],
+                         capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr
+    port = free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node",
+                               "1", "--node_rank", str(rank), "--rdzv_backend", "c10d", "--rdzv_endpoint",
+                               f"127.0.0.1:{port}", "--rdzv_id", "swapforward-test", "-m", "swapforward", *args,
+                               "-o", str(tmp_path / f"node{rank}.wav")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for rank in range(2)]
+    results = [node.communicate(timeout=300) for node in nodes]
+    assert all(node.returncode == 0 for node in nodes), [err[-2000:] for _, err in results]
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["node0.wav", "one.wav"] or written == ["node1.wav", "one.wav"], written
+    node_file = tmp_path / next(name for name in written if name.startswith("node"))
+    assert node_file.read_bytes() == (tmp_path / "one.wav").read_bytes()

@@ -22,6 +22,7 @@ SMOKE = {
     "benchmarks/eight_hours.py": (["--seconds", "20", "--steps", "1", "--out", "{tmp}"], "|"),
     "benchmarks/stream.py": (["--seconds", "20", "--hour", "40", "--steps", "1"], "first audio"),
     "benchmarks/families.py": (["--repeat", "1"], "|"),
+    "benchmarks/scale_out.py": (["--seconds", "4", "--steps", "1", "--processes", "1", "2"], "speed-up"),
     "benchmarks/gpu_targets.py": (["--tiny", "--steps", "1", "--sections", "audio", "--deadline", "120", "--out",
                                    "{tmp}/gpu"], ""),
     "scripts/tiny_models.py": (["{tmp}/tiny", "audioldm", "sd"], "AudioLDMPipeline"),

@@ -113,14 +113,29 @@ def merge_sums(
     """Eq. 4's numerator sum_i F_i^-1(W_i * X_i) over canvases (B, ..., length, ...) and its denominator (length,),
     for the `count` views from `first` on (all by default), stacked in `views` (B * count, ..., window, ...); added
     into `numerator` and `denominator` when given (segments of views merged one after another, in view order)."""
-    axis = axis % views.ndim
     m = layout.num_views - first if count is None else count
+    return merge_sums_at(views, layout, weights, axis, torch.arange(first, first + m), numerator, denominator)
+
+
+def merge_sums_at(
+    views: torch.Tensor,
+    layout: ViewLayout,
+    weights: torch.Tensor,
+    axis: int,
+    index: torch.Tensor,
+    numerator: torch.Tensor | None = None,
+    denominator: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`merge_sums` for the views `index` (m,), in that order, stacked in `views` (B * m, ..., window, ...): each
+    frame's sum adds its views in the order given (one process's frames and its neighbours' border views)."""
+    axis = axis % views.ndim
+    m = index.numel()
     grouped = views.view(-1, m, *views.shape[1:])
-    w = weights[first:first + m].to(device=views.device, dtype=views.dtype)
+    w = weights[index].to(device=views.device, dtype=views.dtype)
     w_shape = [1, m] + [1] * (views.ndim - 1)
     w_shape[axis + 1] = layout.window
     source = (grouped * w.view(w_shape)).movedim(1, axis).flatten(axis, axis + 1)
-    idx = layout.indices[first:first + m].flatten().to(views.device)
+    idx = layout.indices[index].flatten().to(views.device)
     shape = list(source.shape)
     shape[axis] = layout.length
     numerator = views.new_zeros(shape) if numerator is None else numerator

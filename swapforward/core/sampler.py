@@ -17,11 +17,12 @@ segment. The reference gets its own copy because it stops being stepped after th
 change the views' batch shape.
 The caller's scheduler is not modified.
 
-Several processes (one long piece across GPUs): with an `Exchange`, each process steps a contiguous run of the
-segments; the reference's new x_{t-1} goes from the first process to the others before their swaps, and every
-process gathers every view and merges them all in view order, so each holds the same canvas, and the canvas is the
-single process's bit for bit (the same batches, the same sums in the same order). The model calls, the bulk of a
-step, are shared; the merge is repeated on each process (it is a small part of a step).
+Several processes (one long piece across GPUs): with an `Exchange`, each process steps a contiguous share of whole
+batches of views (core.shares), the reference's new x_{t-1} goes from the first process to the others before their
+swaps, and each process receives only the views of other processes that cover its own frames (two overlaps' worth,
+whatever the length), merging its frames as one process would (the same views added in the same order). The canvas
+is gathered once, at the end (`assembled`). Model calls take views in batches fixed in view-index space, so the
+canvas is the single process's bit for bit for any number of processes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from typing import Any, Protocol
 import torch
 
 from .layout import ViewLayout
-from .merge import merge_sums, merged, reference_swap
+from .merge import merge_sums, merge_sums_at, merged, reference_swap
+from .shares import batch_ranges, border_plan, frame_shares, process_shares, segments_in
 
 #: (latent views batch, timestep, row ids) -> model output for those views, classifier-free guidance already applied.
 #: A row's id is its place in its canvas's block: views 0 .. n-1, then references n, n+1, ... (for conditioning).
@@ -84,30 +86,22 @@ class LoopState:
 
 
 class Exchange(Protocol):
-    """What the processes of one distributed run share (pipelines/distributed.py implements it over
+    """What the processes of one distributed run share (runtime/distributed.py implements it over
     torch.distributed)."""
 
     rank: int
     world: int
 
-    def gather(self, views: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
-        """Every process's `views` (process p holds `counts[p]` rows), in process order."""
+    def gather(self, rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
+        """Every process's `rows` (process p holds `counts[p]` rows), in process order."""
 
     def broadcast(self, tensor: torch.Tensor, source: int) -> torch.Tensor:
         """`source`'s `tensor`, on every process."""
 
-
-def shares(parts: list[tuple[int, int]], world: int) -> list[list[int]]:
-    """Each process's segments: contiguous runs of segment indices, balanced by their view counts."""
-    total = sum(count for _, count in parts)
-    owners = [min(world - 1, first * world // max(1, total)) for first, _ in parts]
-    return [[i for i, owner in enumerate(owners) if owner == rank] for rank in range(world)]
-
-
-def segments(views: int, size: int | None) -> list[tuple[int, int]]:
-    """(first view, count) of contiguous runs of at most `size` views (one run of all without a size)."""
-    size = views if not size else max(1, size)
-    return [(first, min(size, views - first)) for first in range(0, views, size)]
+    def trade(self, sends: dict[int, torch.Tensor], shapes: dict[int, tuple[int, ...]],
+              like: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Send `sends[q]` to process q and receive from each process q of `shapes` a tensor of that shape (of
+        `like`'s dtype and device)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +117,8 @@ class Joint:
     reference_index: torch.Tensor | None = None
     """(n,): view i follows reference index[i] of its canvas's R references (None: one reference)."""
     view_batch_size: int | None = None
+    """Views of a canvas per model call, the calls starting at multiples of it in view index (None: a segment's
+    views in one call)."""
     segment: int | None = None
     """Views per segment (None: all at once); ignored with `prepare`, which needs every view."""
     prepare: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
@@ -131,14 +127,27 @@ class Joint:
     """The reference guidance (views, reference, mask, index) -> views: Eq. 10's swap, or a variant the lab tries."""
 
     @cached_property
+    def shares(self) -> list[tuple[int, int]]:
+        """Each process's (first view, end): whole batches, balanced (one process: every view)."""
+        if self.exchange is None or self.prepare is not None:
+            return [(0, self.layout.num_views)]
+        return process_shares(self.layout.num_views, self.exchange.world, self.view_batch_size or 1)
+
+    @cached_property
     def parts(self) -> list[tuple[int, int]]:
-        """(first view, count) of each segment; computed once, as every step reads it for every segment."""
-        return segments(self.layout.num_views, None if self.prepare is not None else self.segment)
+        """(first view, count) of each segment, process by process; computed once, as every step reads it."""
+        segment = None if self.prepare is not None else self.segment
+        return [part for share in self.shares for part in segments_in(share, segment, self.view_batch_size or 1)]
 
     @cached_property
     def owned(self) -> list[list[int]]:
         """Each process's segments (one process: all of them)."""
-        return shares(self.parts, self.exchange.world) if self.exchange is not None else [list(range(len(self.parts)))]
+        return [[i for i, (first, _) in enumerate(self.parts) if lo <= first < hi] for lo, hi in self.shares]
+
+    @cached_property
+    def borders(self) -> list[list[list[int]]]:
+        """borders[p][q]: the views of process q that process p merges with its own (core.shares.border_plan)."""
+        return border_plan(self.layout, self.shares)
 
 
 def start(latents: torch.Tensor, scheduler: Any, joint: Joint, reference: torch.Tensor | None = None) -> LoopState:
@@ -146,8 +155,9 @@ def start(latents: torch.Tensor, scheduler: Any, joint: Joint, reference: torch.
     reference views' x_T (or None), and copies of the scheduler, one per segment and one for the reference. The
     caller's scheduler, whose `set_timesteps` must have been called, is not modified."""
     parts = joint.parts
-    if joint.exchange is not None and len(parts) < joint.exchange.world:
-        raise ValueError(f"{joint.exchange.world} processes need at least as many segments of views, got {len(parts)}")
+    if joint.exchange is not None and any(first == end for first, end in joint.shares):
+        raise ValueError(f"{joint.exchange.world} processes need at least as many batches of views, got "
+                         f"{joint.shares}")
     ref_scheduler = copy.deepcopy(scheduler) if reference is not None and joint.guide_steps > 0 else None
     return LoopState(0, -1, latents, reference if ref_scheduler is not None else None,
                      [copy.deepcopy(scheduler) for _ in parts], ref_scheduler)
@@ -175,26 +185,51 @@ def joint_step(state: LoopState, k: int, denoiser: Denoiser, joint: Joint, *, ob
         else:
             stepped[i] = views
     if joint.exchange is not None:
-        reference, sums = _exchanged(stepped, reference, k, joint, observed, guided, canvas.shape[0])
-    return LoopState(state.position, k, merged(*sums, joint.axis), reference, state.view_schedulers,
-                     state.ref_scheduler)
+        reference, canvas = _bordered(stepped, reference, k, joint, observed, guided, canvas)
+    else:
+        canvas = merged(*sums, joint.axis)
+    return LoopState(state.position, k, canvas, reference, state.view_schedulers, state.ref_scheduler)
 
 
-def _exchanged(stepped: dict[int, torch.Tensor], reference: torch.Tensor | None, k: int, joint: Joint,
-               observed: Reference | None, guided: bool,
-               canvases: int) -> tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
-    """Several processes: the reference's x_{t-1} from the first process, then every segment's swapped views from
-    whichever process stepped them, merged in view order (so every process holds the same canvas)."""
-    exchange = joint.exchange
+def _bordered(stepped: dict[int, torch.Tensor], reference: torch.Tensor | None, k: int, joint: Joint,
+              observed: Reference | None, guided: bool,
+              canvas: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Several processes: the reference's x_{t-1} from the first process, then this process's frames merged from its
+    own swapped views and the other processes' views that cover them (border-only exchange), in view order; the
+    frames it does not cover keep their old values (no process reads them)."""
+    exchange, canvases = joint.exchange, canvas.shape[0]
+    rank = exchange.rank
     if guided and observed is None:  # the first process stepped it with segment 0
         reference = exchange.broadcast(reference, 0)
     value = observed(k) if observed else reference
-    mine = {i: _swapped(v, joint.parts[i], joint, value, guided) for i, v in stepped.items()}
-    everything = _gathered(exchange, mine, joint.parts, joint.owned, canvases)
-    sums = (None, None)
-    for i, (first, count) in enumerate(joint.parts):
-        sums = merge_sums(everything[i], joint.layout, joint.weights, joint.axis, first, count, *sums)
-    return reference, sums
+    own = torch.cat([_swapped(stepped[i], joint.parts[i], joint, value, guided).unflatten(0, (canvases, -1))
+                     for i in joint.owned[rank]], 1)
+    first, end = joint.shares[rank]
+    sends = {q: own[:, [v - first for v in needs[rank]]].contiguous()
+             for q, needs in enumerate(joint.borders) if needs[rank]}
+    shapes = {q: (canvases, len(views), *own.shape[2:]) for q, views in enumerate(joint.borders[rank]) if views}
+    received = exchange.trade(sends, shapes, own)
+    index = list(range(first, end)) + [v for q in shapes for v in joint.borders[rank][q]]
+    order = sorted(range(len(index)), key=index.__getitem__)
+    rows = torch.cat([own, *(received[q] for q in shapes)], 1)[:, order].flatten(0, 1)
+    numerator, denominator = merge_sums_at(rows, joint.layout, joint.weights, joint.axis,
+                                           torch.tensor([index[i] for i in order]))
+    shape = [1] * canvas.ndim
+    shape[joint.axis % canvas.ndim] = -1
+    return reference, torch.where((denominator > 0).view(shape), merged(numerator, denominator, joint.axis), canvas)
+
+
+def assembled(canvas: torch.Tensor, joint: Joint) -> torch.Tensor:
+    """The whole canvas on every process after a distributed run: each process's frames (core.shares.frame_shares)
+    gathered once; the canvas itself with one process."""
+    if joint.exchange is None:
+        return canvas
+    axis = joint.axis % canvas.ndim
+    spans = frame_shares(joint.layout, joint.shares)
+    lo, hi = spans[joint.exchange.rank]
+    mine = canvas.movedim(axis, 0)[lo:hi].contiguous()
+    pieces = joint.exchange.gather(mine, [b - a for a, b in spans])
+    return torch.cat(pieces, 0).movedim(0, axis).contiguous()
 
 
 def joint_denoise(latents: torch.Tensor, denoiser: Denoiser, scheduler: Any, joint: Joint, *,
@@ -211,7 +246,7 @@ def joint_denoise(latents: torch.Tensor, denoiser: Denoiser, scheduler: Any, joi
         replaced = callback(k, t, state.canvas) if callback is not None else None
         if replaced is not None:
             state.canvas = replaced
-    return state.canvas
+    return assembled(state.canvas, joint)
 
 
 def _step_segment(state: LoopState, reference: torch.Tensor | None, k: int, i: int, denoiser: Denoiser, joint: Joint,
@@ -226,11 +261,10 @@ def _step_segment(state: LoopState, reference: torch.Tensor | None, k: int, i: i
     if noise is not None:
         kwargs = _with_noise(kwargs, joint.layout.crop_views(noise, joint.axis, first, count))
     if state.ref_scheduler is None or k >= joint.guide_steps or first != 0 or reference is None:
-        ids = _ids(joint.layout, first, count, 0, canvases)
-        return _step(denoiser, scheduler, views, t, ids, joint.view_batch_size, kwargs), reference
+        return _step(denoiser, scheduler, views, t, first, canvases, joint, kwargs), reference
     ref_kwargs = kwargs if ref_noise is None else _with_noise(kwargs, ref_noise)
-    return _step_with_reference(denoiser, scheduler, state.ref_scheduler, views, reference, t, joint.layout, first,
-                                canvases, joint.view_batch_size, kwargs, ref_kwargs)
+    return _step_with_reference(denoiser, scheduler, state.ref_scheduler, views, reference, t, first, canvases,
+                                joint, kwargs, ref_kwargs)
 
 
 def _swapped(views: torch.Tensor, part: tuple[int, int], joint: Joint, reference: torch.Tensor | None,
@@ -243,35 +277,35 @@ def _swapped(views: torch.Tensor, part: tuple[int, int], joint: Joint, reference
     return joint.swap(views, reference, joint.reference_mask[first:first + count], index)
 
 
-def _gathered(exchange: Exchange, mine: dict[int, torch.Tensor], parts: list[tuple[int, int]],
-              owned: list[list[int]], canvases: int) -> dict[int, torch.Tensor]:
-    """Every segment's views, from whichever process stepped them (each segment's rows stay canvas by canvas)."""
-    counts = [sum(parts[i][1] for i in indices) * canvases for indices in owned]
-    everything = exchange.gather(torch.cat([mine[i] for i in owned[exchange.rank]]), counts)
-    out = {}
-    for indices, rows in zip(owned, everything, strict=True):
-        for i, piece in zip(indices, rows.split([parts[i][1] * canvases for i in indices]), strict=True):
-            out[i] = piece
-    return out
+def _denoise(denoiser: Denoiser, views: torch.Tensor, refs: torch.Tensor | None, t: torch.Tensor, first: int,
+             canvases: int, joint: Joint) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The model's output for a segment's views (canvas by canvas, from view `first` on) and for the reference views
+    `refs`: with a view batch, calls start at multiples of it in view index (core.shares), so a call holds the same
+    rows whatever the segments or processes, and the references take a call of their own; without one, one call
+    holds the segment's views and the references. A row's id is its view's index, references after the views (n,
+    n+1, ...)."""
+    grouped = views.unflatten(0, (canvases, -1))
+    carried = None if refs is None else refs.unflatten(0, (canvases, -1))
+    outs, ref_out = [], None
+    if carried is not None and joint.view_batch_size:
+        ids = joint.layout.num_views + torch.arange(carried.shape[1])
+        ref_out, carried = denoiser(refs, t, ids.repeat(canvases)), None
+    for offset, length in batch_ranges(first, grouped.shape[1], joint.view_batch_size):
+        rows, ids = grouped[:, offset:offset + length], torch.arange(first + offset, first + offset + length)
+        if carried is not None and offset == 0:
+            rows = torch.cat([rows, carried], 1)
+            ids = torch.cat([ids, joint.layout.num_views + torch.arange(carried.shape[1])])
+        out = denoiser(rows.flatten(0, 1), t, ids.repeat(canvases)).unflatten(0, (canvases, -1))
+        if carried is not None and offset == 0:
+            out, ref_out = out[:, :length], out[:, length:].flatten(0, 1)
+        outs.append(out)
+    return torch.cat(outs, 1).flatten(0, 1), ref_out
 
 
-def _ids(layout: ViewLayout, first: int, count: int, references: int, canvases: int) -> torch.Tensor:
-    """Row ids of a segment's batch, canvas by canvas: its views' indices, then the references' (n, n+1, ...)."""
-    block = torch.cat([torch.arange(first, first + count), layout.num_views + torch.arange(references)])
-    return block.repeat(canvases)
-
-
-def _denoise(denoiser: Denoiser, batch: torch.Tensor, t: torch.Tensor, ids: torch.Tensor,
-             view_batch_size: int | None) -> torch.Tensor:
-    chunk = view_batch_size or batch.shape[0]
-    return torch.cat([denoiser(part, t, rows) for part, rows in zip(batch.split(chunk), ids.split(chunk),
-                                                                   strict=True)])
-
-
-def _step(denoiser: Denoiser, scheduler: Any, views: torch.Tensor, t: torch.Tensor, ids: torch.Tensor,
-          view_batch_size: int | None, step_kwargs: dict) -> torch.Tensor:
+def _step(denoiser: Denoiser, scheduler: Any, views: torch.Tensor, t: torch.Tensor, first: int, canvases: int,
+          joint: Joint, step_kwargs: dict) -> torch.Tensor:
     """x_{t-1} of a segment's views."""
-    out = _denoise(denoiser, _scale_model_input(scheduler, views, t), t, ids, view_batch_size)
+    out, _ = _denoise(denoiser, _scale_model_input(scheduler, views, t), None, t, first, canvases, joint)
     return scheduler.step(out, t, views, **step_kwargs).prev_sample
 
 
@@ -281,17 +315,11 @@ def _with_noise(step_kwargs: dict, noise: torch.Tensor) -> dict:
 
 
 def _step_with_reference(denoiser: Denoiser, scheduler: Any, ref_scheduler: Any, views: torch.Tensor,
-                         ref: torch.Tensor, t: torch.Tensor, layout: ViewLayout, first: int, canvases: int,
-                         view_batch_size: int | None, step_kwargs: dict,
-                         ref_kwargs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_{t-1} of a segment's views and of the reference view(s), denoised in the same batch, canvas by canvas."""
-    count = views.shape[0] // canvases
-    refs_per = ref.shape[0] // canvases
-    batch = torch.cat([_scale_model_input(scheduler, views, t).unflatten(0, (canvases, -1)),
-                       _scale_model_input(ref_scheduler, ref, t).unflatten(0, (canvases, -1))], 1).flatten(0, 1)
-    out = _denoise(denoiser, batch, t, _ids(layout, first, count, refs_per, canvases), view_batch_size)
-    out = out.unflatten(0, (canvases, -1))
-    out, out_refs = out[:, :count].flatten(0, 1), out[:, count:].flatten(0, 1)
+                         ref: torch.Tensor, t: torch.Tensor, first: int, canvases: int, joint: Joint,
+                         step_kwargs: dict, ref_kwargs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_{t-1} of a segment's views and of the reference view(s), the references in the segment's first call."""
+    out, out_refs = _denoise(denoiser, _scale_model_input(scheduler, views, t),
+                             _scale_model_input(ref_scheduler, ref, t), t, first, canvases, joint)
     views = scheduler.step(out, t, views, **step_kwargs).prev_sample
     ref_kwargs = step_kwargs if ref_kwargs is None else ref_kwargs
     return views, ref_scheduler.step(out_refs, t, ref, **ref_kwargs).prev_sample

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..core.sampler import Denoiser, Joint, LoopState, Reference, StepNoise, joint_step
+from ..core.sampler import Denoiser, Joint, LoopState, Reference, StepNoise, assembled, joint_step
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class Run:
 
 
 def drive(state: LoopState, denoiser: Denoiser, joint: Joint, run: Run) -> torch.Tensor:
-    """Run `run.order` from `state.position` on, one `joint_step` each, and return the denoised canvases."""
+    """Run `run.order` from `state.position` on, one `joint_step` each, and return the denoised canvases (gathered
+    from the processes once, at the end, when several share the run)."""
     for position in range(state.position, len(run.order)):
         k = run.order[position]
         if k <= state.done:  # RePaint: back in time to the level before step k
@@ -45,4 +46,4 @@ def drive(state: LoopState, denoiser: Denoiser, joint: Joint, run: Run) -> torch
             state.canvas = replaced
         if run.on_state is not None:
             run.on_state(state)
-    return state.canvas
+    return assembled(state.canvas, joint)

@@ -33,7 +33,7 @@ from ..options import MAX_SEED, RANDOM_SEED, Request
 from ..prompts import Segment
 from ..runtime import distributed
 from ..runtime.denoiser import CallCount, batched, counted_model
-from ..runtime.memory import segment_views
+from ..runtime.memory import HOST_VIEW_BATCH, DeviceMemory, segment_views
 from ..runtime.resume import RunState, StateSaver, restore_generators
 from ..runtime.stochastic import draws_noise, with_given_noise
 from .conditioning import Conditioning
@@ -161,11 +161,13 @@ def run_joint(
     exchange = distributed.current()
     order, renoise = repaint(request, scheduler, generator, steps, plan.guide_steps, kept)
     step_noise = canvas_noise(adapter, scheduler, request.eta, generator)
-    if exchange is not None:  # several processes: at least a segment each
+    batch = views_per_call(adapter, request, canvas_shape[0], one_call)
+    if exchange is not None:  # several processes: at least a batch of views each
         distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,
-                                    save is not None or resume is not None, layout.num_views, exchange.world)
+                                    save is not None or resume is not None, layout.num_views, exchange.world,
+                                    batch or 1)
     joint = Joint(layout, axis, plan.weights, plan.guide_steps, plan.reference_mask, reference_index,
-                  segment=views_per_segment(adapter, layout, view_shape, canvas, exchange, one_call),
+                  view_batch_size=batch, segment=views_per_segment(layout, view_shape, canvas, one_call),
                   prepare=baseline.prepare if baseline is not None else None, exchange=exchange, swap=plan.guidance)
     state = start(canvas, scheduler, joint, reference)
     if resume is not None:
@@ -256,15 +258,22 @@ def repaint(request: Request, scheduler: Any, generator: Generators, steps: int,
     return order, renoiser(scheduler, generator)
 
 
-def views_per_segment(adapter: LatentAdapter, layout: ViewLayout, view_shape: tuple[int, ...], canvas: torch.Tensor,
-                      exchange: Any, one_call: str | None) -> int | None:
-    """Views per segment: as many as memory allows (all for baselines needing one call), and at least one segment
-    per process."""
-    segment = None if one_call else segment_views(math.prod(view_shape) * canvas.element_size(), canvas.shape[0],
-                                                  layout.num_views)
-    if exchange is not None:
-        segment = min(segment or layout.num_views, math.ceil(layout.num_views / exchange.world))
-    return segment
+def views_per_call(adapter: LatentAdapter, request: Request, canvases: int, one_call: str | None) -> int | None:
+    """Views of each canvas per model call, the calls fixed in view index (core.shares): the user's view batch or
+    the host's (shared among the takes), so that any number of processes makes the same calls; None on a GPU whose
+    free memory sizes the calls (runtime.memory.fit_in_memory), and for baselines needing one call."""
+    if one_call:
+        return None
+    size = request.view_batch_size or (HOST_VIEW_BATCH if DeviceMemory.of(adapter.device) is None else None)
+    return max(1, size // canvases) if size else None
+
+
+def views_per_segment(layout: ViewLayout, view_shape: tuple[int, ...], canvas: torch.Tensor,
+                      one_call: str | None) -> int | None:
+    """Views per segment: as many as memory allows (all for baselines needing one call)."""
+    if one_call:
+        return None
+    return segment_views(math.prod(view_shape) * canvas.element_size(), canvas.shape[0], layout.num_views)
 
 
 def resumed(state: LoopState, saved: RunState, generator: Generators, count: CallCount, baseline: Any,

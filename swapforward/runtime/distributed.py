@@ -7,6 +7,7 @@ writes the file. On CPUs (gloo) the result equals the single-process run with th
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -30,6 +31,17 @@ class TorchExchange:
         everything = [torch.empty_like(padded) for _ in range(self.world)]
         self.dist.all_gather(everything, padded)
         return [rows[:count] for rows, count in zip(everything, counts, strict=True)]
+
+    def trade(self, sends: dict[int, torch.Tensor], shapes: dict[int, tuple[int, ...]],
+              like: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Point-to-point: `sends[q]` to process q, and from each process q of `shapes` a tensor of that shape (of
+        `like`'s dtype and device)."""
+        received = {q: like.new_empty(shape) for q, shape in shapes.items()}
+        pending = [self.dist.isend(tensor.contiguous(), q) for q, tensor in sends.items()]
+        pending += [self.dist.irecv(tensor, q) for q, tensor in received.items()]
+        for request in pending:
+            request.wait()
+        return received
 
     def broadcast(self, tensor: torch.Tensor, source: int) -> torch.Tensor:
         tensor = tensor.contiguous()
@@ -92,7 +104,7 @@ def is_first() -> bool:
     return exchange is None or exchange.rank == 0
 
 
-def check_shareable(method: str, eta: float, saving: bool, views: int, world: int) -> None:
+def check_shareable(method: str, eta: float, saving: bool, views: int, world: int, batch: int = 1) -> None:
     """One sentence for a run that several processes cannot share exactly."""
     from ..core.methods import METHODS, get_method
     from ..options import listed
@@ -106,6 +118,8 @@ def check_shareable(method: str, eta: float, saving: bool, views: int, world: in
                                f"several processes take eta 0, or DDIM (whose noise is drawn once per canvas frame).")
     if saving:
         raise SwapForwardError("--save-state and --resume work in one process; run without torchrun to use them.")
-    if views < world:
-        raise SwapForwardError(f"{world} processes need at least {world} views, and this output has {views}; use "
-                               f"fewer processes or a longer output.")
+    if math.ceil(views / batch) < world:
+        unit = "views" if batch == 1 else f"batches of {batch} views"
+        raise SwapForwardError(f"{world} processes need at least {world} {unit}, and this output has {views} views; "
+                               f"use fewer processes, a longer output"
+                               + ("." if batch == 1 else " or a smaller --view-batch-size."))
