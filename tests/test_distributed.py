@@ -128,3 +128,48 @@ def test_two_nodes_on_the_loopback_write_the_single_process_file(tiny_model_dir,
     assert written == ["node0.wav", "one.wav"] or written == ["node1.wav", "one.wav"], written
     node_file = tmp_path / next(name for name in written if name.startswith("node"))
     assert node_file.read_bytes() == (tmp_path / "one.wav").read_bytes()
+
+
+def test_a_process_that_dies_mid_run_stops_the_others_with_one_sentence_and_no_file(tiny_model_dir, tmp_path):
+    """Two torchrun nodes; the second node's process is killed once the first is in its denoising loop: the first
+    stops at once with one sentence (its collective call fails, or torchrun stops it), and no file appears."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    args = [*ARGS[:-4], "--steps", "400", "--device", "cpu", "--model", tiny_model_dir]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node",
+                               "1", "--node_rank", str(rank), "--rdzv_backend", "c10d", "--rdzv_endpoint",
+                               f"127.0.0.1:{port}", "--rdzv_id", "swapforward-death", "-m", "swapforward", *args,
+                               "-o", str(tmp_path / "out.wav")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env, start_new_session=True) for rank in range(2)]
+    seen, looping = [], threading.Event()
+
+    def read_first() -> None:
+        for line in iter(nodes[0].stderr.readline, ""):
+            seen.append(line)
+            if "step" in line and "views" in line:
+                looping.set()
+        looping.set()
+
+    reader = threading.Thread(target=read_first)
+    reader.start()
+    assert looping.wait(240)
+    time.sleep(1)
+    import psutil
+
+    worker = psutil.Process(nodes[1].pid).children(recursive=True)[0]  # the second node's process, not its agent
+    worker.send_signal(signal.SIGKILL)
+    stopped = time.time()
+    nodes[0].wait(120)
+    reader.join(10)
+    nodes[1].wait(30)
+    text = "".join(seen)
+    said = ("error: another process of this distributed run stopped", "interrupted (SIGTERM); nothing was written")
+    assert any(sentence in text for sentence in said), text[-3000:]
+    assert nodes[0].returncode != 0 and time.time() - stopped < 60
+    assert not list(tmp_path.iterdir()), "no file, no temporary file"

@@ -244,6 +244,12 @@ def generate(kind: Kind, prompt: str | None, prompt_at: list[str] | None, given:
                                    resume_from=run.resume)
         except SwapForwardError as error:
             raise in_their_words(error, kind, "cli") from None
+        except (RuntimeError, OSError) as error:
+            failure = distributed.peer_failure(error) if shared else None
+            if failure is None:
+                raise
+            typer.echo(f"error: {failure}", err=True)
+            raise typer.Exit(code=1) from None
         if not distributed.is_first():
             return  # the first process writes the file and prints
         paths: list[Path] = []

@@ -7,6 +7,7 @@ writes the file. On CPUs (gloo) the result equals the single-process run with th
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 
@@ -73,9 +74,29 @@ def join_from_environment() -> bool:
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank())
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=TIMEOUT)
     _sharing = True
     return True
+
+
+#: How long a process waits for the others at a step before it stops: a process that dies closes its connections and
+#: the others stop at once; a machine that vanishes without closing them is noticed after this.
+TIMEOUT = datetime.timedelta(minutes=10)
+
+
+def peer_failure(error: BaseException) -> str | None:
+    """One sentence for a collective call that failed because another process of the run stopped (or None when the
+    error is something else)."""
+    import torch.distributed as dist
+
+    text = str(error)
+    words = ("connection closed", "connection reset", "broken pipe", "timed out", "nccl", "gloo")
+    if not isinstance(error, getattr(dist, "DistError", ())) and not any(w in text.lower() for w in words):
+        return None
+    rank = dist.get_rank() if dist.is_initialized() else "?"
+    reason = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    return (f"another process of this distributed run stopped (process {rank} saw: {reason[:200]}); nothing was "
+            f"written.")
 
 
 def local_rank() -> int:
