@@ -3,6 +3,8 @@ do the outputs match byte for byte? (A refactor must not change them; stored byt
 nothing, so both sides run here.)
 
     python scripts/compare_revisions.py REV     # e.g. f24e154
+    python scripts/compare_revisions.py REV --time 60   # also the time of one 60 s tiny-AudioLDM run on each side
+                                                        # (one thread, alternating sides, the best of three)
 
 The revision is checked out with `git worktree` into a temporary folder and imported by a child process; the tiny
 pipelines of tests/tiny_pipelines.py are built from this checkout for both sides, so the models are the same.
@@ -59,6 +61,32 @@ print(json.dumps(out))
 """
 
 
+TIMED = r"""
+import sys, time
+import torch
+sys.path.insert(0, sys.argv[1])
+import tiny_pipelines
+from swapforward import LongAudioPipeline
+torch.set_num_threads(1)
+pipe = LongAudioPipeline.from_pipe(tiny_pipelines.tiny_audioldm_pipeline())
+options = dict(audio_length_in_s=float(sys.argv[2]), window_seconds=0.256, num_inference_steps=4, seed=0,
+               progress_bar=False)
+pipe("rain", **{**options, "num_inference_steps": 1})
+start = time.perf_counter()
+pipe("rain", **options)
+print(time.perf_counter() - start)
+"""
+
+
+def time_side(source: str, seconds: float) -> float:
+    env = {**os.environ, "PYTHONPATH": source, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", TIMED, os.path.join(ROOT, "tests"), str(seconds)], env=env,
+                          capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def run_side(source: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": source, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-c", CHILD, os.path.join(ROOT, "tests"), json.dumps(CASES)], env=env,
@@ -69,13 +97,21 @@ def run_side(source: str) -> list[str]:
 
 
 def main() -> None:
-    revision = sys.argv[1] if len(sys.argv) > 1 else "HEAD"
+    arguments = sys.argv[1:]
+    timed = float(arguments.pop(arguments.index("--time") + 1)) if "--time" in arguments else None
+    if timed is not None:
+        arguments.remove("--time")
+    revision = arguments[0] if arguments else "HEAD"
+    times: dict[str, list[float]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as folder:
         tree = os.path.join(folder, "tree")
         subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", tree, revision], check=True,
                        capture_output=True)
         try:
             before = run_side(tree)
+            for _ in range(3 if timed else 0):
+                times["before"].append(time_side(tree, timed))
+                times["after"].append(time_side(ROOT, timed))
         finally:
             subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree], check=True)
     after = run_side(ROOT)
@@ -84,6 +120,11 @@ def main() -> None:
         shown = ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("init_sample_rate",))
         print(f"| {builder}: {shown} | {a} | {b} | {'yes' if a == b else 'NO'} |")
     print(f"\n{sum(a == b for a, b in zip(before, after, strict=True))} of {len(CASES)} equal byte for byte")
+    if timed:
+        best = {side: min(values) for side, values in times.items()}
+        print(f"\n| {timed:g} s of tiny AudioLDM, 4 steps, one thread | {revision} | this checkout | ratio |\n"
+              f"| --- | --- | --- | --- |\n| best of 3, s | {best['before']:.2f} | {best['after']:.2f} | "
+              f"{best['after'] / best['before']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ SLOW_WORDS = ("cli", "command", "fresh_process", "served", "signal", "sigterm", 
 #: Modules whose tests compare computed numbers: CI runs them a second time with portable kernels and one thread.
 NUMBER_MODULES = {"test_core", "test_audio_pipeline", "test_panorama", "test_baselines", "test_behaviour_values",
                   "test_timeline", "test_lab", "test_stable_audio", "test_reliability", "test_inputs", "test_memory",
-                  "test_families", "test_envelope", "test_stream", "test_comfyui"}
+                  "test_families", "test_envelope", "test_stream", "test_comfyui", "test_scale_out"}
 
 
 def pytest_collection_modifyitems(items):
