@@ -339,10 +339,14 @@ def test_without_guide_steps_safa_is_safa_star():
 
 
 def test_view_batch_size_bounds_each_model_call():
-    """Calls of views 0-1 and 2 (batches fixed in view index), the reference in a call of its own in guided steps."""
+    """Calls of views 0-1 and 2 (batches fixed in view index); the reference does not fit beside views 0-1, so it
+    takes a call of its own in the guided steps."""
     calls = []
     out = run_loop(guide_steps=3, calls=calls, view_batch_size=2)
     assert calls == [1, 2, 1] * 3 + [2, 1] * 7
+    calls = []
+    run_loop(guide_steps=3, calls=calls, view_batch_size=4)
+    assert calls == [4] * 3 + [3] * 7, "with room in the first batch the reference rides in it"
     assert torch.allclose(out, run_loop(3, []), atol=1e-6)
 
 

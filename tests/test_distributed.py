@@ -21,6 +21,9 @@ CASES = {
 }
 
 
+THREADS = torch.get_num_threads()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,12 +76,76 @@ def test_what_several_processes_cannot_share_is_one_sentence():
     from swapforward.runtime.distributed import check_shareable
 
     with pytest.raises(SwapForwardError, match=r"^method mad needs every view in one model call"):
-        check_shareable("mad", 0.0, False, 10, 2)
+        check_shareable("mad", 0.0, None, 10, 2)
     with pytest.raises(SwapForwardError, match=r"^eta=0.5 draws noise view by view"):
-        check_shareable("safa", 0.5, False, 10, 2)
+        check_shareable("safa", 0.5, None, 10, 2)
     with pytest.raises(SwapForwardError, match=r"^3 processes need at least 3 views, and this output has 2"):
-        check_shareable("safa", 0.0, False, 2, 3)
-    check_shareable("md-tri", 0.0, False, 3, 3)
+        check_shareable("safa", 0.0, None, 2, 3)
+    with pytest.raises(SwapForwardError, match=r"^2 processes need at least 2 batches of 8 views, and this output has "
+                                               r"8 views; use fewer processes, a longer output or a smaller "):
+        check_shareable("safa", 0.0, None, 8, 2, 8)
+    with pytest.raises(SwapForwardError, match=r"need a scheduler that keeps no history per view .* this model's "
+                                               r"DPMSolverMultistepScheduler keeps one"):
+        check_shareable("safa", 0.0, "DPMSolverMultistepScheduler", 30, 2)
+    check_shareable("md-tri", 0.0, None, 3, 3)
+    check_shareable("md-tri", 0.0, None, 17, 3, 8)
+
+
+class Stop(Exception):
+    """Stands for a crash or a preemption."""
+
+
+def saving_worker(rank, world, port, state, out, phase):
+    """`phase` "save": a `world`-process run saving its state every 2 steps, stopped after step 4; "resume": the run
+    resumed from that state by `world` processes, the first saving its latents."""
+    import torch.distributed as dist
+    from tiny_pipelines import tiny_audioldm_pipeline
+
+    from swapforward.runtime import distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    if world > 1:
+        assert distributed.join_from_environment()
+    pipe = LongAudioPipeline.from_pipe(tiny_audioldm_pipeline())
+    options = dict(BASE, **CASES["safa-loop"], num_inference_steps=8)
+    if phase == "save":
+
+        def stop(k, t, latents):
+            if k == 4:
+                raise Stop
+
+        with pytest.raises(Stop):
+            pipe("rain on a tin roof", save_state=state, save_every=2, callback=stop, **options)
+    else:
+        result = pipe("rain on a tin roof", resume_from=state, **options)
+        if rank == 0:
+            torch.save((result.latents, result.model_calls), out)
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def test_a_state_saved_by_two_processes_resumes_with_three_or_one_to_the_same_canvas(tmp_path):
+    """DDIM keeps no history per view, so a state saved by 2 processes (the canvas gathered, one scheduler copy, the
+    summed counts) resumes with 3 processes or 1 to the uninterrupted run's canvas and model calls."""
+    from tiny_pipelines import tiny_audioldm_pipeline
+
+    state, out = tmp_path / "state.pt", tmp_path / "out.pt"
+    mp.spawn(saving_worker, args=(2, free_port(), str(state), str(out), "save"), nprocs=2, join=True)
+    assert state.exists()
+    torch.set_num_threads(1)
+    try:
+        pipe = LongAudioPipeline.from_pipe(tiny_audioldm_pipeline())
+        options = dict(BASE, **CASES["safa-loop"], num_inference_steps=8)
+        full = pipe("rain on a tin roof", **options)
+        alone = pipe("rain on a tin roof", resume_from=state, **options)
+    finally:
+        torch.set_num_threads(THREADS)
+    assert torch.equal(alone.latents, full.latents) and alone.model_calls == full.model_calls
+    mp.spawn(saving_worker, args=(3, free_port(), str(state), str(out), "resume"), nprocs=3, join=True)
+    latents, calls = torch.load(out)
+    assert torch.equal(latents, full.latents) and calls == full.model_calls
 
 
 ARGS = ["audio", "rain", "--seconds", "1.6", "--window-seconds", "0.064", "--steps", "3", "--loop", "--seed", "1",

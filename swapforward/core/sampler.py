@@ -281,16 +281,18 @@ def _denoise(denoiser: Denoiser, views: torch.Tensor, refs: torch.Tensor | None,
              canvases: int, joint: Joint) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The model's output for a segment's views (canvas by canvas, from view `first` on) and for the reference views
     `refs`: with a view batch, calls start at multiples of it in view index (core.shares), so a call holds the same
-    rows whatever the segments or processes, and the references take a call of their own; without one, one call
-    holds the segment's views and the references. A row's id is its view's index, references after the views (n,
-    n+1, ...)."""
+    rows whatever the segments or processes; the references ride in the first call when they fit in the batch with
+    its views (which depends on the layout and the batch only), else take a call of their own. A row's id is its
+    view's index, references after the views (n, n+1, ...)."""
     grouped = views.unflatten(0, (canvases, -1))
     carried = None if refs is None else refs.unflatten(0, (canvases, -1))
     outs, ref_out = [], None
-    if carried is not None and joint.view_batch_size:
+    size = joint.view_batch_size
+    batches = batch_ranges(first, grouped.shape[1], size)
+    if carried is not None and size and batches[0][1] + carried.shape[1] > size:
         ids = joint.layout.num_views + torch.arange(carried.shape[1])
         ref_out, carried = denoiser(refs, t, ids.repeat(canvases)), None
-    for offset, length in batch_ranges(first, grouped.shape[1], joint.view_batch_size):
+    for offset, length in batches:
         rows, ids = grouped[:, offset:offset + length], torch.arange(first + offset, first + offset + length)
         if carried is not None and offset == 0:
             rows = torch.cat([rows, carried], 1)

@@ -34,7 +34,7 @@ from ..prompts import Segment
 from ..runtime import distributed
 from ..runtime.denoiser import CallCount, batched, counted_model
 from ..runtime.memory import HOST_VIEW_BATCH, DeviceMemory, segment_views
-from ..runtime.resume import RunState, StateSaver, restore_generators
+from ..runtime.resume import RunState, StateSaver, restore_generators, row_stateless
 from ..runtime.stochastic import draws_noise, with_given_noise
 from .conditioning import Conditioning
 from .driver import Run, drive
@@ -163,15 +163,16 @@ def run_joint(
     step_noise = canvas_noise(adapter, scheduler, request.eta, generator)
     batch = views_per_call(adapter, request, canvas_shape[0], one_call)
     if exchange is not None:  # several processes: at least a batch of views each
+        saving = (save is not None or resume is not None) and not row_stateless(scheduler)
         distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,
-                                    save is not None or resume is not None, layout.num_views, exchange.world,
+                                    type(scheduler).__name__ if saving else None, layout.num_views, exchange.world,
                                     batch or 1)
     joint = Joint(layout, axis, plan.weights, plan.guide_steps, plan.reference_mask, reference_index,
                   view_batch_size=batch, segment=views_per_segment(layout, view_shape, canvas, one_call),
                   prepare=baseline.prepare if baseline is not None else None, exchange=exchange, swap=plan.guidance)
     state = start(canvas, scheduler, joint, reference)
     if resume is not None:
-        state = resumed(state, resume, generator, count, baseline, order)
+        state = resumed(state, resume, generator, count, baseline, order, first=exchange is None or exchange.rank == 0)
     bar = tqdm(total=len(order), initial=state.position, desc=f"{request.method}, {layout.num_views} views",
                unit="step", disable=not progress_bar or not distributed.is_first())
     progress = StepProgress(bar, layout.num_views * canvas_shape[0])
@@ -180,7 +181,7 @@ def run_joint(
         LoopContext(adapter, scheduler, denoiser, layout, view_shape, axis, canvas_shape[0]))
     run = Run(order, renoise, observed_at, adapter.step_kwargs(first_generator(generator), request.eta), step_noise,
               after_step(baseline, progress, kept, noise, scheduler, callback),
-              None if save is None else StateSaver(save[0], save[1], save[2], generator, count))
+              None if save is None else StateSaver(save[0], save[1], save[2], generator, count, joint))
     with bar, running:
         canvas = drive(state, denoiser, joint, run)
     if exchange is not None:
@@ -277,13 +278,22 @@ def views_per_segment(layout: ViewLayout, view_shape: tuple[int, ...], canvas: t
 
 
 def resumed(state: LoopState, saved: RunState, generator: Generators, count: CallCount, baseline: Any,
-            order: list[int]) -> LoopState:
-    """The saved loop, generators and counts in place of the fresh ones (the baseline replays its finished steps)."""
+            order: list[int], first: bool = True) -> LoopState:
+    """The saved loop, generators and counts in place of the fresh ones (the baseline replays its finished steps).
+    A state saved with other segments or processes gives its one scheduler to every segment when the scheduler
+    keeps no history per view; with several processes the first carries the saved counts."""
     loop = saved.loop
     if tuple(loop.canvas.shape) != tuple(state.canvas.shape):
         raise SwapForwardError("The saved state's canvas does not fit this run; resume with the same settings.")
+    schedulers = loop.view_schedulers
+    if len(schedulers) != len(state.view_schedulers):
+        if not row_stateless(schedulers[0]):
+            raise SwapForwardError(f"The saved state holds {len(schedulers)} segments' {type(schedulers[0]).__name__}"
+                                   f", which keeps a history per view, and this run has {len(state.view_schedulers)}"
+                                   f"; resume with the same number of processes.")
+        schedulers = [schedulers[0]] * len(state.view_schedulers)
     restore_generators(generator, saved.generators)
-    count.calls, count.evaluations, count.largest = saved.counts
+    count.calls, count.evaluations, count.largest = saved.counts if first else (0, 0, saved.counts[2])
     if baseline is not None:
         for k in order[: loop.position]:
             baseline.after_step(k)
@@ -291,7 +301,7 @@ def resumed(state: LoopState, saved: RunState, generator: Generators, count: Cal
     if state.ref_scheduler is not None:
         reference = loop.reference.to(device=state.canvas.device, dtype=state.canvas.dtype)
     return LoopState(loop.position, loop.done, loop.canvas.to(device=state.canvas.device, dtype=state.canvas.dtype),
-                     reference, copy.deepcopy(loop.view_schedulers),
+                     reference, [copy.deepcopy(scheduler) for scheduler in schedulers],
                      copy.deepcopy(loop.ref_scheduler) if state.ref_scheduler is not None else None)
 
 

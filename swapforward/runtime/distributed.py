@@ -125,8 +125,9 @@ def is_first() -> bool:
     return exchange is None or exchange.rank == 0
 
 
-def check_shareable(method: str, eta: float, saving: bool, views: int, world: int, batch: int = 1) -> None:
-    """One sentence for a run that several processes cannot share exactly."""
+def check_shareable(method: str, eta: float, saving: str | None, views: int, world: int, batch: int = 1) -> None:
+    """One sentence for a run that several processes cannot share exactly (`saving`: the scheduler's name when the
+    run saves or resumes a state and its scheduler keeps a history per view)."""
     from ..core.methods import METHODS, get_method
     from ..options import listed
 
@@ -138,7 +139,9 @@ def check_shareable(method: str, eta: float, saving: bool, views: int, world: in
         raise SwapForwardError(f"eta={eta:g} draws noise view by view in one process's order with this scheduler; "
                                f"several processes take eta 0, or DDIM (whose noise is drawn once per canvas frame).")
     if saving:
-        raise SwapForwardError("--save-state and --resume work in one process; run without torchrun to use them.")
+        raise SwapForwardError(f"--save-state and --resume with several processes need a scheduler that keeps no "
+                               f"history per view (DDIM, DDPM, Euler, flow-matching Euler), and this model's "
+                               f"{saving} keeps one; run without torchrun to use them.")
     if math.ceil(views / batch) < world:
         unit = "views" if batch == 1 else f"batches of {batch} views"
         raise SwapForwardError(f"{world} processes need at least {world} {unit}, and this output has {views} views; "

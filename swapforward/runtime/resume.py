@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..core.sampler import LoopState
+from ..core.sampler import Joint, LoopState, assembled
 from ..errors import SwapForwardError
 from ..io.files import write_atomic
 
@@ -40,23 +40,43 @@ def generator_list(generator: Any) -> list[torch.Generator]:
     return [] if generator is None else list(generator) if isinstance(generator, list) else [generator]
 
 
-class StateSaver:
-    """An `on_state` hook that writes the run's state to `path` (atomically) after every `every`-th step."""
+#: Schedulers whose state is the same for every view (no history of model outputs per view): a run's state saved
+#: by several processes keeps one copy of them, and resumes with any number of processes.
+ROW_STATELESS = ("DDIMScheduler", "DDPMScheduler", "EulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler")
 
-    def __init__(self, path: str | os.PathLike, every: int, asked: dict[str, Any], generator: Any, count: Any):
+
+def row_stateless(scheduler: Any) -> bool:
+    return type(scheduler).__name__ in ROW_STATELESS
+
+
+class StateSaver:
+    """An `on_state` hook that writes the run's state to `path` (atomically) after every `every`-th step. With
+    several processes (`joint.exchange`) every process takes part (the canvas is gathered, the counts summed) and the
+    first writes the file, keeping one scheduler copy (the run's scheduler keeps no history per view)."""
+
+    def __init__(self, path: str | os.PathLike, every: int, asked: dict[str, Any], generator: Any, count: Any,
+                 joint: Joint | None = None):
         if not generator_list(generator):
             raise SwapForwardError("Saving a run's state needs a seed or a generator, so that a resumed run draws the "
                                    "same noise.")
-        self.path, self.every, self.asked = Path(path), every, asked
+        self.path, self.every, self.asked, self.joint = Path(path), every, asked, joint
         self.generators, self.count = generator_list(generator), count
 
     def __call__(self, state: LoopState) -> None:
         if state.position % self.every:
             return
+        canvas, schedulers, counts = state.canvas, state.view_schedulers, (self.count.calls, self.count.evaluations)
+        exchange = self.joint.exchange if self.joint is not None else None
+        if exchange is not None:
+            canvas = assembled(state.canvas, self.joint)
+            counts = tuple(exchange.total(*counts))
+            schedulers = [state.view_schedulers[self.joint.owned[exchange.rank][0]]]
+            if exchange.rank != 0:
+                return
         data = {"format": FORMAT, "asked": self.asked, "position": state.position, "done": state.done,
-                "canvas": state.canvas, "reference": state.reference, "view_scheduler": state.view_schedulers,
+                "canvas": canvas, "reference": state.reference, "view_scheduler": schedulers,
                 "ref_scheduler": state.ref_scheduler, "generators": [g.get_state() for g in self.generators],
-                "counts": (self.count.calls, self.count.evaluations, self.count.largest)}
+                "counts": (*counts, self.count.largest)}
         write_atomic(self.path, lambda tmp: torch.save(data, tmp))
 
 
