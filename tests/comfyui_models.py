@@ -32,9 +32,11 @@ STAND_INS = Path(__file__).parent / "stand_ins"
 
 
 def torchaudio_missing() -> bool:
+    """Whether the real torchaudio is missing (the stand-in, once on the path, does not count)."""
     import importlib.util
 
-    return importlib.util.find_spec("torchaudio") is None
+    spec = importlib.util.find_spec("torchaudio")
+    return spec is None or STAND_INS in Path(spec.origin or "").parents
 
 
 def import_comfyui() -> None:

@@ -161,7 +161,7 @@ def run_joint(
     exchange = distributed.current()
     order, renoise = repaint(request, scheduler, generator, steps, plan.guide_steps, kept)
     step_noise = canvas_noise(adapter, scheduler, request.eta, generator)
-    batch = views_per_call(adapter, request, canvas_shape[0], one_call)
+    batch = views_per_call(adapter, request, one_call)
     if exchange is not None:  # several processes: at least a batch of views each
         saving = (save is not None or resume is not None) and not row_stateless(scheduler)
         distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,
@@ -259,14 +259,14 @@ def repaint(request: Request, scheduler: Any, generator: Generators, steps: int,
     return order, renoiser(scheduler, generator)
 
 
-def views_per_call(adapter: LatentAdapter, request: Request, canvases: int, one_call: str | None) -> int | None:
+def views_per_call(adapter: LatentAdapter, request: Request, one_call: str | None) -> int | None:
     """Views of each canvas per model call, the calls fixed in view index (core.shares): the user's view batch or
-    the host's (shared among the takes), so that any number of processes makes the same calls; None on a GPU whose
-    free memory sizes the calls (runtime.memory.fit_in_memory), and for baselines needing one call."""
+    the host's, so that any number of processes makes the same calls (the denoiser then splits a call of several
+    takes into whole takes, each as its run alone); None on a GPU whose free memory sizes the calls
+    (runtime.memory.fit_in_memory), and for baselines needing one call."""
     if one_call:
         return None
-    size = request.view_batch_size or (HOST_VIEW_BATCH if DeviceMemory.of(adapter.device) is None else None)
-    return max(1, size // canvases) if size else None
+    return request.view_batch_size or (HOST_VIEW_BATCH if DeviceMemory.of(adapter.device) is None else None)
 
 
 def views_per_segment(layout: ViewLayout, view_shape: tuple[int, ...], canvas: torch.Tensor,

@@ -61,10 +61,11 @@ class DeviceMemory:
 
 
 def aligned(size: int, ids: torch.Tensor) -> int:
-    """A batch size that keeps canvases whole when it can: the largest multiple of a canvas's block of rows (its views
-    and references; `ids` hold each row's position in its block) that fits in `size`, else `size` itself. So each
-    call holds whole canvases, and a take's rows meet the model as they would in a run of that take alone."""
-    block = int(ids.max()) + 1 if ids.numel() else 1
+    """A batch size that keeps canvases whole when it can: the largest multiple of a canvas's block of rows (the
+    distinct views and references of the call, which repeat canvas by canvas; `ids` hold each row's view) that fits
+    in `size`, else `size` itself. So each call holds whole canvases, and a take's rows meet the model as they would
+    in a run of that take alone."""
+    block = int(ids.unique().numel()) if ids.numel() else 1
     return (size // block) * block if size >= block else size
 
 
