@@ -163,3 +163,17 @@ def test_a_video_latent_is_refused_in_one_sentence():
 
     with pytest.raises(ValueError, match=r"got 5 axes \(1, 16, 3, 8, 8\); video is not supported"):
         joint_sample(JointSettings(), lambda x, sigma: x, torch.zeros(1, 16, 3, 8, 8), torch.tensor([1.0, 0.0]))
+
+
+def test_four_axis_audio_latents_take_views_and_swaps_along_time(comfy, nodes, sd):
+    """ACE-Step's latents are (batch, 8, 16, frames): with media audio the views and the reference swap run along
+    the last axis, as for Stable Audio's (batch, 64, frames); with media image the swap takes rows instead."""
+    from swapforward.frontends.comfyui.sampling import JointSettings
+
+    assert JointSettings(media="audio").axes(4) == (3, 3) and JointSettings(media="audio").axes(3) == (2, 2)
+    assert JointSettings(media="image").axes(4) == (3, 2)
+    positive, negative = sd_conditioning()
+    latent = {"samples": torch.zeros(1, 4, 8, 40), "view_frames": 16}
+    audio = ksampler(nodes, sd, latent, positive, negative, media="audio")
+    image = ksampler(nodes, sd, latent, positive, negative, media="image", view_size=16)
+    assert audio.shape == image.shape == (1, 4, 8, 40) and not torch.equal(audio, image)

@@ -5,12 +5,16 @@ test installs them beside the swapforward pack; the workflows use ComfyUI's own 
 import comfyui_models  # on the server's PYTHONPATH: the tests folder
 
 
-class TinySDCheckpoint:
+class TinyCheckpoint:
+    """A model, its VAE and a positive and negative conditioning, as a loader and two text encoders give them."""
+
     CATEGORY = "testing"
     RETURN_TYPES = ("MODEL", "VAE", "CONDITIONING", "CONDITIONING")
     RETURN_NAMES = ("MODEL", "VAE", "positive", "negative")
     FUNCTION = "load"
 
+
+class TinySDCheckpoint(TinyCheckpoint):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 1 << 30})}}
@@ -20,12 +24,7 @@ class TinySDCheckpoint:
                 *comfyui_models.sd_conditioning(seed + 2))
 
 
-class TinyStableAudioCheckpoint:
-    CATEGORY = "testing"
-    RETURN_TYPES = ("MODEL", "VAE", "CONDITIONING", "CONDITIONING")
-    RETURN_NAMES = ("MODEL", "VAE", "positive", "negative")
-    FUNCTION = "load"
-
+class TinyStableAudioCheckpoint(TinyCheckpoint):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 1 << 30}),

@@ -127,13 +127,17 @@ class SwapForwardKSampler:
         return ({**latent_image, "samples": samples},)
 
 
-class SwapForwardEmptyLatentImage:
-    """An empty latent for a panorama `width` px wide, with views `view_width` px wide (0: square, the height)."""
+class EmptyLongLatent:
+    """What the empty long latents share: a LATENT and its view length in latent frames."""
 
     CATEGORY = f"latent/{CATEGORY}"
     RETURN_TYPES = ("LATENT", "INT")
     RETURN_NAMES = ("LATENT", "view_frames")
     FUNCTION = "generate"
+
+
+class SwapForwardEmptyLatentImage(EmptyLongLatent):
+    """An empty latent for a panorama `width` px wide, with views `view_width` px wide (0: square, the height)."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -160,13 +164,8 @@ class SwapForwardEmptyLatentImage:
         return ({"samples": latent, "view_frames": frames}, frames)
 
 
-class SwapForwardEmptyLatentAudio:
+class SwapForwardEmptyLatentAudio(EmptyLongLatent):
     """An empty audio latent of `seconds` for Stable Audio Open or ACE-Step, and its view length in latent frames."""
-
-    CATEGORY = f"latent/{CATEGORY}"
-    RETURN_TYPES = ("LATENT", "INT")
-    RETURN_NAMES = ("LATENT", "view_frames")
-    FUNCTION = "generate"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -198,36 +197,36 @@ def tiled_decode(vae: Any, latent: torch.Tensor, out_axis: int, loop: bool, tile
                         overlap=min(overlap, tile - 1), loop=loop)
 
 
-class SwapForwardDecodeImage:
-    """VAE decode in tiles along the width that wraps round with `loop`: a 360 panorama without a seam."""
+class LoopAwareDecode:
+    """What the loop-aware decodes share: their inputs (tiles in latent frames, with the class's defaults)."""
 
     CATEGORY = f"latent/{CATEGORY}"
-    RETURN_TYPES = ("IMAGE",)
     FUNCTION = "decode"
+    TILE, OVERLAP = 64, 16
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {"samples": ("LATENT",), "vae": ("VAE",), "loop": ("BOOLEAN", {"default": False}),
-                             "tile": ("INT", {"default": 64, "min": 8, "max": 4096, "tooltip": "latent frames"}),
-                             "overlap": ("INT", {"default": 16, "min": 0, "max": 4096})}}
+                             "tile": ("INT", {"default": cls.TILE, "min": 4, "max": 1 << 20,
+                                              "tooltip": "latent frames"}),
+                             "overlap": ("INT", {"default": cls.OVERLAP, "min": 0, "max": 1 << 20})}}
+
+
+class SwapForwardDecodeImage(LoopAwareDecode):
+    """VAE decode in tiles along the width that wraps round with `loop`: a 360 panorama without a seam."""
+
+    RETURN_TYPES = ("IMAGE",)
 
     def decode(self, samples: dict, vae: Any, loop: bool, tile: int, overlap: int) -> tuple:
         return (tiled_decode(vae, samples["samples"], 2, loop, tile, overlap),)
 
 
-class SwapForwardDecodeAudio:
+class SwapForwardDecodeAudio(LoopAwareDecode):
     """VAE decode in tiles along time that wraps round with `loop`: a loop whose end continues into its start. The
     waveform is scaled as ComfyUI's VAE Decode Audio scales it."""
 
-    CATEGORY = f"latent/{CATEGORY}"
     RETURN_TYPES = ("AUDIO",)
-    FUNCTION = "decode"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {"required": {"samples": ("LATENT",), "vae": ("VAE",), "loop": ("BOOLEAN", {"default": False}),
-                             "tile": ("INT", {"default": 256, "min": 4, "max": 1 << 20, "tooltip": "latent frames"}),
-                             "overlap": ("INT", {"default": 64, "min": 0, "max": 1 << 20})}}
+    TILE, OVERLAP = 256, 64
 
     def decode(self, samples: dict, vae: Any, loop: bool, tile: int, overlap: int) -> tuple:
         audio = tiled_decode(vae, samples["samples"], 1, loop, tile, overlap).movedim(-1, 1)
