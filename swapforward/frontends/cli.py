@@ -485,6 +485,8 @@ def lab(given: dict) -> None:
         check_output_folder(opts.out_dir)
         if opts.stream:
             return stream_lab(opts)
+        if opts.beyond:
+            return beyond_lab(opts)
         result = run(quick=opts.quick, scheduler=opts.scheduler, steps=opts.steps, samples=opts.samples,
                      seed=opts.seed, progress=lambda line: typer.echo(line, err=True))
         paths = write_report(result, opts.out_dir)
@@ -520,6 +522,26 @@ def stream_lab(opts: Request) -> None:
     write_atomic(paths[1], lambda tmp: tmp.write_text(json.dumps(result, indent=1, default=str)))
     typer.echo(text, nl=False)
     typer.echo("wrote " + ", ".join(map(str, paths)))
+
+
+def beyond_lab(opts: Request) -> None:
+    """`swapforward lab --beyond`: the modulated and channel worlds' tables, printed and written as beyond.md."""
+    from ..io.files import write_atomic
+    from ..lab import beyond
+    from ..lab.run import Lab
+
+    lab = Lab(steps=opts.steps or (25 if opts.quick else 50), scheduler=opts.scheduler, seed=opts.seed,
+              samples=opts.samples or (64 if opts.quick else 256))
+    parts = []
+    for world in (beyond.modulated_world(), beyond.channel_world()):
+        parts.append(beyond.markdown(world, beyond.rows(lab, world), lab))
+        typer.echo(f"beyond the spectrum: {world.name} world", err=True)
+    text = "\n\n".join(parts) + "\n"
+    Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(opts.out_dir) / "beyond.md"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+    typer.echo(text, nl=False)
+    typer.echo(f"wrote {path}")
 
 
 @command("app", [flag(o, "app") for o in SERVE.options] + load_flags())
