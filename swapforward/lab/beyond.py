@@ -159,7 +159,7 @@ def rows(lab: Any, world: MixtureWorld) -> list[dict[str, Any]]:
     """Each candidate's style shares, mix error, consistency and modulation depth in `world` (sampled with the lab's
     canvases, seed and steps); the first row is the truth, measured by the same classifier on true signals."""
     from . import metrics
-    from .run import CONTROL, Setting
+    from .run import CONTROL, Setting, sampled
 
     generator = torch.Generator().manual_seed(lab.seed)
     truth, _ = world.sample(lab.samples, lab.length, generator)
@@ -168,13 +168,7 @@ def rows(lab: Any, world: MixtureWorld) -> list[dict[str, Any]]:
             "depth": modulation_depth(truth, world.period) if world.period else None, "consistency": None}]
     for method, overlap in CANDIDATES:
         setting = CONTROL if method == "control" else Setting(method, overlap)
-        layout = lab.layout(setting)
-        noise = torch.randn(lab.samples, world.channels, layout.length, world.bins, generator=generator,
-                            dtype=torch.float64)
-        reference = torch.randn(lab.samples, world.channels, lab.window, world.bins, generator=generator,
-                                dtype=torch.float64)
-        x = lab.sample(world, setting, noise, reference,
-                       draw=lambda shape: torch.randn(shape, generator=generator, dtype=torch.float64))
+        x = sampled(lab, world, setting, generator)
         shares = style_shares(world, x, lab.window)
         segments = max(1, x.shape[2] // lab.window)
         pieces = torch.stack([x[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)

@@ -346,16 +346,22 @@ def gaussian_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, 
     }
 
 
-def styles_row(lab: Lab, world: StylesWorld, setting: Setting) -> dict[str, Any]:
-    """Sampled measures of one setting in the styles world: do the canvas's window-sized segments keep one style?"""
+def sampled(lab: Lab, world: Any, setting: Setting, generator: torch.Generator) -> torch.Tensor:
+    """The setting's output for `lab.samples` canvases whose noise, reference noise and step noise `generator` draws,
+    in that order."""
     layout = lab.layout(setting)
-    generator = torch.Generator().manual_seed(lab.seed)
     noise = torch.randn(lab.samples, world.channels, layout.length, world.bins, generator=generator,
                         dtype=torch.float64)
     reference = torch.randn(lab.samples, world.channels, lab.window, world.bins, generator=generator,
                             dtype=torch.float64)
-    out = lab.sample(world, setting, noise, reference,
-                     draw=lambda shape: torch.randn(shape, generator=generator, dtype=torch.float64))
+    return lab.sample(world, setting, noise, reference,
+                      draw=lambda shape: torch.randn(shape, generator=generator, dtype=torch.float64))
+
+
+def styles_row(lab: Lab, world: StylesWorld, setting: Setting) -> dict[str, Any]:
+    """Sampled measures of one setting in the styles world: do the canvas's window-sized segments keep one style?"""
+    layout = lab.layout(setting)
+    out = sampled(lab, world, setting, torch.Generator().manual_seed(lab.seed))
     segments = max(1, layout.length // lab.window)
     fixed = torch.stack([out[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
     aligned = out[:, :, layout.indices].movedim(2, 1)  # (canvases, views, channels, window, bins): the views
