@@ -154,14 +154,14 @@ def run_joint(
     # 5. The denoiser the loop calls: the model with its conditioning, counted, in batches that fit the device.
     count = CallCount()
     one_call = baseline.one_call if baseline is not None else None
+    batch = views_per_call(adapter, request, one_call)
     denoiser = batched(counted_model(adapter, conditioning, request.guidance_scale, count, interrupt),
-                       adapter.device, request.view_batch_size, one_call)
+                       adapter.device, batch, one_call)
 
     # 6. The loop: the core's step in the driver's order, with the run's pieces around it (drive).
     exchange = distributed.current()
     order, renoise = repaint(request, scheduler, generator, steps, plan.guide_steps, kept)
     step_noise = canvas_noise(adapter, scheduler, request.eta, generator)
-    batch = views_per_call(adapter, request, one_call)
     if exchange is not None:  # several processes: at least a batch of views each
         saving = (save is not None or resume is not None) and not row_stateless(scheduler)
         distributed.check_shareable(request.method, request.eta if step_noise is None else 0.0,

@@ -59,8 +59,9 @@ def counted_model(adapter: Any, conditioning: Conditioning, guidance_scale: floa
 
 def batched(model: Model, device: torch.device, view_batch_size: int | None, one_call: str | None) -> Denoiser:
     """The denoiser the loop calls with a segment's batch (blocks of views and references, canvas by canvas): in one
-    call when a baseline needs it (`one_call` says why), in batches of the user's `view_batch_size`, or in batches
-    sized from the device's free memory. Each row carries its id: its position within its canvas's block."""
+    call when a baseline needs it (`one_call` says why), in batches of `view_batch_size` (the user's, or the host's
+    fixed batch: the calls the core lays out in view index), or in batches sized from the device's free memory. Each
+    row carries its id: its view's index."""
     if one_call:
         split = fixed_batches(model, one_call)
     elif view_batch_size:
