@@ -1,25 +1,36 @@
-"""Issue 39's first part: worlds whose styles differ in loudness over time or in how the channels co-vary, the style
-mix each method makes and the modulation it keeps; measures that a method known to drop modulation fails."""
+"""Issue 39: worlds whose styles differ in the spectrum, in loudness over time, in how the channels co-vary, in all of
+them, or as real sounds do; the style mix, the modulation kept and the second-moment measures, each able to fail."""
 
 import math
 
+import pytest
 import torch
 
+from swapforward.lab import beyond
 from swapforward.lab.beyond import (
+    Candidate,
     canvas_styles,
     channel_world,
+    fit_sound,
+    fitted_world,
     modulated_world,
     modulation_depth,
+    moments,
+    rates_world,
     rows,
 )
-from swapforward.lab.run import Lab
+from swapforward.lab.candidates import channel_covariance_move, modulation_move
+from swapforward.lab.run import Lab, Setting, styles_row
+from swapforward.lab.worlds import StylesWorld
 
 
-def test_true_signals_are_classified_to_their_own_style_in_both_worlds():
-    for world in (modulated_world(), channel_world()):
-        x, styles = world.sample(128, 192, torch.Generator().manual_seed(1))
-        accuracy = float((canvas_styles(world, x, 64) == styles).double().mean())
-        assert accuracy > 0.9, (world.name, accuracy)
+@pytest.mark.parametrize("make", beyond.WORLDS, ids=lambda make: make.__name__)
+def test_true_signals_are_classified_to_their_own_style_in_every_world(make):
+    world = make()
+    x, styles = world.sample(96, 128, torch.Generator().manual_seed(1))
+    accuracy = float((canvas_styles(world, x, 64) == styles).double().mean())
+    assert accuracy > 0.9, (world.name, accuracy)
+    assert math.isclose(sum(world.style_weights), 1.0)
 
 
 def test_the_channel_worlds_styles_share_every_channels_spectrum():
@@ -27,6 +38,14 @@ def test_the_channel_worlds_styles_share_every_channels_spectrum():
     a, b = (world.covariance(c, 32) for c in (0, 1))
     assert torch.equal(a[:32, :32], b[:32, :32]) and torch.equal(a[32:, 32:], b[32:, 32:])
     assert torch.equal(a[:32, 32:], -b[:32, 32:]) and a[:32, 32:].abs().max() > 0.5
+
+
+def test_each_rate_of_the_rates_world_shows_at_its_own_period():
+    world = rates_world()
+    x, styles = world.sample(192, 192, torch.Generator().manual_seed(2))
+    fast, slow = (x[styles == s] for s in (1, 2))
+    assert modulation_depth(fast, 8) > 0.3 > 0.15 > modulation_depth(fast, 32)
+    assert modulation_depth(slow, 32) > 0.3 > 0.15 > modulation_depth(slow, 8)
 
 
 def test_modulation_depth_is_the_envelopes_first_harmonic():
@@ -38,24 +57,94 @@ def test_modulation_depth_is_the_envelopes_first_harmonic():
     assert modulation_depth(torch.ones(1, 2, 128, 4), period) < 1e-9
 
 
-def test_a_joint_method_fails_the_style_mix_and_modulation_measures_where_one_window_passes():
-    """MD* averages the modulated style away (issue 39's finding): its share of the modulated style and its
-    modulation depth fall far below one window's, which keeps both."""
+def test_the_fit_recovers_a_known_cross_covariance_and_stays_positive_definite():
+    generator = torch.Generator().manual_seed(3)
+    frames, a, rho = 4000, 0.8, 0.6
+    z = torch.randn(8, 2, frames, generator=generator, dtype=torch.float64)
+    z[:, 1] = rho * z[:, 0] + math.sqrt(1 - rho**2) * z[:, 1]
+    x = torch.zeros_like(z)
+    for t in range(1, frames):  # AR(1): lag-tau correlation a^tau, channels correlated rho at every lag
+        x[..., t] = a * x[..., t - 1] + math.sqrt(1 - a**2) * z[..., t]
+    lags = fit_sound(x, 64)
+    taper = 1 - torch.arange(64, dtype=torch.float64) / 128
+    assert torch.allclose(lags[:, 0, 0], a ** torch.arange(64.0, dtype=torch.float64) * taper, atol=0.06)
+    assert abs(float(lags[0, 0, 1]) - rho) < 0.05 and abs(float(lags[3, 1, 0]) - rho * a**3) < 0.06
+    torch.linalg.cholesky(beyond._block_toeplitz(lags)(64))
+
+
+def test_the_shipped_fit_is_three_real_sounds_and_the_rhythm_repeats_at_its_beat():
+    world = fitted_world()
+    assert [s for s in world.name.split("(")[1].rstrip(")").split(", ")] == ["speech", "rain", "rhythm"]
+    rhythm = world.covariance(2, 217).view(2, 217, 2, 217)[0, :, 0, :]
+    beat = 12.5  # a hit twice a second at 25 frames a second
+    assert float(rhythm[0, round(beat)]) > 0.5 and float(rhythm[0, round(beat / 2)]) < 0.3
+    for c in range(3):
+        torch.linalg.cholesky(world.covariance(c, 217))
+
+
+def test_the_channel_move_reaches_the_targets_covariance_at_share_one_and_leaves_the_view_at_zero():
+    generator = torch.Generator().manual_seed(4)
+    views = torch.randn(3, 4, 32, 5, generator=generator, dtype=torch.float64)
+    mixing = torch.tensor([[1.0, 0, 0, 0], [0.9, 0.4, 0, 0], [0, 0, 1, 0], [0, 0, -0.7, 0.7]], dtype=torch.float64)
+    target = torch.einsum("ij,bjfk->bifk", mixing, torch.randn(3, 4, 32, 5, generator=generator,
+                                                               dtype=torch.float64))
+
+    def cov(x):
+        flat = x.flatten(2)
+        return flat @ flat.mT / flat.shape[-1]
+
+    assert torch.allclose(cov(channel_covariance_move(views, target, 1.0)), cov(target), atol=1e-5)
+    assert torch.allclose(channel_covariance_move(views, target, 0.0), views, atol=1e-6)
+
+
+def test_the_modulation_move_gives_a_steady_view_the_targets_modulation_and_keeps_it_at_zero_share():
+    generator = torch.Generator().manual_seed(5)
+    views = torch.randn(64, 2, 64, 4, generator=generator, dtype=torch.float64)
+    t = torch.arange(64, dtype=torch.float64)
+    target = views.roll(1, 0) * (1 + 0.8 * torch.cos(2 * math.pi * t / 16)).view(1, 1, -1, 1)
+    assert torch.allclose(modulation_move(views, target, 0.0), views, rtol=0, atol=1e-9)  # FFT rounding only
+    assert modulation_depth(modulation_move(views, target, 1.0), 16) > 2 * modulation_depth(views, 16)
+
+
+def test_second_moment_measures_pass_true_signals_and_fail_a_canvas_that_copies():
+    world = channel_world()
+    x, _ = world.sample(256, 217, torch.Generator().manual_seed(6))
+    truth = moments(world, x, 51)
+    assert abs(truth["kl"]) < 0.01 and abs(truth["copying"]) < 0.03 and truth["lost_dimensions"] == 0
+    copied = x.clone()
+    copied[:, :, 51:102] = copied[:, :, :51]
+    assert moments(world, copied, 51)["copying"] > 0.15
+
+
+def test_a_joint_method_fails_the_style_mix_and_modulation_targets_where_one_window_keeps_them():
+    """MD* averages the modulated style away: its share of it and its modulation depth fall far below one window's,
+    and the targets say so."""
     lab = Lab(samples=64, steps=10)
-    table = {row["setting"].split(" (")[0]: row for row in rows(lab, modulated_world())}
-    truth, window, tri = table["truth"], table["single window"], table["md-tri"]
-    assert abs(window["shares"][1] - truth["shares"][1]) < 0.15 and window["depth"] > 0.85 * truth["depth"]
-    assert tri["mix_error"] > 0.25 and tri["depth"] < 0.9 * window["depth"]
+    table = rows(lab, modulated_world(), (Candidate("control"), Candidate("md-tri"), Candidate("safa")))
+    truth, window, tri = table[0], table[1], table[2]
+    assert abs(window["shares"][1] - truth["shares"][1]) < 0.15 and window["depths"][0] > 0.85 * truth["depths"][0]
+    assert tri["mix_error"] > 0.25 and tri["kept"] < 0.9
+    assert not tri["targets"]["mix"] and not tri["targets"]["modulation"]
+    assert not table[3]["targets"]["copying"]  # SaFa's reference swap copies frames into every view
 
 
-def test_the_command_prints_and_writes_both_worlds_tables(tmp_path):
+def test_the_main_styles_table_measures_the_style_mix_against_true_signals():
+    lab = Lab(samples=64, steps=10)
+    strong = styles_row(lab, StylesWorld(), Setting("md-envelope", envelope_share=1.0))
+    assert abs(strong["true_style_shares"][1] - 0.5) < 0.15
+    assert strong["mix_error"] > 0.25  # moving every envelope all the way picks the reference's kind of style
+
+
+def test_the_command_prints_and_writes_every_worlds_table(tmp_path):
     from typer.testing import CliRunner
 
     from swapforward.frontends.cli import app
 
-    done = CliRunner().invoke(app, ["lab", "--beyond", "--quick", "--samples", "16", "--steps", "5", "-o",
+    done = CliRunner().invoke(app, ["lab", "--beyond", "--quick", "--samples", "4", "--steps", "2", "-o",
                                     str(tmp_path)])
     assert done.exit_code == 0, done.output
     written = (tmp_path / "beyond.md").read_text()
-    assert "World `modulated`" in written and "World `channels`" in written and "style-mix error" in written
-    assert "| single window (the model itself) |" in done.output
+    for name in ("spectrum", "modulated", "rates", "transients", "channels", "mixed", "fitted sounds"):
+        assert f"World `{name}" in written
+    assert "style-mix error" in written and "modulation kept" in written and "targets missed" in written
+    assert "| single window (the model itself) |" in done.output and (tmp_path / "beyond.json").exists()

@@ -525,23 +525,33 @@ def stream_lab(opts: Request) -> None:
 
 
 def beyond_lab(opts: Request) -> None:
-    """`swapforward lab --beyond`: the modulated and channel worlds' tables, printed and written as beyond.md."""
+    """`swapforward lab --beyond`: every world family of issue 39 (spectrum, loudness over time, channel covariance,
+    mixed, fitted to real sounds), each candidate against the targets; printed and written as beyond.md and
+    beyond.json."""
+    import json
+
     from ..io.files import write_atomic
     from ..lab import beyond
-    from ..lab.run import Lab
+    from ..lab.run import Lab, _finite
 
     lab = Lab(steps=opts.steps or (25 if opts.quick else 50), scheduler=opts.scheduler, seed=opts.seed,
               samples=opts.samples or (64 if opts.quick else 256))
-    parts = []
-    for world in (beyond.modulated_world(), beyond.channel_world()):
-        parts.append(beyond.markdown(world, beyond.rows(lab, world), lab))
+    parts, result = [], {"samples": lab.samples, "steps": lab.steps, "scheduler": lab.scheduler, "seed": lab.seed,
+                         "targets": beyond.TARGETS, "worlds": []}
+    for make in beyond.WORLDS:
+        world = make()
+        table = beyond.rows(lab, world)
+        parts.append(beyond.markdown(world, table, lab))
+        result["worlds"].append({"world": world.name, "family": world.family, "periods": list(world.periods),
+                                 "true_weights": world.style_weights, "rows": table})
         typer.echo(f"beyond the spectrum: {world.name} world", err=True)
     text = "\n\n".join(parts) + "\n"
     Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
-    path = Path(opts.out_dir) / "beyond.md"
-    write_atomic(path, lambda tmp: tmp.write_text(text))
+    paths = [Path(opts.out_dir) / name for name in ("beyond.md", "beyond.json")]
+    write_atomic(paths[0], lambda tmp: tmp.write_text(text))
+    write_atomic(paths[1], lambda tmp: tmp.write_text(json.dumps(_finite(result), indent=1)))
     typer.echo(text, nl=False)
-    typer.echo(f"wrote {path}")
+    typer.echo("wrote " + ", ".join(map(str, paths)))
 
 
 @command("app", [flag(o, "app") for o in SERVE.options] + load_flags())

@@ -107,6 +107,69 @@ def envelope_swap(share: float) -> Swap:
     return swap
 
 
+def _power(matrix: torch.Tensor, exponent: float) -> torch.Tensor:
+    """A symmetric positive definite matrix (batch of) to a real power, through its eigendecomposition."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(torch.finfo(values.dtype).tiny).pow(exponent)[..., None, :]) @ vectors.mT
+
+
+def _log(matrix: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(torch.finfo(values.dtype).tiny).log()[..., None, :]) @ vectors.mT
+
+
+def channel_covariance_move(views: torch.Tensor, target: torch.Tensor, share: float) -> torch.Tensor:
+    """Each view (batch, channels, frames, bins) mixed across its channels so that its channel covariance (over frames
+    and bins) moves `share` of the way, in the log-Euclidean sense, to `target`'s: x -> T^1/2 C^-1/2 x, with
+    T = exp((1 - share) log C + share log C_target). The second-order statistic md-envelope's spectral envelope
+    cannot see (issue 39's channel world)."""
+    flat, goal = views.flatten(2), target.flatten(2)
+    eye = 1e-6 * torch.eye(views.shape[1], dtype=views.dtype)
+    own = flat @ flat.mT / flat.shape[-1] + eye
+    theirs = goal @ goal.mT / goal.shape[-1] + eye
+    wanted = torch.linalg.matrix_exp((1 - share) * _log(own) + share * _log(theirs))
+    mixing = _power(wanted, 0.5) @ _power(own, -0.5)
+    return (mixing @ flat).view_as(views)
+
+
+def modulation_move(views: torch.Tensor, target: torch.Tensor, share: float, axis: int = 2) -> torch.Tensor:
+    """Each view's loudness over time (its log power along `axis`, averaged over the other axes) given a modulation
+    spectrum `share` of the way, in log, to `target`'s, keeping the view's own modulation phases: a gain over time,
+    x -> x g(t). The mirrored spectrum avoids wrap-around, as `core.envelope` does (issue 39's modulated world)."""
+    dims = [d for d in range(1, views.ndim) if d != axis]
+    tiny = torch.finfo(views.dtype).tiny
+    own = views.pow(2).mean(dims).clamp_min(tiny).log()
+    theirs = target.pow(2).mean(dims).clamp_min(tiny).log()
+    size = own.shape[-1]
+
+    def spectrum(loudness: torch.Tensor) -> torch.Tensor:
+        centred = loudness - loudness.mean(-1, keepdim=True)
+        return torch.fft.rfft(torch.cat([centred, centred.flip(-1)], -1), dim=-1)
+
+    mine, goal = spectrum(own), spectrum(theirs)
+    smooth = torch.nn.functional.avg_pool1d
+    level = [smooth(s.abs()[:, None], 3, 1, 1, count_include_pad=False)[:, 0] + tiny for s in (mine, goal)]
+    moved = torch.fft.irfft(mine * (level[1] / level[0]).pow(share), n=2 * size, dim=-1)[..., :size]
+    centred = own - own.mean(-1, keepdim=True)
+    shape = [views.shape[0]] + [1] * (views.ndim - 1)
+    shape[axis] = size
+    return views * ((moved - centred) / 2).exp().view(shape)
+
+
+def envelope_and(kind: str, share: float) -> Swap:
+    """md-envelope's guidance followed by a move of the channel covariance or of the modulation spectrum toward the
+    reference's, the same share."""
+
+    def swap(views: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, index: Any = None) -> torch.Tensor:
+        guided = envelope_guidance(views, reference, mask, index, share=share, smooth=8, axis=2)
+        target = reference_swap(guided, reference, torch.ones_like(mask, dtype=torch.bool), index)
+        if kind == "channels":
+            return channel_covariance_move(guided, target, share)
+        return modulation_move(guided, target, share)
+
+    return swap
+
+
 #: Every candidate guidance the lab compares, by the name a `Setting` gives it (besides each method's own).
 GUIDANCES = {
     "soft 0.5": Guidance(soft_swap(0.5)),
@@ -116,6 +179,8 @@ GUIDANCES = {
     "x0": Guidance(x0_swap, needs_x0=True),
     "envelope 1": Guidance(envelope_swap(1.0), linear=False),
     "envelope 0.5": Guidance(envelope_swap(0.5), linear=False),
+    "envelope+channels 0.25": Guidance(envelope_and("channels", 0.25), linear=False),
+    "envelope+modulation 0.25": Guidance(envelope_and("modulation", 0.25), linear=False),
 }
 
 
@@ -140,6 +205,37 @@ def reconstruction_guided(model: Callable, scheduler: Any, layout: Any, kept: An
             target = kept.content.movedim(kept.axis, 0)[windows[views]].movedim(1, kept.axis + 1)[:, 0]
             mask = held[views].view(len(rows), *[1] * (kept.axis - 1), layout.window, *[1] * (x.ndim - kept.axis - 1))
             loss = 0.5 * (mask * (target.to(x0) - x0)).pow(2).sum() / (1 - abar)
+            score, = torch.autograd.grad(-loss, picked)
+        out = out.clone()
+        out[rows] = out[rows] - weight * (1 - abar).sqrt() * score.to(out)
+        return out
+
+    return guided
+
+
+def context_guided(model: Callable, scheduler: Any, clean: torch.Tensor, weight: float,
+                   until: float = 1.0) -> Callable:
+    """Reconstruction guidance toward a block's context (issue 39): the rows of view 0, which holds the block's first
+    `clean.shape[2]` frames, have their noise prediction moved along the score of a Gaussian likelihood of the
+    previous block's finished frames `clean` (canvases, ...) around the denoiser's x0 estimate of those frames, as
+    `reconstruction_guided` does for a kept clip; DDIM's epsilon only. What it buys: the new frames learn, at high
+    noise, what the context has already decided (a phase, a style), which replacement and trajectory cannot tell
+    them. Only the first `until` of the steps are guided."""
+    frames, canvases = clean.shape[2], clean.shape[0]
+    guided_steps = round(until * len(scheduler.timesteps))
+
+    def guided(x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        out = model(x, t, ids)
+        rows = (ids == 0).nonzero().flatten()
+        step = int((scheduler.timesteps == t).nonzero()[0, 0])
+        if not len(rows) or step >= guided_steps:
+            return out
+        abar = scheduler.alphas_cumprod[int(t)].double()
+        target = clean[rows // (x.shape[0] // canvases)].to(torch.float64)
+        with torch.enable_grad():
+            picked = x[rows].detach().requires_grad_(True)
+            x0 = (picked - (1 - abar).sqrt() * model(picked, t, ids[rows])) / abar.sqrt()
+            loss = 0.5 * (target - x0[:, :, :frames]).pow(2).sum() / (1 - abar)
             score, = torch.autograd.grad(-loss, picked)
         out = out.clone()
         out[rows] = out[rows] - weight * (1 - abar).sqrt() * score.to(out)

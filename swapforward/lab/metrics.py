@@ -135,6 +135,12 @@ def consistency(log_likelihoods: torch.Tensor) -> tuple[float, float]:
     return share, math.sqrt(max(share * (1 - share), 1e-12) / len(same))
 
 
+def style_shares(scores: torch.Tensor) -> list[float]:
+    """The share of canvases whose (canvases, styles) `scores` pick each style."""
+    picked = scores.argmax(-1)
+    return [float((picked == s).double().mean()) for s in range(scores.shape[-1])]
+
+
 def independent_consistency(weights: tuple[float, ...], segments: int) -> float:
     """The consistency of independent windows: the chance that `segments` independent draws share a style."""
     return float(sum(w**segments for w in weights))

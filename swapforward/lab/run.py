@@ -24,11 +24,12 @@ from ..core.methods import METHODS
 from ..core.plan import plan_joint
 from ..core.sampler import Joint, joint_step, repaint_order, start
 from ..options import AUDIO
+from ..pipelines.continuation import Continuation
 from ..pipelines.joint import observed as observed_reference
 from ..pipelines.kept import step_back
 from ..runtime.stochastic import PingPong, SchedulerWrapper
 from . import metrics
-from .candidates import GUIDANCES, reconstruction_guided
+from .candidates import GUIDANCES, context_guided, reconstruction_guided
 from .worlds import GaussianWorld, StylesWorld, denoiser
 
 #: The samplers of the main tables; the stochastic and few-step tables also use "pingpong" (Stable Audio 3's).
@@ -63,7 +64,8 @@ class Setting:
     eta: float = 0.0
     """DDIM's eta for stochastic steps (the ping-pong sampler needs none)."""
     kept_guidance: float = 0.0
-    """A continuation's reconstruction guidance toward the kept frames (`candidates.reconstruction_guided`)."""
+    """A continuation's reconstruction guidance toward the kept frames (`candidates.reconstruction_guided`), or a
+    stream block's toward its context (`candidates.context_guided`)."""
 
     @property
     def name(self) -> str:
@@ -185,7 +187,9 @@ class Lab:
         state = start(noise_in, scheduler, joint, reference * sigma if generated else None)
         seen = None if observed is None else observed_reference(observed, reference, scheduler)
         model, steps = denoiser(world, scheduler), len(scheduler.timesteps)
-        if kept is not None and setting.kept_guidance:
+        if isinstance(kept, Continuation) and setting.kept_guidance and kept.previous is not None:
+            model = context_guided(model, scheduler, kept.previous[-1], setting.kept_guidance)
+        elif kept is not None and not isinstance(kept, Continuation) and setting.kept_guidance:
             model = reconstruction_guided(model, scheduler, layout, kept, setting.kept_guidance)
         jump = AUDIO["repaint_jump"].default_for("audio")
         order = repaint_order(steps, plan.guide_steps, jump, setting.repaint) if setting.repaint else range(steps)
@@ -365,16 +369,29 @@ def styles_row(lab: Lab, world: StylesWorld, setting: Setting) -> dict[str, Any]
     segments = max(1, layout.length // lab.window)
     fixed = torch.stack([out[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
     aligned = out[:, :, layout.indices].movedim(2, 1)  # (canvases, views, channels, window, bins): the views
-    scores = {}
+    scores, sums = {}, None
     for name, pieces in (("fixed", fixed), ("views", aligned)):
         logl = world.log_likelihoods(pieces.flatten(0, 1)).view(lab.samples, pieces.shape[1], -1)
         scores[name] = metrics.consistency(logl)
+        sums = logl.sum(1) if sums is None else sums
+    shares, truth = metrics.style_shares(sums), true_style_shares(lab, world)
     return {"setting": setting.name, "segments": segments, "consistency": scores["fixed"][0],
+            "style_shares": shares, "true_style_shares": truth,
+            "mix_error": max(abs(a - b) for a, b in zip(shares, truth, strict=True)),
             "consistency_se": scores["fixed"][1],
             "independent_windows": metrics.independent_consistency(world.weights, segments),
             "view_segments": layout.num_views, "consistency_views": scores["views"][0],
             "consistency_views_se": scores["views"][1],
             "independent_views": metrics.independent_consistency(world.weights, layout.num_views)}
+
+
+def true_style_shares(lab: Lab, world: StylesWorld) -> list[float]:
+    """The share of true long signals (as many as the lab's canvases, its seed) that the same classifier gives each
+    style: the truth a method's style mix is measured against (issue 39)."""
+    signals, _ = world.sample(lab.samples, lab.length, torch.Generator().manual_seed(lab.seed + 3))
+    segments = max(1, lab.length // lab.window)
+    pieces = torch.stack([signals[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
+    return metrics.style_shares(world.log_likelihoods(pieces.flatten(0, 1)).view(lab.samples, segments, -1).sum(1))
 
 
 def kept_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]:
@@ -565,12 +582,18 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["\n### Styles world: does every window-sized segment keep one style?\n",
               "Fixed segments start at frames 0, 64, 128, ... (across view boundaries); view-aligned segments are "
               "the views themselves.\n",
+              "A canvas's style is the larger sum over its fixed segments of the style's log likelihood; the style "
+              "mix error is the larger gap between a style's share and its share among true signals by the same "
+              "classifier (issue 39). The styles differ in spectrum only, so no modulation is measured here "
+              "(`swapforward lab --beyond`).\n",
               "| setting | fixed segments | consistency | independent windows | view-aligned segments | consistency | "
-              "independent windows |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "independent windows | share of the rough style (truth) | style-mix error |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["styles"]:
         lines.append(f"| {r['setting']} | {r['segments']} | {r['consistency']:.3f} ± {r['consistency_se']:.3f} | "
                      f"{r['independent_windows']:.3f} | {r['view_segments']} | {r['consistency_views']:.3f} ± "
-                     f"{r['consistency_views_se']:.3f} | {r['independent_views']:.3f} |")
+                     f"{r['consistency_views_se']:.3f} | {r['independent_views']:.3f} | "
+                     f"{r['style_shares'][1]:.3f} ({r['true_style_shares'][1]:.3f}) | {r['mix_error']:.3f} |")
     lines += ["\n### A kept first half-window (continuation), Gaussian world (exact; * sampled)\n",
               "| setting | kept frames | KL / filled frame vs the true conditional | the same, -20 dB floor | "
               "lost dims | kept frames exact |",
@@ -609,13 +632,13 @@ def _candidate_table(rows: list[dict[str, Any]], title: str) -> list[str]:
         return []
     lines = [f"\n### {title}\n",
              "| setting | consistency (fixed) | consistency (views) | corr at stride | lost dims | KL / frame | "
-             "KL, -20 dB floor | targets met |", "| --- |" + " ---: |" * 6 + " --- |"]
+             "KL, -20 dB floor | style-mix error | targets met |", "| --- |" + " ---: |" * 7 + " --- |"]
     for r in rows:
         met = ", ".join(k for k, ok in r["targets"].items() if ok) or "none"
         lines.append(f"| {r['setting']}{' *' if r['sampled'] else ''} | {r['consistency']:.3f} ± "
                      f"{r['consistency_se']:.3f} | {r['consistency_views']:.3f} ± {r['consistency_views_se']:.3f} | "
                      f"{_f(r['corr_at_stride'])} | {r['lost_dimensions']} | {_kl(r['kl_per_frame'])} | "
-                     f"{r['kl_floor_per_frame']:.4f} | {met} |")
+                     f"{r['kl_floor_per_frame']:.4f} | {r['mix_error']:.3f} | {met} |")
     if any(r["sampled"] for r in rows):
         lines.append("\n\\* sampled: the covariance of sampled canvases (the KL is that of a Gaussian with the "
                      "output's covariance, corrected for the sampling's expected bias).")

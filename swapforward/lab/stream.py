@@ -51,10 +51,13 @@ class Candidate:
     envelope_share: float = 0.25
     fade: float = 0.0
     """trajectory: the share of the context, at its end, that ramps into the new frames (replace: a quarter)."""
+    guidance: float = 0.0
+    """Reconstruction guidance toward the context (`candidates.context_guided`; issue 39)."""
 
     @property
     def setting(self) -> Setting:
-        return Setting(self.method, 0.2, r_guide=self.r_guide, phase="middle", envelope_share=self.envelope_share)
+        return Setting(self.method, 0.2, r_guide=self.r_guide, phase="middle", envelope_share=self.envelope_share,
+                       kept_guidance=self.guidance)
 
     @property
     def name(self) -> str:
@@ -67,6 +70,8 @@ class Candidate:
                 parts.append(f"share {self.envelope_share:g}")
         if self.continuation == "trajectory" and self.fade:
             parts.append(f"ramp {self.fade:g}")
+        if self.guidance:
+            parts.append(f"reconstruction guidance {self.guidance:g}")
         return f"{self.method} ({', '.join(parts)})"
 
 

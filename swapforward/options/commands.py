@@ -171,9 +171,9 @@ LAB = Spec("lab", (
            app=""),
     Option("stream", "bool", False, "Only the stream table: how a block continues the last, 16 chained blocks per "
            "candidate (256 streams, or 64 streams of 8 blocks with --quick).", app=""),
-    Option("beyond", "bool", False, "Only the worlds beyond the spectrum: styles that differ in loudness over time or "
-           "in how the channels co-vary; the style mix and the modulation each method keeps (256 canvases, or 64 "
-           "with --quick).", app=""),
+    Option("beyond", "bool", False, "Only the worlds beyond the spectrum: styles that differ in their spectrum, in "
+           "loudness over time (rates, transients), in how the channels co-vary, in all three, or as real sounds do; "
+           "every method against issue 39's targets (256 canvases, or 64 with --quick).", app=""),
 ))
 
 SERVE = Spec("app", (
