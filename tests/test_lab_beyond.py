@@ -147,4 +147,43 @@ def test_the_command_prints_and_writes_every_worlds_table(tmp_path):
     for name in ("spectrum", "modulated", "rates", "transients", "channels", "mixed", "fitted sounds"):
         assert f"World `{name}" in written
     assert "style-mix error" in written and "modulation kept" in written and "targets missed" in written
+    assert "worlds where it meets every target" in written
     assert "| single window (the model itself) |" in done.output and (tmp_path / "beyond.json").exists()
+
+
+def test_context_guidance_moves_the_context_estimate_toward_the_finished_frames_and_leaves_other_views():
+    from diffusers import DDIMScheduler
+
+    from swapforward.lab.candidates import context_guided
+    from swapforward.lab.worlds import GaussianWorld, denoiser
+
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
+    scheduler.set_timesteps(10)
+    world, generator = GaussianWorld(), torch.Generator().manual_seed(7)
+    model = denoiser(world, scheduler)
+    clean = world.sample(2, 13, generator)
+    x = torch.randn(4, 2, 64, 4, generator=generator, dtype=torch.float64)
+    ids = torch.tensor([0, 1, 0, 1])  # two canvases of two views; view 0 holds the context
+    t = scheduler.timesteps[3]
+    abar = scheduler.alphas_cumprod[int(t)].double()
+
+    def x0(eps):
+        return (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+    plain, guided = model(x, t, ids), context_guided(model, scheduler, clean, 0.5)(x, t, ids)
+    assert torch.equal(guided[ids == 1], plain[ids == 1])
+    before = (x0(plain)[ids == 0][:, :, :13] - clean).pow(2).sum()
+    after = (x0(guided)[ids == 0][:, :, :13] - clean).pow(2).sum()
+    assert after < 0.9 * before
+    late = context_guided(model, scheduler, clean, 0.5, until=0.3)
+    assert torch.equal(late(x, t, ids), plain)  # step 3 of 10 is past the first 30%
+
+
+def test_views_one_after_another_with_reconstruction_guidance_keep_the_channel_style_that_averaging_loses():
+    lab = Lab(samples=64, steps=10)
+    table = rows(lab, channel_world(), (Candidate("control"), Candidate("md-tri"), Candidate("safa"),
+                                        Candidate("md-tri", 0.5, sequential=True),
+                                        Candidate("md-tri", 0.5, sequential=True, guidance=0.5)))
+    tri, alone, guided = table[2]["consistency"], table[4]["consistency"], table[5]["consistency"]
+    assert guided > 0.8 > 0.6 > max(tri, alone), (tri, alone, guided)
+    assert guided + table[5]["consistency_se"] >= table[3]["consistency"] and table[5]["targets"]["consistency"]

@@ -545,7 +545,10 @@ def beyond_lab(opts: Request) -> None:
         result["worlds"].append({"world": world.name, "family": world.family, "periods": list(world.periods),
                                  "true_weights": world.style_weights, "rows": table})
         typer.echo(f"beyond the spectrum: {world.name} world", err=True)
-    text = "\n\n".join(parts) + "\n"
+    legend = ("Targets missed per world (cons: consistency below SaFa's; copy: copying; dims: lost dimensions; KL: "
+              "over 1.5x MD*'s; mix: style mix off by more than 0.03; mod: modulation kept below 0.9 of one "
+              "window's, mod+: above 1.1).")
+    text = "\n\n".join([legend, beyond.summary(result["worlds"]), *parts]) + "\n"
     Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
     paths = [Path(opts.out_dir) / name for name in ("beyond.md", "beyond.json")]
     write_atomic(paths[0], lambda tmp: tmp.write_text(text))

@@ -64,7 +64,7 @@ class Candidate:
     def name(self) -> str:
         if self.sequential:
             guided = f", reconstruction guidance {self.guidance:g}" if self.guidance else ""
-            return f"{self.method} (views one after another{guided})"
+            return f"{self.method} (views one after another, overlap {self.overlap:g}{guided})"
         return self.setting().name
 
 
@@ -76,8 +76,9 @@ CANDIDATES = (Candidate("control"), Candidate("md-tri"), Candidate("safa-selfloo
               Candidate("md-envelope", swap="envelope+channels 0.25"),
               Candidate("md-envelope", swap="envelope+modulation 0.25"),
               Candidate("md-envelope", sequential=True), Candidate("md-tri", sequential=True, guidance=0.5),
-              Candidate("md-tri", sequential=True, guidance=1.0),
-              Candidate("md-envelope", sequential=True, guidance=0.5))
+              Candidate("md-tri", 0.5, sequential=True, guidance=0.25),
+              Candidate("md-tri", 0.5, sequential=True, guidance=0.5),
+              Candidate("md-envelope", 0.5, sequential=True, guidance=0.25))
 
 
 @dataclass
@@ -454,6 +455,26 @@ def markdown(world: MixtureWorld, table: list[dict[str, Any]], lab: Any) -> str:
                   for k, ok in r.get("targets", {}).items() if not ok]
         cells.append(", ".join(missed) or "none" if "targets" in r else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary(worlds: list[dict[str, Any]]) -> str:
+    """One line per candidate, one column per world: the targets it misses there ("none" where it meets them all),
+    from `rows`' tables (`worlds`: [{"world": name, "rows": table}, ...])."""
+    names = [r["setting"] for r in worlds[0]["rows"] if "targets" in r]
+    short = {"consistency": "cons", "copying": "copy", "dimensions": "dims", "kl": "KL", "mix": "mix",
+             "modulation": "mod"}
+    head = ["candidate", *(w["world"].split(" (")[0] for w in worlds), "worlds where it meets every target"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
+    for name in names:
+        cells, met = [name], 0
+        for w in worlds:
+            row = next(r for r in w["rows"] if r["setting"] == name)
+            missed = [short[k] + ("+" if k == "modulation" and row["kept"] > 1 else "")
+                      for k, ok in row["targets"].items() if not ok]
+            met += not missed
+            cells.append(", ".join(missed) or "none")
+        lines.append("| " + " | ".join(cells) + f" | {met} of {len(worlds)} |")
     return "\n".join(lines)
 
 
