@@ -546,8 +546,8 @@ def beyond_lab(opts: Request) -> None:
                                  "true_weights": world.style_weights, "rows": table})
         typer.echo(f"beyond the spectrum: {world.name} world", err=True)
     legend = ("Targets missed per world (cons: consistency below SaFa's; copy: copying; dims: lost dimensions; KL: "
-              "over 1.5x MD*'s; mix: style mix off by more than 0.03; mod: modulation kept below 0.9 of one "
-              "window's, mod+: above 1.1).")
+              "over 1.5x MD*'s; mix: style mix off by more than 0.03; mod: modulation per window below 0.9 of one "
+              "window's, or the canvas's below 0.9 of the truth's; mod+: per window above 1.1 of one window's).")
     text = "\n\n".join([legend, beyond.summary(result["worlds"]), *parts]) + "\n"
     Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
     paths = [Path(opts.out_dir) / name for name in ("beyond.md", "beyond.json")]

@@ -369,12 +369,12 @@ def styles_row(lab: Lab, world: StylesWorld, setting: Setting) -> dict[str, Any]
     segments = max(1, layout.length // lab.window)
     fixed = torch.stack([out[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
     aligned = out[:, :, layout.indices].movedim(2, 1)  # (canvases, views, channels, window, bins): the views
-    scores, sums = {}, None
+    scores, per_segment = {}, None
     for name, pieces in (("fixed", fixed), ("views", aligned)):
         logl = world.log_likelihoods(pieces.flatten(0, 1)).view(lab.samples, pieces.shape[1], -1)
         scores[name] = metrics.consistency(logl)
-        sums = logl.sum(1) if sums is None else sums
-    shares, truth = metrics.style_shares(sums), true_style_shares(lab, world)
+        per_segment = logl.flatten(0, 1) if per_segment is None else per_segment
+    shares, truth = metrics.style_shares(per_segment), true_style_shares(lab, world)
     return {"setting": setting.name, "segments": segments, "consistency": scores["fixed"][0],
             "style_shares": shares, "true_style_shares": truth,
             "mix_error": max(abs(a - b) for a, b in zip(shares, truth, strict=True)),
@@ -386,12 +386,12 @@ def styles_row(lab: Lab, world: StylesWorld, setting: Setting) -> dict[str, Any]
 
 
 def true_style_shares(lab: Lab, world: StylesWorld) -> list[float]:
-    """The share of true long signals (as many as the lab's canvases, its seed) that the same classifier gives each
-    style: the truth a method's style mix is measured against (issue 39)."""
+    """The share of the fixed segments of true long signals (as many as the lab's canvases, its seed) that the same
+    classifier gives each style: the truth a method's style mix is measured against (issue 39)."""
     signals, _ = world.sample(lab.samples, lab.length, torch.Generator().manual_seed(lab.seed + 3))
     segments = max(1, lab.length // lab.window)
     pieces = torch.stack([signals[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
-    return metrics.style_shares(world.log_likelihoods(pieces.flatten(0, 1)).view(lab.samples, segments, -1).sum(1))
+    return metrics.style_shares(world.log_likelihoods(pieces.flatten(0, 1)))
 
 
 def kept_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]:
@@ -582,8 +582,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["\n### Styles world: does every window-sized segment keep one style?\n",
               "Fixed segments start at frames 0, 64, 128, ... (across view boundaries); view-aligned segments are "
               "the views themselves.\n",
-              "A canvas's style is the larger sum over its fixed segments of the style's log likelihood; the style "
-              "mix error is the larger gap between a style's share and its share among true signals by the same "
+              "A style's share is the share of fixed segments whose most likely style it is; the style mix error "
+              "is the larger gap between a style's share and its share among true signals' segments by the same "
               "classifier (issue 39). The styles differ in spectrum only, so no modulation is measured here "
               "(`swapforward lab --beyond`).\n",
               "| setting | fixed segments | consistency | independent windows | view-aligned segments | consistency | "
