@@ -6,7 +6,7 @@ becomes 8 log-mel bands at 25 frames a second (a latent frame of AudioLDM: 40 ms
 channels, four lanes. `swapforward.lab.beyond.fit_sound` estimates their stationary cross-covariances, written to
 swapforward/lab/data/fitted_sounds.json. sox runs with -R, so its noises and dither are the same on every run.
 
-    python scripts/fit_lab_sounds.py [--keep DIR]   # needs espeak-ng and sox on the PATH
+    python scripts/fit_lab_sounds.py [--keep DIR] [--out FILE]   # needs espeak-ng and sox on the PATH
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def features(path: Path) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="keep the sounds in this folder")
+    parser.add_argument("--out", type=Path, default=FITTED, help="where to write the fit (default: the library's)")
     args = parser.parse_args()
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
@@ -93,9 +94,9 @@ def main() -> None:
             print(f"{name}: {x.shape[-1]} frames")
     fitted = {"channels": 2, "bins": 4, "frame_seconds": HOP / RATE, "mels": MELS, "lags": LAGS,
               "made_by": "scripts/fit_lab_sounds.py", "sounds": sounds}
-    FITTED.parent.mkdir(parents=True, exist_ok=True)
-    FITTED.write_text(json.dumps(fitted, separators=(",", ":")))
-    print(f"wrote {FITTED}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(fitted, separators=(",", ":")))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 """Issue 39: worlds whose styles differ in the spectrum, in loudness over time, in how the channels co-vary, in all of
 them, or as real sounds do; the style mix, the modulation kept and the second-moment measures, each able to fail."""
 
+import json
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,6 +85,20 @@ def test_the_shipped_fit_is_three_real_sounds_and_the_rhythm_repeats_at_its_beat
     assert float(rhythm[0, round(beat)]) > 0.5 and float(rhythm[0, round(beat / 2)]) < 0.3
     for c in range(3):
         torch.linalg.cholesky(world.covariance(c, 217))
+
+
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
+def test_the_fit_script_remakes_the_shipped_fit_from_the_sounds(tmp_path):
+    """The sounds are made again (sox with fixed noises) and fitted; the shipped fit is what they give, to rounding."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "fit_lab_sounds.py"
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "fit.json")], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    made, shipped = (json.loads(path.read_text()) for path in (tmp_path / "fit.json", beyond.FITTED))
+    assert [s["name"] for s in made["sounds"]] == [s["name"] for s in shipped["sounds"]]
+    for a, b in zip(made["sounds"], shipped["sounds"], strict=True):
+        assert a["frames"] == b["frames"]
+        assert torch.allclose(torch.tensor(a["covariances"]), torch.tensor(b["covariances"]), atol=1e-4)
 
 
 def test_the_channel_move_reaches_the_targets_covariance_at_share_one_and_leaves_the_view_at_zero():
