@@ -84,8 +84,8 @@ for _method in (
     Method("safa-selfloop", "swap", False, "SaFa*: Self-Loop Latent Swap only, no reference view",
            panorama_overlap=0.2, options=SWAP_OPTIONS),
     Method("md-envelope", "triangular", True, "MD* + the reference's spectral envelope in the first steps (this "
-           "project's own, not the paper's; keeps styles that differ in spectrum, not in loudness over time or in "
-           "channel covariance: docs/lab.md)", panorama_overlap=0.2,
+           "project's own, not the paper's; keeps styles that differ in spectrum, shifting their mix, not a free "
+           "rhythm across views nor channel covariance: docs/lab.md)", panorama_overlap=0.2,
            options=("r_guide", "envelope_share"), guidance="envelope"),
     Method("md", "average", False, "MultiDiffusion: average the overlaps"),
     Method("md-tri", "triangular", False, "MD*: MultiDiffusion with triangular window weights"),
