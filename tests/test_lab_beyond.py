@@ -206,3 +206,21 @@ def test_views_one_after_another_with_reconstruction_guidance_keep_the_channel_s
     tri, alone, guided = table[2]["consistency"], table[4]["consistency"], table[5]["consistency"]
     assert guided > 0.8 > 0.6 > max(tri, alone), (tri, alone, guided)
     assert guided + table[5]["consistency_se"] >= table[3]["consistency"] and table[5]["targets"]["consistency"]
+
+
+def test_the_main_report_prints_the_style_mix_in_every_styles_table():
+    from swapforward.lab.run import markdown
+
+    styles = {"setting": "md-tri (overlap 0.2)", "segments": 3, "consistency": 0.4, "consistency_se": 0.02,
+              "independent_windows": 0.25, "view_segments": 4, "consistency_views": 0.2, "consistency_views_se": 0.02,
+              "independent_views": 0.125, "style_shares": [0.3, 0.7], "true_style_shares": [0.5, 0.5],
+              "mix_error": 0.2}
+    gaussian = {"kl_floor_per_frame": 0.01, "lost_dimensions": 0, "corr_at_stride": 0.0, "kl_per_frame": 0.01,
+                "sampled": False, "targets": {"consistency": False}}
+    result = {"length": 217, "window": 64, "steps": 2, "scheduler": "ddim", "samples": 4, "gaussian": [],
+              "styles": [styles], "kept": [], "few_steps": [{**styles, **gaussian, "sampler": "flow, 8 steps"}],
+              "candidates": [{**styles, **gaussian}]}
+    tables = markdown(result).split("###")[1:]
+    printed = [t for t in tables if "consistency" in t]
+    assert len(printed) == 3 and all("style-mix error" in t and "| 0.200 |" in t for t in printed)
+    assert "0.700 (0.500)" in tables[1]

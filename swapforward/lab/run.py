@@ -614,12 +614,12 @@ def markdown(result: dict[str, Any]) -> str:
     if result.get("few_steps"):
         lines += ["\n### Few steps: the reference swap with 8 steps\n",
                   "| sampler | setting | KL, -20 dB floor | lost dims | corr at stride | consistency (fixed) | "
-                  "consistency (views) |", "| --- | --- |" + " ---: |" * 5]
+                  "consistency (views) | style-mix error |", "| --- | --- |" + " ---: |" * 6]
         for r in result["few_steps"]:
             lines.append(f"| {r['sampler']} | {r['setting']} | {r['kl_floor_per_frame']:.4f} | "
                          f"{r['lost_dimensions']} | {_f(r['corr_at_stride'])} | {r['consistency']:.3f} ± "
                          f"{r['consistency_se']:.3f} | {r['consistency_views']:.3f} ± "
-                         f"{r['consistency_views_se']:.3f} |")
+                         f"{r['consistency_views_se']:.3f} | {r['mix_error']:.3f} |")
     for key, title in (("candidates", "Candidates for the reference guidance (issue 27): the four targets"),
                        ("stochastic_candidates", "The same targets with DDIM eta 1, one noise per canvas frame")):
         lines += _candidate_table(result.get(key) or [], title)
