@@ -192,6 +192,19 @@ def _correlated(channels: int, rho: float) -> torch.Tensor:
     return torch.full((channels, channels), rho, dtype=torch.float64).fill_diagonal_(1.0)
 
 
+def _steady(channels: int) -> Any:
+    """The plain style of the time worlds: one kernel of slow and fast structure, independent channels."""
+    return _stationary(mixed_kernel(length=4.0, fast=0.2), _identity(channels))
+
+
+def _steady_or_varying(name: str, steady: Any, varying: list[Any], channels: int, bins: int, periods: tuple[int, ...],
+                       family: str) -> MixtureWorld:
+    """Half the signals `steady`, half one of the `varying` components (its phases), equally likely."""
+    share = 0.5 / len(varying)
+    return MixtureWorld(name, [steady, *varying], [0.5] + [share] * len(varying), [0] + [1] * len(varying),
+                        channels, bins, periods, family)
+
+
 def spectrum_world(channels: int = 2, bins: int = 4) -> MixtureWorld:
     """The main tables' styles world (`worlds.StylesWorld`): two kernels with different spectra, half each."""
     kernels = StylesWorld().kernels
@@ -201,16 +214,15 @@ def spectrum_world(channels: int = 2, bins: int = 4) -> MixtureWorld:
 
 def modulated_world(depth: float = 0.8, period: int = 16, channels: int = 2, bins: int = 4) -> MixtureWorld:
     """Plain and amplitude-modulated signals, half each; the modulated style's phase is one of `period` positions."""
-    plain = _stationary(mixed_kernel(length=4.0, fast=0.2), _identity(channels))
+    plain = _steady(channels)
     modulated = [_enveloped(plain, _cosine(depth, period, p), channels) for p in range(period)]
-    return MixtureWorld("modulated", [plain, *modulated], [0.5] + [0.5 / period] * period, [0] + [1] * period,
-                        channels, bins, (period,), "time")
+    return _steady_or_varying("modulated", plain, modulated, channels, bins, (period,), "time")
 
 
 def rates_world(depth: float = 0.8, periods: tuple[int, int] = (8, 32), phases: int = 8, channels: int = 2,
                 bins: int = 4) -> MixtureWorld:
     """Plain signals and signals modulated at a fast and at a slow rate, a third each; `phases` phases per rate."""
-    plain = _stationary(mixed_kernel(length=4.0, fast=0.2), _identity(channels))
+    plain = _steady(channels)
     components, weights, styles = [plain], [1 / 3], [0]
     for style, period in enumerate(periods, 1):
         for p in range(phases):
@@ -222,10 +234,9 @@ def rates_world(depth: float = 0.8, periods: tuple[int, int] = (8, 32), phases: 
 
 def transient_world(period: int = 16, channels: int = 2, bins: int = 4) -> MixtureWorld:
     """Plain signals and a train of transients (sharp attacks every `period` frames, random phase), half each."""
-    plain = _stationary(mixed_kernel(length=4.0, fast=0.2), _identity(channels))
+    plain = _steady(channels)
     hits = [_enveloped(plain, _attacks(period, p), channels) for p in range(period)]
-    return MixtureWorld("transients", [plain, *hits], [0.5] + [0.5 / period] * period, [0] + [1] * period,
-                        channels, bins, (period,), "time")
+    return _steady_or_varying("transients", plain, hits, channels, bins, (period,), "time")
 
 
 def channel_world(rho: float = 0.8, channels: int = 2, bins: int = 4) -> MixtureWorld:
@@ -243,8 +254,7 @@ def mixed_world(rho: float = 0.8, depth: float = 0.8, period: int = 16, channels
     calm = _stationary(smooth, _correlated(channels, rho))
     busy = _stationary(rough, _correlated(channels, -rho))
     pulsing = [_enveloped(busy, _cosine(depth, period, p), channels) for p in range(period)]
-    return MixtureWorld("mixed", [calm, *pulsing], [0.5] + [0.5 / period] * period, [0] + [1] * period, channels,
-                        bins, (period,), "mixed")
+    return _steady_or_varying("mixed", calm, pulsing, channels, bins, (period,), "mixed")
 
 
 def fitted_world(path: Path = FITTED) -> MixtureWorld:
@@ -294,9 +304,8 @@ def canvas_styles(world: MixtureWorld, x: torch.Tensor, window: int) -> torch.Te
 
 def _segment_scores(world: MixtureWorld, x: torch.Tensor, window: int) -> torch.Tensor:
     """(canvases, segments, styles) log likelihoods of the canvas's window-sized segments at frames 0, W, 2W, ..."""
-    segments = max(1, x.shape[2] // window)
-    pieces = torch.stack([x[:, :, i * window:(i + 1) * window] for i in range(segments)], 1).flatten(0, 1)
-    return world.log_likelihoods(pieces).view(x.shape[0], segments, -1)
+    pieces = metrics.fixed_segments(x, window)
+    return world.log_likelihoods(pieces.flatten(0, 1)).view(*pieces.shape[:2], -1)
 
 
 def style_shares(world: MixtureWorld, x: torch.Tensor, window: int) -> list[float]:
@@ -320,8 +329,8 @@ def modulation_depth(x: torch.Tensor, period: int) -> float:
 def segment_depth(x: torch.Tensor, period: int, window: int) -> float:
     """`modulation_depth` of each window-sized segment, averaged: the same estimator, over the same length, as one
     window of the model (a whole canvas's depth also falls with every phase jump between views)."""
-    segments = max(1, x.shape[2] // window)
-    return sum(modulation_depth(x[:, :, i * window:(i + 1) * window], period) for i in range(segments)) / segments
+    pieces = metrics.fixed_segments(x, window)
+    return sum(modulation_depth(pieces[:, i], period) for i in range(pieces.shape[1])) / pieces.shape[1]
 
 
 def moments(world: MixtureWorld, x: torch.Tensor, stride: int) -> dict[str, Any]:

@@ -107,15 +107,10 @@ def envelope_swap(share: float) -> Swap:
     return swap
 
 
-def _power(matrix: torch.Tensor, exponent: float) -> torch.Tensor:
-    """A symmetric positive definite matrix (batch of) to a real power, through its eigendecomposition."""
+def _matrix_function(matrix: torch.Tensor, function: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`function` of a symmetric positive definite matrix (batch of), applied to its eigenvalues."""
     values, vectors = torch.linalg.eigh(matrix)
-    return (vectors * values.clamp_min(torch.finfo(values.dtype).tiny).pow(exponent)[..., None, :]) @ vectors.mT
-
-
-def _log(matrix: torch.Tensor) -> torch.Tensor:
-    values, vectors = torch.linalg.eigh(matrix)
-    return (vectors * values.clamp_min(torch.finfo(values.dtype).tiny).log()[..., None, :]) @ vectors.mT
+    return (vectors * function(values.clamp_min(torch.finfo(values.dtype).tiny))[..., None, :]) @ vectors.mT
 
 
 def channel_covariance_move(views: torch.Tensor, target: torch.Tensor, share: float) -> torch.Tensor:
@@ -127,8 +122,9 @@ def channel_covariance_move(views: torch.Tensor, target: torch.Tensor, share: fl
     eye = 1e-6 * torch.eye(views.shape[1], dtype=views.dtype)
     own = flat @ flat.mT / flat.shape[-1] + eye
     theirs = goal @ goal.mT / goal.shape[-1] + eye
-    wanted = torch.linalg.matrix_exp((1 - share) * _log(own) + share * _log(theirs))
-    mixing = _power(wanted, 0.5) @ _power(own, -0.5)
+    wanted = torch.linalg.matrix_exp((1 - share) * _matrix_function(own, torch.log)
+                                     + share * _matrix_function(theirs, torch.log))
+    mixing = _matrix_function(wanted, torch.sqrt) @ _matrix_function(own, torch.rsqrt)
     return (mixing @ flat).view_as(views)
 
 
@@ -184,11 +180,27 @@ GUIDANCES = {
 }
 
 
+def _guided_toward(model: Callable, scheduler: Any, x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor,
+                   out: torch.Tensor, rows: Any, residual: Callable[[torch.Tensor], torch.Tensor],
+                   weight: float) -> torch.Tensor:
+    """The model's output `out` with the noise prediction of `rows` moved along the score of a Gaussian likelihood,
+    variance 1 - abar (Pi-GDM's for unit-variance data), of what `residual(x0)` compares with the rows' x0 estimate:
+    eps - weight sqrt(1 - abar) grad_x log p. DDIM's epsilon only."""
+    abar = scheduler.alphas_cumprod[int(t)].double()
+    with torch.enable_grad():
+        picked = x[rows].detach().requires_grad_(True)
+        x0 = (picked - (1 - abar).sqrt() * model(picked, t, ids[rows])) / abar.sqrt()
+        loss = 0.5 * residual(x0).pow(2).sum() / (1 - abar)
+        score, = torch.autograd.grad(-loss, picked)
+    out = out.clone()
+    out[rows] = out[rows] - weight * (1 - abar).sqrt() * score.to(out)
+    return out
+
+
 def reconstruction_guided(model: Callable, scheduler: Any, layout: Any, kept: Any, weight: float) -> Callable:
     """Reconstruction guidance toward kept frames (Ho et al., 2022, for video extension): each view that holds kept
     frames has its noise prediction moved along the conditional score of a Gaussian likelihood of the kept frames
-    around the denoiser's x0 estimate, with variance 1 - abar (Pi-GDM's for unit-variance data):
-    eps - weight sqrt(1 - abar) grad_x log p(kept | x). A continuation candidate; DDIM's epsilon only."""
+    around the denoiser's x0 estimate (`_guided_toward`). A continuation candidate; DDIM's epsilon only."""
     windows = layout.indices  # (views, W) canvas frames of each view
     held = kept.exact[windows]
 
@@ -197,18 +209,11 @@ def reconstruction_guided(model: Callable, scheduler: Any, layout: Any, kept: An
         rows = [r for r, v in enumerate(ids.tolist()) if v < layout.num_views and bool(held[v].any())]
         if not rows:
             return out
-        abar = scheduler.alphas_cumprod[int(t)].double()
-        with torch.enable_grad():
-            picked = x[rows].detach().requires_grad_(True)
-            x0 = (picked - (1 - abar).sqrt() * model(picked, t, ids[rows])) / abar.sqrt()
-            views = ids[rows]
-            target = kept.content.movedim(kept.axis, 0)[windows[views]].movedim(1, kept.axis + 1)[:, 0]
-            mask = held[views].view(len(rows), *[1] * (kept.axis - 1), layout.window, *[1] * (x.ndim - kept.axis - 1))
-            loss = 0.5 * (mask * (target.to(x0) - x0)).pow(2).sum() / (1 - abar)
-            score, = torch.autograd.grad(-loss, picked)
-        out = out.clone()
-        out[rows] = out[rows] - weight * (1 - abar).sqrt() * score.to(out)
-        return out
+        views = ids[rows]
+        target = kept.content.movedim(kept.axis, 0)[windows[views]].movedim(1, kept.axis + 1)[:, 0]
+        mask = held[views].view(len(rows), *[1] * (kept.axis - 1), layout.window, *[1] * (x.ndim - kept.axis - 1))
+        return _guided_toward(model, scheduler, x, t, ids, out, rows,
+                              lambda x0: mask * (target.to(x0) - x0), weight)
 
     return guided
 
@@ -230,15 +235,7 @@ def context_guided(model: Callable, scheduler: Any, clean: torch.Tensor, weight:
         step = int((scheduler.timesteps == t).nonzero()[0, 0])
         if not len(rows) or step >= guided_steps:
             return out
-        abar = scheduler.alphas_cumprod[int(t)].double()
         target = clean[rows // (x.shape[0] // canvases)].to(torch.float64)
-        with torch.enable_grad():
-            picked = x[rows].detach().requires_grad_(True)
-            x0 = (picked - (1 - abar).sqrt() * model(picked, t, ids[rows])) / abar.sqrt()
-            loss = 0.5 * (target - x0[:, :, :frames]).pow(2).sum() / (1 - abar)
-            score, = torch.autograd.grad(-loss, picked)
-        out = out.clone()
-        out[rows] = out[rows] - weight * (1 - abar).sqrt() * score.to(out)
-        return out
+        return _guided_toward(model, scheduler, x, t, ids, out, rows, lambda x0: target - x0[:, :, :frames], weight)
 
     return guided

@@ -135,6 +135,13 @@ def consistency(log_likelihoods: torch.Tensor) -> tuple[float, float]:
     return share, math.sqrt(max(share * (1 - share), 1e-12) / len(same))
 
 
+def fixed_segments(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(canvases, segments, channels, window, bins): the window-sized segments of canvases x (canvases, channels,
+    frames, bins) at frames 0, W, 2W, ... (at least one)."""
+    count = max(1, x.shape[2] // window)
+    return torch.stack([x[:, :, i * window:(i + 1) * window] for i in range(count)], 1)
+
+
 def style_shares(scores: torch.Tensor) -> list[float]:
     """The share of canvases whose (canvases, styles) `scores` pick each style."""
     picked = scores.argmax(-1)

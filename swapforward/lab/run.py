@@ -187,10 +187,11 @@ class Lab:
         state = start(noise_in, scheduler, joint, reference * sigma if generated else None)
         seen = None if observed is None else observed_reference(observed, reference, scheduler)
         model, steps = denoiser(world, scheduler), len(scheduler.timesteps)
-        if isinstance(kept, Continuation) and setting.kept_guidance and kept.previous is not None:
-            model = context_guided(model, scheduler, kept.previous[-1], setting.kept_guidance)
-        elif kept is not None and not isinstance(kept, Continuation) and setting.kept_guidance:
-            model = reconstruction_guided(model, scheduler, layout, kept, setting.kept_guidance)
+        if kept is not None and setting.kept_guidance:  # toward a block's context, or a kept clip
+            if not isinstance(kept, Continuation):
+                model = reconstruction_guided(model, scheduler, layout, kept, setting.kept_guidance)
+            elif kept.previous is not None:
+                model = context_guided(model, scheduler, kept.previous[-1], setting.kept_guidance)
         jump = AUDIO["repaint_jump"].default_for("audio")
         order = repaint_order(steps, plan.guide_steps, jump, setting.repaint) if setting.repaint else range(steps)
         for k in order:  # the core's step, as the pipelines' driver runs it
@@ -366,8 +367,8 @@ def styles_row(lab: Lab, world: StylesWorld, setting: Setting) -> dict[str, Any]
     """Sampled measures of one setting in the styles world: do the canvas's window-sized segments keep one style?"""
     layout = lab.layout(setting)
     out = sampled(lab, world, setting, torch.Generator().manual_seed(lab.seed))
-    segments = max(1, layout.length // lab.window)
-    fixed = torch.stack([out[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
+    fixed = metrics.fixed_segments(out, lab.window)
+    segments = fixed.shape[1]
     aligned = out[:, :, layout.indices].movedim(2, 1)  # (canvases, views, channels, window, bins): the views
     scores, per_segment = {}, None
     for name, pieces in (("fixed", fixed), ("views", aligned)):
@@ -389,9 +390,7 @@ def true_style_shares(lab: Lab, world: StylesWorld) -> list[float]:
     """The share of the fixed segments of true long signals (as many as the lab's canvases, its seed) that the same
     classifier gives each style: the truth a method's style mix is measured against (issue 39)."""
     signals, _ = world.sample(lab.samples, lab.length, torch.Generator().manual_seed(lab.seed + 3))
-    segments = max(1, lab.length // lab.window)
-    pieces = torch.stack([signals[:, :, i * lab.window:(i + 1) * lab.window] for i in range(segments)], 1)
-    return metrics.style_shares(world.log_likelihoods(pieces.flatten(0, 1)))
+    return metrics.style_shares(world.log_likelihoods(metrics.fixed_segments(signals, lab.window).flatten(0, 1)))
 
 
 def kept_row(lab: Lab, world: GaussianWorld, setting: Setting) -> dict[str, Any]:
